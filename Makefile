@@ -1,0 +1,50 @@
+# earmark: `make serve` sets up and starts the web page + API; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 7860
+MODEL ?=
+TORCH_VERSION := 2.13.0
+DEBIAN_PACKAGES := ffmpeg sox chromium mosquitto
+
+.PHONY: setup sysdeps serve demo test bench tiny-model clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: here it is a CPU build on local disk; an unpinned torch pulls a CUDA build
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian packages the tests use for real: ffmpeg/sox (encoded fixtures), chromium (browser tests), mosquitto (MQTT).
+sysdeps:
+	@missing=""; \
+	for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+serve: setup
+	$(VENV)/bin/earmark serve --port $(PORT) $(if $(MODEL),--model $(MODEL),)
+
+demo: setup
+	$(VENV)/bin/earmark demo $(if $(MODEL),--model $(MODEL),)
+
+tests/assets/tiny-clap/model.safetensors:
+	$(PY) scripts/make_tiny_clap.py
+
+tiny-model: setup tests/assets/tiny-clap/model.safetensors
+
+test: setup sysdeps tiny-model
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/bench_engine.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,179 @@
+"""earmark classify FILE|DIR... -l "dog, siren, glass breaking"."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import AudioError
+from .common import collect_labels, label_options, load_classifier, model_options
+
+AUDIO_EXTENSIONS = {
+    ".wav", ".wave", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".mp4",
+    ".aif", ".aiff", ".aifc", ".webm", ".mka", ".wma", ".caf", ".au", ".amr", ".ac3",
+}  # fmt: skip
+
+
+def expand_inputs(inputs: tuple[str, ...]) -> Iterator[str]:
+    """Files as given; folders walked recursively for audio extensions, in sorted order."""
+    for item in inputs:
+        if item == "-" or not Path(item).is_dir():
+            yield item
+            continue
+        for root, dirs, files in os.walk(item):
+            dirs.sort()
+            for f in sorted(files):
+                if Path(f).suffix.lower() in AUDIO_EXTENSIONS:
+                    yield os.path.join(root, f)
+
+
+@click.command("classify")
+@click.argument("inputs", nargs=-1, required=True)
+@label_options
+@model_options
+@click.option("-t", "--threshold", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="Below this confidence the answer is 'uncertain'.")
+@click.option("-k", "--top-k", type=click.IntRange(1), default=3, show_default=True, help="Best labels to show.")
+@click.option("--template", "templates", multiple=True,
+              help="Prompt template with {label}; repeat to average several. Default: 'This is a sound of {label}.'")
+@click.option("--window-s", type=float, default=10.0, show_default=True, help="Window length in seconds (≤ 10).")
+@click.option("--hop-s", type=float, default=5.0, show_default=True, help="Step between windows of long audio.")
+@click.option("--aggregate", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
+              help="Clip score from windows: mean, or max for detection.")
+@click.option("--timeline", is_flag=True, help="Show what is heard when (long audio).")
+@click.option("--json", "fmt", flag_value="json", help="JSON Lines output, one object per file.")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV output, one row per file.")
+def classify_cmd(
+    inputs: tuple[str, ...],
+    labels: tuple[str, ...],
+    labels_file: Path | None,
+    model: str | None,
+    device: str | None,
+    threads: int | None,
+    threshold: float,
+    top_k: int,
+    templates: tuple[str, ...],
+    window_s: float,
+    hop_s: float,
+    aggregate: str,
+    timeline: bool,
+    fmt: str | None,
+) -> None:
+    """Classify audio FILES (or every audio file in DIRS) against free-text labels.
+
+    A file that cannot be read is reported and the rest go on; the exit code is
+    1 if any failed. Use - to read one file from standard input.
+    """
+    from ..types import DEFAULT_TEMPLATE, ClassifyOptions
+
+    label_set = collect_labels(labels, labels_file)
+    options = ClassifyOptions(
+        threshold=threshold, top_k=top_k, templates=templates or (DEFAULT_TEMPLATE,),
+        window_s=window_s, hop_s=hop_s, aggregate=aggregate,  # type: ignore[arg-type]
+    )  # fmt: skip
+    files = list(expand_inputs(inputs))
+    if not files:
+        raise click.ClickException("no audio files found in " + ", ".join(inputs))
+    clf = load_classifier(model, device, threads, options=options)
+    clf.resolve_options()  # bad options fail before any work
+    render = _Renderer(fmt, label_set, timeline)
+    failed = 0
+    for path, result in _run(clf, files, label_set, show_progress=len(files) > 3 and fmt is None):
+        if isinstance(result, AudioError):
+            failed += 1
+            click.echo(f"error: {result}", err=True)
+        else:
+            render.add(path, result)
+    render.close()
+    if failed:
+        click.echo(f"{failed} of {len(files)} file(s) failed", err=True)
+        sys.exit(1)
+
+
+def _run(clf: Any, files: list[str], labels: tuple[str, ...], *, show_progress: bool) -> Iterator[tuple[str, Any]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    def one(path: str) -> Any:
+        try:
+            if path == "-":
+                return clf.classify(sys.stdin.buffer.read(), labels, name="<stdin>")
+            return clf.classify(path, labels)
+        except AudioError as ex:
+            return ex
+
+    if not show_progress:
+        for path in files:
+            yield path, one(path)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True, console=_stderr_console()) as progress:
+        task = progress.add_task("classifying", total=len(files))
+        for path in files:
+            yield path, one(path)
+            progress.advance(task)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+class _Renderer:
+    """Table for people (printed as results arrive), JSON Lines or CSV for scripts."""
+
+    def __init__(self, fmt: str | None, labels: tuple[str, ...], timeline: bool) -> None:
+        self.fmt, self.labels, self.timeline = fmt, labels, timeline
+        self._csv: Any = None
+
+    def add(self, path: str, p: Any) -> None:
+        if self.fmt == "json":
+            click.echo(json.dumps(p.to_dict(windows=self.timeline), ensure_ascii=False))
+        elif self.fmt == "csv":
+            if self._csv is None:
+                self._csv = csv.writer(sys.stdout)
+                self._csv.writerow(["file", "label", "top", "probability", "uncertain", *self.labels])
+            scores = {s.label: s.probability for s in p.scores}
+            self._csv.writerow(
+                [path, p.label or "", p.top.label, f"{p.top.probability:.4f}", int(p.uncertain)]
+                + [f"{scores[label]:.4f}" for label in self.labels]
+            )
+        else:
+            self._table(path, p)
+
+    def _table(self, path: str, p: Any) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        answer = "[yellow]uncertain[/]" if p.uncertain else f"[bold green]{p.top.label}[/]"
+        table = Table(title=f"{path}  ({p.duration_s:.1f} s) → {answer}", title_justify="left", show_edge=False)
+        table.add_column("label")
+        table.add_column("confidence", justify="right")
+        table.add_column("")
+        for s in p.top_scores:
+            table.add_row(s.label, f"{s.probability:.1%}", "█" * int(round(s.probability * 20)))
+        console = Console()
+        console.print(table)
+        if self.timeline:
+            for seg in p.timeline:
+                console.print(f"  {_clock(seg.start_s)}–{_clock(seg.end_s)}  {seg.label}  ({seg.score:.0%})")
+            if not p.timeline:
+                console.print("  (nothing heard above the threshold)")
+
+    def close(self) -> None:
+        sys.stdout.flush()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(seconds, 60)
+    return f"{int(m):02d}:{s:04.1f}"
+
+
+COMMANDS = [classify_cmd]

@@ -1,0 +1,39 @@
+"""Shared fixtures: the tiny trained CLAP model, loaded through the real path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers import TINY_MODEL
+
+# No test may reach a model hub: a missing model must fail fast and clearly.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own EARMARK_HOME: no test reads or writes the user's."""
+    home = tmp_path_factory.mktemp("earmark-home")
+    monkeypatch.setenv("EARMARK_HOME", str(home))
+    monkeypatch.delenv("EARMARK_MODEL", raising=False)
+    monkeypatch.delenv("EARMARK_DB", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    """Folder of the tiny CLAP test model (knows beep, hum, noise, clicks, chirp, silence)."""
+    assert (TINY_MODEL / "model.safetensors").is_file(), "run: python scripts/make_tiny_clap.py"
+    return str(TINY_MODEL)
+
+
+@pytest.fixture(scope="session")
+def classifier(tiny_model: str):  # type: ignore[no-untyped-def]
+    """One Classifier on the tiny model for the whole session (threads=1 keeps tests predictable)."""
+    from earmark import Classifier
+
+    return Classifier(tiny_model, threads=1)
