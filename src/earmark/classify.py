@@ -123,7 +123,7 @@ class Classifier:
             missing = list(dict.fromkeys(missing))
             vectors = self.backend.embed_text([t.format(label=label) for t, label in missing])
             with self._lock:
-                for (t, label), v in zip(missing, vectors):
+                for (t, label), v in zip(missing, vectors, strict=True):
                     self._text_cache[(model, t, label)] = v
                 while len(self._text_cache) > self._text_cache_size:
                     self._text_cache.popitem(last=False)
