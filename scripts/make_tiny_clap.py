@@ -177,9 +177,11 @@ A real `transformers.ClapModel` (fused HTSAT + RoBERTa, same classes as
 Tests load it through the same `ClapModel.from_pretrained` path as real
 checkpoints. Its scores say nothing about the accuracy of CLAP or earmark.
 
-Rebuild: `python scripts/make_tiny_clap.py` (about 4 minutes on 2 cores). With
-torch 2.13.0 and transformers 5.23.0 a rebuild is bit-identical (checked:
-same sha256 of model.safetensors on two runs).
+Rebuild: `python scripts/make_tiny_clap.py`.
+
+Rebuilding takes about 4 minutes on 2 cores; with torch 2.13.0 and
+transformers 5.23.0 it is bit-identical (same sha256 of model.safetensors on
+two runs).
 """
 
 if __name__ == "__main__":
