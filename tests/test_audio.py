@@ -69,10 +69,24 @@ def level(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x[RATE // 10 : -RATE // 10] ** 2)))
 
 
-def encode_channels(frames: np.ndarray, path: Path, *, rate: int = RATE, args: list[str] | None = None) -> Path:
+def encode_channels(
+    frames: np.ndarray, path: Path, *, rate: int = RATE, args: list[str] | None = None
+) -> Path:
     """Encode (samples, channels) float32 exactly as given, channel by channel (no ffmpeg upmix)."""
     channels = frames.shape[1]
-    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "f32le", "-ar", str(rate), "-ac", str(channels)]
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "f32le",
+        "-ar",
+        str(rate),
+        "-ac",
+        str(channels),
+    ]
     cmd += ["-i", "-", *(args or ["-c:a", "pcm_f32le"]), str(path)]
     subprocess.run(cmd, input=np.ascontiguousarray(frames, dtype=np.float32).tobytes(), check=True)
     return path
@@ -178,7 +192,9 @@ def test_downmix_is_the_mean_of_all_channels(tmp_path: Path) -> None:
     np.testing.assert_allclose(audio.decode(stereo, sample_rate=RATE), x / 2, atol=1e-6)
     # 5.1 with the signal in the LFE channel only: 1/6 of it (LFE is averaged like the rest)
     six = np.stack([silent, silent, silent, x, silent, silent], axis=1)
-    np.testing.assert_allclose(audio.decode(encode_channels(six, tmp_path / "lfe.wav"), sample_rate=RATE), x / 6, atol=1e-6)
+    np.testing.assert_allclose(
+        audio.decode(encode_channels(six, tmp_path / "lfe.wav"), sample_rate=RATE), x / 6, atol=1e-6
+    )
 
 
 # ---------------------------------------------------------------- arrays, file objects, streams
@@ -305,7 +321,9 @@ BAD = [
 
 
 @pytest.mark.parametrize("bad", BAD)
-def test_bad_files_raise_an_error_naming_file_and_reason(files: dict[str, Path], tmp_path: Path, bad: str) -> None:
+def test_bad_files_raise_an_error_naming_file_and_reason(
+    files: dict[str, Path], tmp_path: Path, bad: str
+) -> None:
     data, reason = _bad_inputs(files)[bad]
     path = tmp_path / bad
     path.write_bytes(data)
@@ -319,7 +337,9 @@ def test_bad_files_raise_an_error_naming_file_and_reason(files: dict[str, Path],
 
 
 @pytest.mark.parametrize("key", ["wav-s16", "aiff", "flac", "mp3", "ogg-vorbis", "opus"])
-def test_a_file_cut_midway_decodes_what_is_there_and_warns(files: dict[str, Path], tmp_path: Path, key: str) -> None:
+def test_a_file_cut_midway_decodes_what_is_there_and_warns(
+    files: dict[str, Path], tmp_path: Path, key: str
+) -> None:
     whole = encode(tone(6.0), tmp_path / f"whole{files[key].suffix}", extra=FORMATS[key][1]).read_bytes()
     cut = tmp_path / f"cut{files[key].suffix}"
     cut.write_bytes(whole[: int(len(whole) * 0.6)])
@@ -334,7 +354,9 @@ def test_a_wav_header_claiming_4_gib_decodes_what_is_really_there() -> None:
     pcm = (tone() * 32767).astype("<i2").tobytes()
     lying = wav_bytes(pcm, data_size=0xFFFFFF00)
     limits = AudioLimits(max_duration_s=5, max_bytes=200_000)  # far below what the header claims
-    with pytest.warns(AudioWarning, match=r"^liar.wav: the file ends after 1.0 s but its header says 44739.2 s"):
+    with pytest.warns(
+        AudioWarning, match=r"^liar.wav: the file ends after 1.0 s but its header says 44739.2 s"
+    ):
         x = audio.decode(lying, sample_rate=RATE, limits=limits, name="liar.wav")
     np.testing.assert_allclose(x, tone(), atol=1e-4)
     with warnings.catch_warnings():  # 0xFFFFFFFF is a streaming writer's "unknown": no warning
@@ -353,7 +375,9 @@ def test_an_mp3_with_one_bogus_frame_header_skips_it_and_warns(files: dict[str, 
 
 def test_limits_are_errors_that_name_the_file(files: dict[str, Path], tmp_path: Path) -> None:
     low = encode(tone(1.0, 4000), tmp_path / "low.wav", rate=4000)
-    many = encode_channels(np.repeat(tone()[:, None], 12, axis=1), tmp_path / "twelve.wav", args=["-c:a", "pcm_s16le"])
+    many = encode_channels(
+        np.repeat(tone()[:, None], 12, axis=1), tmp_path / "twelve.wav", args=["-c:a", "pcm_s16le"]
+    )
     big = files["wav-s16"]  # 96,0xx bytes
     cases = [
         (low, AudioLimits(), "sample rate 4000 Hz is outside the supported 8000-192000 Hz"),
@@ -374,7 +398,9 @@ def test_limits_are_errors_that_name_the_file(files: dict[str, Path], tmp_path: 
 def test_size_limit_holds_for_bytes_and_unseekable_streams(files: dict[str, Path]) -> None:
     data = files["wav-s16"].read_bytes()
     small = AudioLimits(max_bytes=10_000)
-    with pytest.raises(AudioError, match=rf"^<{len(data)} bytes>: is {len(data):,} bytes, over the 10,000 bytes"):
+    with pytest.raises(
+        AudioError, match=rf"^<{len(data)} bytes>: is {len(data):,} bytes, over the 10,000 bytes"
+    ):
         audio.decode(data, sample_rate=RATE, limits=small)
     r, w = os.pipe()
     threading.Thread(target=lambda: (os.write(w, data), os.close(w)), daemon=True).start()
@@ -385,7 +411,9 @@ def test_size_limit_holds_for_bytes_and_unseekable_streams(files: dict[str, Path
 def test_duration_limit_on_a_stream_stops_it_midway(files: dict[str, Path]) -> None:
     got = []
     with pytest.raises(AudioError, match="is longer than the 2.5 s limit"):
-        for chunk in audio.stream(files["long-chirp.wav"], sample_rate=RATE, limits=AudioLimits(max_duration_s=2.5)):
+        for chunk in audio.stream(
+            files["long-chirp.wav"], sample_rate=RATE, limits=AudioLimits(max_duration_s=2.5)
+        ):
             got.append(chunk.size)
     assert got == [RATE, RATE]  # what came before the limit was delivered
 
@@ -414,7 +442,9 @@ def test_a_file_name_that_looks_like_an_ffmpeg_protocol_is_just_a_file(
 # ---------------------------------------------------------------- the CLI reports it in one line
 
 
-def test_cli_reports_a_corrupt_file_in_one_line_and_classifies_the_rest(tiny_model: str, tmp_path: Path) -> None:
+def test_cli_reports_a_corrupt_file_in_one_line_and_classifies_the_rest(
+    tiny_model: str, tmp_path: Path
+) -> None:
     import json
 
     from click.testing import CliRunner
@@ -425,7 +455,9 @@ def test_cli_reports_a_corrupt_file_in_one_line_and_classifies_the_rest(tiny_mod
     good = encode(synth.make("beep", 3.0), tmp_path / "beep.mp3")
     bad = tmp_path / "broken.wav"
     bad.write_bytes(png_bytes())
-    result = CliRunner().invoke(cli, ["classify", "-m", tiny_model, "-l", "beep, hum, noise", "--json", str(good), str(bad)])
+    result = CliRunner().invoke(
+        cli, ["classify", "-m", tiny_model, "-l", "beep, hum, noise", "--json", str(good), str(bad)]
+    )
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {bad}: has no audio stream (not an audio file)"]

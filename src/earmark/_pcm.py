@@ -17,13 +17,15 @@ from .errors import AudioError
 if TYPE_CHECKING:
     from .audio import AudioLimits
 
+
 def check_format(rate: int | None, channels: int | None, name: str, limits: AudioLimits) -> None:
     """Raise :class:`AudioError` when a rate or channel count is outside ``limits``."""
     if not rate:
         raise AudioError(name, "has no sample rate (not an audio file)")
     if not limits.min_rate_hz <= rate <= limits.max_rate_hz:
         raise AudioError(
-            name, f"sample rate {rate} Hz is outside the supported {limits.min_rate_hz}-{limits.max_rate_hz} Hz"
+            name,
+            f"sample rate {rate} Hz is outside the supported {limits.min_rate_hz}-{limits.max_rate_hz} Hz",
         )
     if channels and channels > limits.max_channels:
         raise AudioError(name, f"has {channels} channels; at most {limits.max_channels} are supported")

@@ -49,7 +49,7 @@ class _Capped(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: int | None = -1) -> bytes:
         n = n if n is not None and n >= 0 else 1 << 20
         # read1: what is there now (a live pipe), not wait until n bytes have arrived
         data = (self._read1(n) if self._read1 else self._f.read(n)) or b""
@@ -69,7 +69,9 @@ def _check_size(size: int, name: str, limits: AudioLimits) -> None:
 class Target:
     """What ``av.open`` gets for a source, plus what we know about it beforehand."""
 
-    def __init__(self, obj: Any, *, head: bytes = b"", tail: bytes = b"", capped: _Capped | None = None) -> None:
+    def __init__(
+        self, obj: Any, *, head: bytes = b"", tail: bytes = b"", capped: _Capped | None = None
+    ) -> None:
         self.obj, self.head, self.tail, self.capped = obj, head, tail, capped
 
     def truncation(self) -> str | None:

@@ -54,7 +54,7 @@ __all__ = [
 
 log = logging.getLogger("earmark")
 
-Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | np.ndarray
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO | np.ndarray
 
 
 class AudioWarning(UserWarning):
@@ -102,7 +102,7 @@ def source_name(source: object, name: str | None = None) -> str:
     if name:
         return name
     if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)  # type: ignore[return-value]
+        return str(os.fspath(source))
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
     if isinstance(source, np.ndarray):
@@ -323,9 +323,7 @@ def window_spans(n_samples: int, window: int, hop: int) -> list[tuple[int, int]]
     return spans
 
 
-def iter_windows(
-    chunks: Iterator[np.ndarray], *, window: int, hop: int
-) -> Iterator[tuple[int, np.ndarray]]:
+def iter_windows(chunks: Iterator[np.ndarray], *, window: int, hop: int) -> Iterator[tuple[int, np.ndarray]]:
     """Cut a chunk stream into the windows of :func:`window_spans`, holding at most ~one window.
 
     Yields ``(start_sample, samples)``; the same windows as ``window_spans`` on the

@@ -52,7 +52,7 @@ __all__ = ["DecoderPool", "decode_isolated"]
 
 log = logging.getLogger("earmark")
 
-IsolatedSource = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
+IsolatedSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 _HEADER_MAX = 1 << 20  # a worker's JSON header is small; refuse anything bigger
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])  # so workers import this same earmark
 
@@ -130,7 +130,7 @@ class DecoderPool:
         limits: AudioLimits | None,
         fault: str | None = None,
     ) -> np.ndarray:
-        """:meth:`decode`, plus ``fault`` for tests only ("hang" or "segv" in the worker)."""
+        """:meth:`decode`, plus ``fault`` for tests only: "segv" makes the worker kill itself with SIGSEGV."""
         limits = limits or self.limits
         timeout_s = timeout_s or self.timeout_s
         name = audio.source_name(data, name)
@@ -230,7 +230,9 @@ def _request(
         cap = limits.max_bytes
         payload = data.read() if cap is None else data.read(cap + 1)
     else:
-        raise TypeError(f"cannot decode a {type(data).__name__} in a worker; pass bytes, a path or a binary file")
+        raise TypeError(
+            f"cannot decode a {type(data).__name__} in a worker; pass bytes, a path or a binary file"
+        )
     if limits.max_bytes is not None and len(payload) > limits.max_bytes:
         raise AudioError(name, f"is over the {size_text(limits.max_bytes)} limit")
     return request, payload
@@ -251,9 +253,13 @@ class _Worker:
     def start(cls, timeout_s: float) -> _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        code = "from earmark.isolate import _worker_main; _worker_main()"
+        code = "from earmark._decoder_worker import main; main()"
         proc = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            close_fds=True,
         )
         worker = cls(proc)
         try:
@@ -271,13 +277,20 @@ class _Worker:
         return self.proc.poll() is None
 
     def call(
-        self, request: dict[str, Any], payload: bytes | memoryview | None, name: str, timeout_s: float, cap: int
+        self,
+        request: dict[str, Any],
+        payload: bytes | memoryview | None,
+        name: str,
+        timeout_s: float,
+        cap: int,
     ) -> tuple[np.ndarray, list[str]]:
         """Run one request; returns ``(samples, warning messages)``."""
         self.tasks += 1
         deadline = time.monotonic() + timeout_s
         try:
-            self.tx.send_bytes(json.dumps({**request, "nbytes": None if payload is None else len(payload)}).encode())
+            self.tx.send_bytes(
+                json.dumps({**request, "nbytes": None if payload is None else len(payload)}).encode()
+            )
             if payload is not None:
                 self.tx.send_bytes(payload)
             head = self._next_header(deadline, name, timeout_s)
@@ -287,7 +300,7 @@ class _Worker:
             if not 0 <= n <= cap:
                 raise ValueError(f"bad sample count {n}")
             out = np.empty(n, dtype=np.float32)
-            view, got = memoryview(out).cast("B"), 0
+            view, got = out.data.cast("B"), 0
             while got < view.nbytes:
                 self._wait(deadline, name, timeout_s)
                 got += self.rx.recv_bytes_into(view[got:])
@@ -357,70 +370,3 @@ def decode_isolated(
             atexit.register(_default_pool.close)
         pool = _default_pool
     return pool.decode(data, sample_rate=sample_rate, name=name, timeout_s=timeout_s, limits=limits)
-
-
-# ---------------------------------------------------------------- worker side
-
-
-def _worker_main() -> None:
-    """Entry point of a decoder process: requests on stdin, answers on stdout."""
-    rx = Connection(os.dup(0), writable=False)
-    tx = Connection(os.dup(1), readable=False)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    os.dup2(2, 1)  # stray prints go to stderr, never into the answers
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _watch_parent(os.getppid())
-    tx.send_bytes(json.dumps({"ready": os.getpid()}).encode())
-    while True:
-        try:
-            request = json.loads(rx.recv_bytes())
-        except EOFError:
-            return
-        if request is None:
-            return
-        payload = None
-        if request["nbytes"] is not None:
-            payload = bytearray(request["nbytes"])
-            rx.recv_bytes_into(payload)
-        _serve(request, payload, tx)
-
-
-def _serve(request: dict[str, Any], payload: bytearray | None, tx: Connection) -> None:
-    if request.get("fault") == "hang":  # test-only: see DecoderPool._run
-        time.sleep(3600)
-    if request.get("fault") == "segv":
-        os.kill(os.getpid(), signal.SIGSEGV)
-    source: Any = request["path"] if payload is None else payload
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", AudioWarning)
-            chunks = list(
-                audio.stream(
-                    source,
-                    sample_rate=request["sample_rate"],
-                    name=request["name"],
-                    limits=AudioLimits(**request["limits"]),
-                )
-            )
-    except AudioError as ex:
-        tx.send_bytes(json.dumps({"error": ex.reason}).encode())
-        return
-    except Exception as ex:  # a decoder bug must answer, not kill the worker
-        log.exception("decoder worker: unexpected error")
-        tx.send_bytes(json.dumps({"error": f"could not be decoded ({type(ex).__name__})"}).encode())
-        return
-    notes = [str(w.message) for w in caught if issubclass(w.category, AudioWarning)]
-    tx.send_bytes(json.dumps({"samples": sum(c.size for c in chunks), "warnings": notes}).encode())
-    for chunk in chunks:
-        tx.send_bytes(np.ascontiguousarray(chunk, dtype=np.float32))
-
-
-def _watch_parent(parent: int) -> None:
-    """Exit when the parent is gone, even in the middle of a hung decode."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="earmark-parent-watch", daemon=True).start()
