@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from earmark import audio, synth  # noqa: E402
-from earmark.isolate import DecoderPool  # noqa: E402
-from helpers import CODECS, encode  # noqa: E402
+from earmark import audio, synth
+from earmark.isolate import DecoderPool
+from helpers import CODECS, encode
 
 RATE = 48_000
 
@@ -85,9 +85,11 @@ print(n, dt, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 102
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     n, dt, grew = out.stdout.split()
     return [
-        f"- 30-minute 16 kHz WAV ({long.stat().st_size / 1e6:.0f} MB) through `audio.stream` at 48 kHz: "
-        f"{float(dt):.1f} s ({1800 / float(dt):.0f}× real time), {int(n) / RATE / 60:.0f} min out; "
-        f"peak RSS grew {float(grew):.1f} MB (the whole result would be {int(n) * 4 / 1e6:.0f} MB)."
+        (
+            f"- 30-minute 16 kHz WAV ({long.stat().st_size / 1e6:.0f} MB) through `audio.stream` at 48 kHz: "
+            f"{float(dt):.1f} s ({1800 / float(dt):.0f}× real time), {int(n) / RATE / 60:.0f} min out; "
+            f"peak RSS grew {float(grew):.1f} MB (the whole result would be {int(n) * 4 / 1e6:.0f} MB)."
+        )
     ]
 
 
@@ -150,18 +152,24 @@ def transfer() -> list[str]:
     pick = min(run(send_pickle, recv_pickle) for _ in range(3))
     raw = min(run(send_raw, recv_raw) for _ in range(3))
     return [
-        f"- 115 MB result over a pipe: concatenate + pickle + unpickle {pick:.0f} ms; "
-        f"raw chunks received straight into the result {raw:.0f} ms (chosen; also never unpickles "
-        "what a possibly compromised worker sends)"
+        (
+            f"- 115 MB result over a pipe: concatenate + pickle + unpickle {pick:.0f} ms; "
+            f"raw chunks received straight into the result {raw:.0f} ms (chosen; also never unpickles "
+            "what a possibly compromised worker sends)"
+        )
     ]
 
 
 def machine() -> str:
     cpu = next(
-        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln),
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in ln
+        ),
         platform.processor(),
     )
-    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    load = subprocess.run(["uptime"], check=False, capture_output=True, text=True).stdout.strip()
     import av
 
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, PyAV {av.__version__}. `uptime`: {load}"
