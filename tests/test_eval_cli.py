@@ -7,6 +7,7 @@ not the accuracy of CLAP.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_report_numbers_match_a_hand_count(small_set: Path, tiny_model: str, tmp
     assert m["macro_f1"] == pytest.approx((6 / 7 + 6 / 7 + 1) / 3)
     assert m["confused_pairs"] == [{"true": "hum", "answer": "beep", "count": 1}]
     cov = [pt["coverage"] for pt in m["coverage"]]
-    assert all(a >= b for a, b in zip(cov, cov[1:])) and cov[0] == 1.0
+    assert all(a >= b for a, b in itertools.pairwise(cov)) and cov[0] == 1.0
     md = (tmp_path / "r" / "report.md").read_text()
     assert "hum → beep (1)" in md and "| beep | 75.0 % | 100.0 % |" in md and "90.0 %" in md
     with open(tmp_path / "r" / "predictions.csv", newline="") as f:
@@ -89,7 +90,7 @@ def test_second_run_with_other_labels_and_templates_embeds_nothing(
     assert code == 0, err
     assert len(calls) == 10  # nothing decoded or embedded again
     doc = json.loads((tmp_path / "b" / "report.json").read_text())
-    assert list(doc["embedding"].values())[0] == {"files": 10, "embedded": 0, "cached": 10,
+    assert next(iter(doc["embedding"].values())) == {"files": 10, "embedded": 0, "cached": 10,
                                                   "seconds": 0.0}  # fmt: skip
     names = [v["name"] for v in doc["variants"]]
     assert names == ["zero-shot · '{label}'", "zero-shot · 'the sound of {label}'",

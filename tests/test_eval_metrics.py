@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -67,7 +69,7 @@ def test_coverage_curve_is_monotone_on_random_scores() -> None:
     curve = coverage_curve(y, probs)
     cov = [pt.coverage for pt in curve]
     assert [pt.threshold for pt in curve] == sorted(pt.threshold for pt in curve)
-    assert all(a >= b for a, b in zip(cov, cov[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(cov))
     assert cov[0] == 1.0 and cov[-1] < 0.5
     assert all(pt.correct <= pt.answered for pt in curve)
     assert all(pt.correct_of_all == pytest.approx(pt.correct / 500) for pt in curve)
@@ -108,7 +110,7 @@ def _clusters(seed: int, n_per: int, spread: float) -> tuple[np.ndarray, np.ndar
 
 
 def test_heads_are_deterministic_and_logreg_fits_better_than_prototypes() -> None:
-    x, y, centres = _clusters(1, 30, 0.45)
+    x, y, _ = _clusters(1, 30, 0.45)
     opts = fewshot.FitOptions(method="logreg", text_prior=0.0)
     a = fewshot.fit_directions(x, y, 3, text=None, scale=20.0, options=opts)
     b = fewshot.fit_directions(x, y, 3, text=None, scale=20.0, options=opts)

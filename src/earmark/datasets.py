@@ -31,9 +31,9 @@ from .errors import ConfigError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "LAION_TEMPLATE",
     "Dataset",
     "Item",
-    "LAION_TEMPLATE",
     "esc50",
     "from_folder",
     "from_manifest",
@@ -170,7 +170,7 @@ def _labels_for(names: Sequence[str], mapping: Mapping[str, str] | None, source:
 
 
 def _audio_files(folder: Path) -> list[str]:
-    out = []
+    out: list[str] = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         out.extend(os.path.join(root, f) for f in sorted(files) if Path(f).suffix.lower() in AUDIO_EXTENSIONS)
@@ -190,7 +190,7 @@ def from_folder(root: str | os.PathLike[str], *, label_map: Mapping[str, str] | 
     if len(names) < 2:
         raise ConfigError(f"{base} needs one sub-folder per class (at least 2); found {len(names)}")
     texts = _labels_for(names, label_map, str(base))
-    items = []
+    items: list[Item] = []
     for name in names:
         files = _audio_files(base / name)
         if not files:

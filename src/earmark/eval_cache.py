@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .classify import Classifier
     from .types import ClassifyOptions
 
-__all__ = ["EmbeddingCache", "Embedded", "MIGRATIONS", "embed_files", "model_key"]
+__all__ = ["MIGRATIONS", "Embedded", "EmbeddingCache", "embed_files", "model_key"]
 
 log = logging.getLogger("earmark")
 
@@ -181,7 +181,7 @@ def embed_files(
             yield hits[path]
             continue
         start = time.perf_counter()
-        source, result = next(misses)
+        _, result = next(misses)
         item = Embedded(path=path, result=result, seconds=time.perf_counter() - start, cached=False)
         if cache is not None and isinstance(result, AudioEmbedding):
             cache.put(hashes[path], key, opts.window_s, opts.hop_s, item)

@@ -26,7 +26,7 @@ from .calibrate import Calibration, answered_mask, calibrate, held_out_check
 from .classify import AudioEmbedding
 from .datasets import Dataset, Item
 from .errors import AudioError, ConfigError
-from .eval_cache import EmbeddingCache, Embedded, embed_files
+from .eval_cache import Embedded, EmbeddingCache, embed_files
 from .evaluate import Metrics, compute_metrics
 from .types import DEFAULT_TEMPLATE, ClassifyOptions
 
@@ -181,7 +181,7 @@ def _variant(name: str, kind: str, model: str, templates: tuple[str, ...], probs
 
 def _template_sets(dataset: Dataset, opts: EvalOptions) -> list[tuple[str, ...]]:
     templates = opts.templates or (dataset.template or DEFAULT_TEMPLATE,)
-    sets = [(t,) for t in templates]
+    sets: list[tuple[str, ...]] = [(t,) for t in templates]
     if opts.average_templates and len(templates) > 1:
         sets.append(tuple(templates))
     return sets

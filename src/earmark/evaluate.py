@@ -189,7 +189,7 @@ def coverage_curve(
     top = p.max(axis=1) if p.size else np.zeros(0)
     right = _argmax(p) == y
     points = []
-    for t in sorted(set(float(x) for x in thresholds)):
+    for t in sorted({float(x) for x in thresholds}):
         answered = top >= t
         a, c = int(answered.sum()), int((answered & right).sum())
         points.append(

@@ -256,7 +256,7 @@ def fit_pack(
     opts = (options or fewshot.FitOptions()).check()
     y = np.asarray(y, dtype=np.int64)
     counts = np.bincount(y, minlength=len(labels))
-    empty = [labels[i] for i in np.flatnonzero(counts == 0)]
+    empty = [labels[int(i)] for i in np.flatnonzero(counts == 0)]
     if empty:
         raise ConfigError(f"no examples for: {', '.join(empty)}")
     cos, folds = fewshot.cross_val_cosines(x, y, len(labels), text=text, scale=scale, options=opts, fold_ids=fold_ids)
@@ -270,7 +270,7 @@ def fit_pack(
         "method": opts.method, "text_prior": opts.text_prior, "l2": opts.l2, "iterations": opts.iterations,
         "reject_quantile": opts.reject_quantile, "target_precision": opts.target_precision,
         "examples": {label: int(c) for label, c in zip(labels, counts)},
-        "cv_folds": int(len(np.unique(folds))), "cv_accuracy": cv.accuracy, "cv_macro_f1": cv.macro_f1,
+        "cv_folds": len(np.unique(folds)), "cv_accuracy": cv.accuracy, "cv_macro_f1": cv.macro_f1,
         "fitted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     if zero_shot_probs is not None:

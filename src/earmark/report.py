@@ -39,7 +39,7 @@ def _pct(x: float | None) -> str:
 
 
 def _slowest(result: EvalResult) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for model, files in result.files.items():
         for e in files:
             duration = getattr(e.result, "duration_s", None)
@@ -76,9 +76,14 @@ def report_dict(result: EvalResult) -> dict[str, Any]:
         "format": FORMAT,
         "version": VERSION,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "dataset": {"name": ds.name, "files": len(ds.items), "scored": len(result.items), "labels": list(ds.labels),
-                    "counts": {label: sum(i.label == label for i in result.items) for label in ds.labels},
-                    "folds": folds or None},  # fmt: skip
+        "dataset": {
+            "name": ds.name,
+            "files": len(ds.items),
+            "scored": len(result.items),
+            "labels": list(ds.labels),
+            "counts": {label: sum(i.label == label for i in result.items) for label in ds.labels},
+            "folds": folds or None,
+        },
         "options": dataclasses.asdict(result.options),
         "errors": [{"path": p, "reason": r} for p, r in result.errors],
         "embedding": embedding,
@@ -115,14 +120,14 @@ def _md_variant(v: dict[str, Any], plots: bool) -> list[str]:
     cal = v.get("calibration")
     if cal:
         held = cal["held_out"]
-        out += ["", f"Thresholds for {_pct(cal['target_precision'])} precision: "
-                + ", ".join(f"{k} {t['threshold']:.3f} ({t['status']})" for k, t in cal["labels"].items()) + ".",
-                f"Cross-validated ({held['folds']} folds): precision {_pct(held['precision'])} "
-                f"at {_pct(held['coverage'])} answered."]  # fmt: skip
+        kept = ", ".join(f"{k} {t['threshold']:.3f} ({t['status']})" for k, t in cal["labels"].items())
+        out += ["", f"Thresholds for {_pct(cal['target_precision'])} precision: {kept}.",
+                f"Cross-validated ({held['folds']} folds): precision {_pct(held['precision'])} at "
+                + f"{_pct(held['coverage'])} answered."]  # fmt: skip
     own = v.get("own_thresholds")
     if own:
         out += ["", f"With the pack's own thresholds: {_pct(own['coverage'])} answered, "
-                f"{_pct(own['precision'])} right when answered."]  # fmt: skip
+                + f"{_pct(own['precision'])} right when answered."]  # fmt: skip
     if plots:
         out += ["", f"![confusion matrix of {v['id']}](confusion-{v['id'][1:]}.png)"]
     return out + [""]

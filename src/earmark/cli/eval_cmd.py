@@ -165,7 +165,10 @@ def _print_summary(doc: dict[str, Any], out: Path) -> None:
     for col in ("", "accuracy", "top-3", "macro-F1", f"answered ≥{t:g}", "right if answered"):
         table.add_column(col, justify="left" if not col else "right")
     table.add_column("variant", overflow="fold")
-    pct = lambda x: "–" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+
+    def pct(x: float | None) -> str:
+        return "–" if x is None else f"{100 * x:.1f}%"
+
     for v in doc["variants"]:
         m = v["metrics"]
         name = f"{v['name']} [{v['model']}]" if several else v["name"]
