@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -141,13 +142,18 @@ def test_esc50_layout_end_to_end(tiny_model: str, tmp_path: Path) -> None:
             rows.append(f"{name},{fold},{target},{category},False,x,A\n")
     (root / "meta" / "esc50.csv").write_text(ESC50_HEADER + "".join(rows))
     assert load(root).labels == ("beep", "mains hum", "white noise")
-    code, _, err = _eval([str(root), "--fold", "1", "-o", str(tmp_path / "r"), "--no-plots", "--no-baseline"],
-                         tiny_model)  # fmt: skip
+    # the same model under a second name stands in for a second model: one run compares both
+    other_name = os.path.relpath(tiny_model)
+    code, out, err = _eval([str(root), "--fold", "1", "-o", str(tmp_path / "r"), "--no-plots", "--no-baseline",
+                            "-m", other_name], tiny_model)  # fmt: skip
     assert code == 0, err
     doc = json.loads((tmp_path / "r" / "report.json").read_text())
     assert doc["dataset"]["folds"] == ["1"] and doc["dataset"]["scored"] == 3
-    assert doc["variants"][0]["templates"] == ["This is a sound of {label}"]
-    assert doc["variants"][0]["metrics"]["accuracy"] == 1.0
+    assert [v["model"] for v in doc["variants"]] == [other_name, tiny_model]
+    for v in doc["variants"]:
+        assert v["templates"] == ["This is a sound of {label}"]
+        assert v["metrics"]["accuracy"] == 1.0
+    assert "report:" in out
 
 
 def test_bad_input_is_one_clear_line(tmp_path: Path, tiny_model: str) -> None:

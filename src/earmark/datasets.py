@@ -189,6 +189,9 @@ def from_folder(root: str | os.PathLike[str], *, label_map: Mapping[str, str] | 
     names = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(names) < 2:
         raise ConfigError(f"{base} needs one sub-folder per class (at least 2); found {len(names)}")
+    loose = [f for f in os.listdir(base) if Path(f).suffix.lower() in AUDIO_EXTENSIONS]
+    if loose:
+        log.warning("%d audio file(s) directly in %s belong to no class folder and are ignored", len(loose), base)
     texts = _labels_for(names, label_map, str(base))
     items: list[Item] = []
     for name in names:
@@ -201,7 +204,7 @@ def from_folder(root: str | os.PathLike[str], *, label_map: Mapping[str, str] | 
 
 def _manifest_rows(path: Path) -> list[dict[str, str]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # spreadsheets often write a byte-order mark
     except (OSError, UnicodeDecodeError) as ex:
         raise ConfigError(f"cannot read manifest {path}: {getattr(ex, 'strerror', None) or ex}") from None
     if path.suffix.lower() in (".jsonl", ".ndjson"):
@@ -278,7 +281,7 @@ def esc50(
     base = Path(root)
     meta = base / "meta" / "esc50.csv"
     try:
-        rows = list(csv.DictReader(meta.read_text(encoding="utf-8").splitlines()))
+        rows = list(csv.DictReader(meta.read_text(encoding="utf-8-sig").splitlines()))
     except (OSError, UnicodeDecodeError) as ex:
         raise ConfigError(f"{base} is not an ESC-50 folder: cannot read {meta}: "
                           f"{getattr(ex, 'strerror', None) or ex}") from None  # fmt: skip

@@ -124,7 +124,8 @@ def eval_cmd(data: Path, label_map: Path | None, folds: tuple[str, ...], models:
     if not no_plots:
         require_matplotlib()  # fail before the long part
     ds = _load(data, label_map, folds)
-    loaded_packs = {p.stem: load_pack(p) for p in packs}
+    stems = [p.stem for p in packs]
+    loaded_packs = {(p.stem if stems.count(p.stem) == 1 else str(p)): load_pack(p) for p in packs}
     opts = EvalOptions(templates=templates, average_templates=average_templates, threshold=threshold,
                        window_s=window_s, hop_s=hop_s, baseline=baseline, cv_folds=cv_folds,
                        target_precision=target_precision)  # fmt: skip
@@ -156,6 +157,7 @@ def _write_first_thresholds(result: Any, path: Path) -> None:
 
 def _print_summary(doc: dict[str, Any], out: Path) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = doc["options"]["threshold"]
@@ -171,7 +173,7 @@ def _print_summary(doc: dict[str, Any], out: Path) -> None:
 
     for v in doc["variants"]:
         m = v["metrics"]
-        name = f"{v['name']} [{v['model']}]" if several else v["name"]
+        name = escape(f"{v['name']} [{v['model']}]" if several else v["name"])  # names and paths are not markup
         table.add_row(v["id"], pct(m["accuracy"]), pct(m["top3"]), pct(m["macro_f1"]),
                       pct(m["at_threshold"]["coverage"]), pct(m["at_threshold"]["accuracy"]), name)  # fmt: skip
     Console().print(table)
