@@ -208,3 +208,17 @@ def test_pack_library_api_and_file_checks(
     (tmp_path / "thresholds.json").write_text("{}")
     with pytest.raises(ConfigError, match="not a classifier pack"):
         load_pack(tmp_path / "thresholds.json")
+
+
+def test_eval_refuses_a_pack_for_other_labels_before_embedding(
+    nonsense_sets: tuple[Path, Path, Path], tiny_model: str, tmp_path: Path
+) -> None:
+    train, held, label_map = nonsense_sets
+    code, _, err = _run(["fit", str(train), "-o", str(tmp_path / "p.json"), "-m", tiny_model, "--threads", "1",
+                         "--label-map", str(label_map), "--no-cache"])  # fmt: skip
+    assert code == 0, err
+    code, _, err = _run(["eval", str(held), "--pack", str(tmp_path / "p.json"), "-m", tiny_model, "--threads", "1",
+                         "-o", str(tmp_path / "r"), "--no-plots"])  # no label map: class a, class b, noise
+    assert code == 1
+    assert "pack p scores class A, class B, noise; the data's labels are class a, class b, noise" in err
+    assert not (tmp_path / "r").exists()

@@ -148,10 +148,7 @@ def zero_shot_probs(
 
 def pack_probs(pack: ClassifierPack, embeddings: Sequence[AudioEmbedding], labels: Sequence[str],
                options: ClassifyOptions) -> np.ndarray:  # fmt: skip
-    """(items, labels) probabilities of a classifier pack, columns in ``labels`` order."""
-    if set(pack.labels) != set(labels):
-        raise ConfigError("the pack's labels (" + ", ".join(pack.labels) + ") differ from the data's ("
-                          + ", ".join(labels) + ")")  # fmt: skip
+    """(items, labels) probabilities of a classifier pack (same label set), columns in ``labels`` order."""
     rows = []
     for emb in embeddings:
         scores = {s.label: s.probability for s in pack.predict(emb, options).scores}
@@ -211,6 +208,7 @@ def run_eval(
     """
     opts = options or EvalOptions()
     win = ClassifyOptions(window_s=opts.window_s, hop_s=opts.hop_s, threshold=opts.threshold)
+    fitting = _match_packs(packs or {}, classifiers, dataset.labels)  # before any audio work
     per_model = {clf.model_id: embed_dataset(clf, dataset, options=win, cache=cache, progress=progress)
                  for clf in classifiers}  # fmt: skip
     bad: dict[str, str] = {}
@@ -229,12 +227,9 @@ def run_eval(
         assert all(isinstance(e, AudioEmbedding) for e in embs)
         variants += _model_variants(clf, embs, items, y, dataset, opts, win)  # type: ignore[arg-type]
         for name, pack in (packs or {}).items():
-            if _fits(pack, clf):
+            if clf.model_id in fitting[name]:
                 probs = pack_probs(pack, embs, dataset.labels, win)  # type: ignore[arg-type]
                 variants.append(_pack_variant(name, pack, clf.model_id, probs, y, dataset.labels, opts))
-    for name, pack in (packs or {}).items():
-        if not any(_fits(pack, c) for c in classifiers):
-            raise ConfigError(f"pack {name} was fitted on {pack.model}, which is not among the models evaluated")
     return EvalResult(dataset=dataset, items=items, errors=tuple(bad.items()), variants=tuple(variants),
                       files={k: tuple(v) for k, v in per_model.items()}, options=opts)  # fmt: skip
 
@@ -261,6 +256,20 @@ def _fits(pack: ClassifierPack, clf: Classifier) -> bool:
     except ConfigError:
         return False
     return True
+
+
+def _match_packs(packs: Mapping[str, ClassifierPack], classifiers: Sequence[Classifier],
+                 labels: Sequence[str]) -> dict[str, set[str]]:  # fmt: skip
+    """Pack name -> ids of the models it fits; a pack for other labels or no model here is an error."""
+    out = {}
+    for name, pack in packs.items():
+        if set(pack.labels) != set(labels):
+            raise ConfigError(f"pack {name} scores " + ", ".join(pack.labels) + "; the data's labels are "
+                              + ", ".join(labels))  # fmt: skip
+        out[name] = {c.model_id for c in classifiers if _fits(pack, c)}
+        if not out[name]:
+            raise ConfigError(f"pack {name} was fitted on {pack.model}, which is not among the models evaluated")
+    return out
 
 
 def _model_variants(clf: Classifier, embs: list[AudioEmbedding], items: tuple[Item, ...], y: np.ndarray,
