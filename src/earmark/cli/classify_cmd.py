@@ -169,20 +169,21 @@ class _Renderer:
 
     def _table(self, path: str, p: Any) -> None:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         if p.uncertain:
-            answer = f"[yellow]uncertain[/] (best: {p.top.label} {p.top.probability:.0%} < {p.threshold:.0%})"
+            answer = f"[yellow]uncertain[/] (best: {escape(p.top.label)} {p.top.probability:.0%} < {p.threshold:.0%})"
         else:
-            answer = f"[bold green]{p.top.label}[/]"
+            answer = f"[bold green]{escape(p.top.label)}[/]"
         console = Console()
-        console.print(f"[bold]{path}[/]  ({p.duration_s:.1f} s) → {answer}", soft_wrap=True, highlight=False)
+        console.print(f"[bold]{escape(path)}[/]  ({p.duration_s:.1f} s) → {answer}", soft_wrap=True, highlight=False)
         table = Table(show_edge=False, box=None, padding=(0, 2))
         table.add_column("label")
         table.add_column("confidence", justify="right")
         table.add_column("")
         for s in p.top_scores:
-            table.add_row(s.label, f"{s.probability:.1%}", "█" * int(round(s.probability * 20)))
+            table.add_row(escape(s.label), f"{s.probability:.1%}", "█" * int(round(s.probability * 20)))
         console.print(table)
         if self.timeline:
             for seg in p.timeline:
