@@ -87,7 +87,8 @@ class ServerProcess:
         env.pop("EARMARK_API_KEY", None)
         self.log = home / "server.log"
         self._log_file = open(self.log, "wb")
-        cmd = [sys.executable, "-m", "earmark", "serve", "--model", str(model), "--port", "0", *args]
+        # one model thread, as the `classifier` fixture: two OpenMP threads on a busy 2-core machine stall
+        cmd = [sys.executable, "-m", "earmark", "serve", "--model", str(model), "--port", "0", "--threads", "1", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log_file, env=env)
         self.lines: list[str] = []
         found = threading.Event()

@@ -151,7 +151,7 @@ def test_predict_keeps_the_original_shapes(client, files) -> None:  # type: igno
                     data={"labels": "hum,beep,noise"})  # fmt: skip
     assert r.status_code == 200
     scores = r.json()
-    assert list(scores)[0] == "beep" and set(scores) == {"hum", "beep", "noise"}
+    assert next(iter(scores)) == "beep" and set(scores) == {"hum", "beep", "noise"}
     assert sum(scores.values()) == pytest.approx(1.0, abs=1e-4)
     r = client.post("/api/predict", files={"audio": ("h.wav", files["hum"].read_bytes())},
                     data={"candidate_labels": "beep, hum"})  # fmt: skip

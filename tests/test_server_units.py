@@ -281,9 +281,8 @@ def test_admission_refuses_beyond_capacity_at_once_and_frees_places() -> None:
         th.start()
     entered.wait()
     start = time.monotonic()
-    with pytest.raises(ServerBusy) as info:
-        with admission.slot():
-            pass
+    with pytest.raises(ServerBusy) as info, admission.slot():
+        pass
     assert time.monotonic() - start < 0.1 and info.value.retry_after_s >= 1
     release.set()
     for th in threads:

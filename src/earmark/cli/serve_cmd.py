@@ -78,9 +78,11 @@ def extra_tabs(classifier: Any, db: Any) -> list[tuple[str, Any]]:
 
 def _load(model: str | None, device: str | None, threads: int | None) -> tuple[Any, float]:
     from ..errors import UnknownModelError
+    from ..models import resolve
 
     start = time.perf_counter()
     try:
+        resolve(model)  # says what to do before the slow part (torch, transformers) starts
         classifier = load_classifier(model, device, threads)
     except UnknownModelError as ex:
         raise click.ClickException(f"{ex}\n{TINY_MODEL_HINT}") from None

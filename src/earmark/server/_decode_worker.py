@@ -36,7 +36,7 @@ def _answer(request: tuple[object, int, str, object]) -> tuple[object, ...]:
         return ("audio_error", ex.source, ex.reason)
     except MemoryError:
         return ("audio_error", name, "needs more memory than one decode may use")
-    except Exception as ex:  # whatever a hostile file triggers, the answer is "not decodable"
+    except Exception as ex:  # noqa: BLE001 - whatever a hostile file triggers, the answer is "not decodable"
         return ("audio_error", name, f"not decodable ({type(ex).__name__})")
 
 

@@ -75,7 +75,7 @@ def create_app(
     classifier: Classifier,
     *,
     db: Database | None = None,
-    settings: ServerSettings = ServerSettings(),
+    settings: ServerSettings = ServerSettings(),  # noqa: B008 - frozen, safe to share
     ui: bool = True,
     ui_tabs: Sequence[UiTab] = (),
     model_load_s: float | None = None,

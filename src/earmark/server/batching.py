@@ -150,7 +150,7 @@ class ModelBatcher:
         start = time.perf_counter()
         try:
             vectors = self._embed_fixed_shape([w.samples for w in live])
-        except BaseException as ex:  # hand the failure to every waiting request
+        except BaseException as ex:  # noqa: BLE001 - hand any failure to every waiting request
             for w in live:
                 w.future.set_exception(ex)
             return
@@ -182,7 +182,7 @@ def _run_call(call: _Call) -> None:
         return
     try:
         call.future.set_result(call.fn(*call.args))
-    except BaseException as ex:
+    except BaseException as ex:  # noqa: BLE001 - the caller gets it
         call.future.set_exception(ex)
 
 

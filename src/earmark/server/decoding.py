@@ -33,7 +33,7 @@ __all__ = ["DecoderPool", "LocalDecoderPool", "read_message", "write_message"]
 
 log = logging.getLogger("earmark")
 
-Data = Union[bytes, str, os.PathLike]
+Data = Union[bytes, str, "os.PathLike[str]"]
 _HEADER = struct.Struct(">Q")
 # a decode worker may use this much address space; a hostile file hits it and fails alone
 WORKER_MEMORY_BYTES = 4 * 1024**3
@@ -176,12 +176,6 @@ class LocalDecoderPool:
                 break
             stopped += 1
 
-    def __enter__(self) -> LocalDecoderPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def _unpack(reply: Any, name: str) -> np.ndarray:
     kind = reply[0]
@@ -194,7 +188,12 @@ def _unpack(reply: Any, name: str) -> np.ndarray:
     raise AudioError(name, "the decoder failed on this file")
 
 
-try:  # the audio feature's pool, when present, is the one to use
-    from ..isolate import DecoderPool  # type: ignore[attr-defined]
-except ImportError:
-    DecoderPool = LocalDecoderPool  # type: ignore[misc,assignment]
+def _pool_class() -> Any:
+    try:  # the audio feature's pool, when present, is the one to use
+        from ..isolate import DecoderPool as pool  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return LocalDecoderPool
+    return pool
+
+
+DecoderPool: Any = _pool_class()

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -28,7 +28,7 @@ from ..errors import AudioError
 from ..labels import parse_labels
 from ..types import ClassifyOptions, Prediction
 from .batching import Admission, ModelBatcher
-from .decoding import DecoderPool, Data
+from .decoding import Data, DecoderPool
 from .errors import RequestDeadline
 from .settings import ServerSettings
 
@@ -137,7 +137,7 @@ class ServingEngine:
         self._decode_threads.shutdown(wait=True)
         self.decoder.close()
 
-    async def _deadline(self, coro: Any) -> Any:
+    async def _deadline(self, coro: Awaitable[T]) -> T:
         try:
             return await asyncio.wait_for(coro, self.settings.request_timeout_s)
         except asyncio.TimeoutError:
@@ -168,8 +168,8 @@ class ServingEngine:
         rate = self.sample_rate
         if samples.size == 0:
             raise AudioError(name, "decodes to no audio samples")
-        window = int(round(options.window_s * rate))
-        hop = int(round(options.hop_s * rate))
+        window = round(options.window_s * rate)
+        hop = round(options.hop_s * rate)
         spans = _audio.window_spans(samples.size, window, hop)
         futures = self.batcher.embed([samples[s:e] for s, e in spans])
         try:

@@ -94,7 +94,8 @@ def parse_setting(settings: ServerSettings, name: str, value: str) -> ServerSett
     except ValueError:
         kind = "a whole number" if isinstance(current, int) else "a number"
         raise ConfigError(f"setting {name} must be {kind}, not {value!r}") from None
-    return dataclasses.replace(settings, **{name: typed}).check()
+    changes: dict[str, Any] = {name: typed}
+    return dataclasses.replace(settings, **changes).check()
 
 
 def is_loopback(host: str) -> bool:

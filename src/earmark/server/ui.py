@@ -170,8 +170,9 @@ def build_ui(
                     build_fn()
         gr.Markdown(f"model: `{classifier.model_id}`", elem_id="em-model")
     _refuse_url_fetches(blocks.blocks.values())
-    blocks.earmark_examples_dir = str(earmark_home() / "examples")  # type: ignore[attr-defined]
-    return blocks
+    blocks.earmark_examples_dir = str(earmark_home() / "examples")
+    built: gr.Blocks = blocks
+    return built
 
 
 def _refuse_url_fetches(components: Iterable[Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -118,8 +119,8 @@ def build_classify_tab(runner: Any, settings: ServerSettings, i18n: Any, example
             timeline = gr.HTML(visible=False, elem_id="em-timeline")
             downloads = gr.File(label=i18n("download"), file_count="multiple", interactive=False,
                                 elem_id="em-downloads")  # fmt: skip
-    for key, btn in preset_buttons.items():
-        btn.click(lambda text=PRESETS[key]: text, None, labels, show_progress="hidden")
+    for key, btn in preset_buttons.items():  # filled in by the browser: no server round trip
+        btn.click(None, None, labels, js=f"() => {json.dumps(PRESETS[key])}")
     handler = make_handler(runner, _Exports())
     button.click(handler, [audio, labels, threshold, template], [summary, bars, timeline, downloads],
-                 concurrency_limit=settings.capacity)  # fmt: skip
+                 api_name="classify", concurrency_limit=settings.capacity)  # fmt: skip

@@ -93,7 +93,7 @@ class LiveState:
 
     def level_dbfs(self) -> float:
         rms = float(np.sqrt(np.mean(np.square(self.buffer, dtype=np.float64)))) if self.buffer.size else 0.0
-        return 20 * np.log10(max(rms, 1e-6))
+        return float(20 * np.log10(max(rms, 1e-6)))
 
 
 def chunk_samples(path: str, model_rate: int) -> np.ndarray:
@@ -129,7 +129,7 @@ def make_handler(runner: Any, settings: ServerSettings) -> Callable[..., Any]:
         result = LiveResult(at_s=round(state.heard_s, 1), top=p.top.label, probability=p.top.probability,
                             uncertain=p.uncertain, level_dbfs=round(state.level_dbfs(), 1))  # fmt: skip
         state.history = [*state.history[-(MAX_HISTORY - 1) :], result]
-        html = live_html(state.history, lang)
+        html = live_html(state.history, lang, window_s=settings.live_window_s, every_s=settings.live_every_s)
         return html, state
 
     return on_chunk
@@ -144,7 +144,6 @@ def _message(text: str) -> str:
 def build_live_tab(runner: Any, settings: ServerSettings, i18n: Any) -> None:
     """Components and events of the Live tab (call inside ``gr.Tab``)."""
     gr.Markdown(i18n("live_intro"))
-    gr.Markdown(f"⏱ {settings.live_window_s:g} s / {settings.live_every_s:g} s", elem_id="em-live-cadence")
     with gr.Row():
         with gr.Column(scale=1):
             gr.Markdown(i18n("live_mic"), elem_classes="em-caption")
@@ -160,10 +159,14 @@ def build_live_tab(runner: Any, settings: ServerSettings, i18n: Any) -> None:
     state = gr.State(None)
     mic.stream(make_handler(runner, settings), [mic, labels, threshold, state], [panel, state],
                stream_every=0.5, time_limit=None, concurrency_limit=settings.live_sessions,
-               show_progress="hidden")  # fmt: skip
+               show_progress="hidden", api_name="live_chunk")  # fmt: skip
     # a new recording starts a new window; the history stays until cleared
-    mic.start_recording(_restart, [state], [state], show_progress="hidden")
-    clear.click(lambda: ("", None), None, [panel, state], show_progress="hidden")
+    mic.start_recording(_restart, [state], [state], show_progress="hidden", api_visibility="private")
+    clear.click(_clear, None, [panel, state], show_progress="hidden", api_visibility="private")
+
+
+def _clear() -> tuple[str, None]:
+    return "", None
 
 
 def _restart(state: LiveState | None) -> LiveState | None:

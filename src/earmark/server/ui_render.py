@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+from itertools import pairwise
 
 from ..types import Prediction
 from .i18n import foreign_script_labels, t
@@ -94,8 +95,8 @@ def _lanes(p: Prediction) -> list[str]:
 def _cell_edges(p: Prediction) -> list[tuple[float, float]]:
     """Each window's share of the time axis: from halfway to its neighbours' centres."""
     mids = [(w.start_s + w.end_s) / 2 for w in p.windows]
-    edges = [0.0] + [(a + b) / 2 for a, b in zip(mids, mids[1:])] + [p.duration_s]
-    return list(zip(edges, edges[1:]))
+    edges = [0.0] + [(a + b) / 2 for a, b in pairwise(mids)] + [p.duration_s]
+    return list(pairwise(edges))
 
 
 def timeline_html(p: Prediction, lang: str) -> str:
@@ -103,7 +104,10 @@ def timeline_html(p: Prediction, lang: str) -> str:
     lanes = _lanes(p)
     width, lane_h, left, top = 720.0, 26.0, 130.0, 8.0
     span = max(p.duration_s, 1e-6)
-    x = lambda s: left + (width - left - 10) * s / span  # noqa: E731
+
+    def x(seconds: float) -> float:
+        return left + (width - left - 10) * seconds / span
+
     parts = []
     for i, label in enumerate(lanes):
         y = top + i * lane_h
@@ -165,10 +169,13 @@ class LiveResult:
     level_dbfs: float
 
 
-def live_html(history: Sequence[LiveResult], lang: str) -> str:
+def live_html(history: Sequence[LiveResult], lang: str, *, window_s: float, every_s: float) -> str:
     """The live panel: the current answer, a rolling strip of recent answers, and a table."""
+    cadence_text = t("live_cadence", lang, window=f"{window_s:g}", every=f"{every_s:g}")
+    cadence = f'<div class="em-meta">{escape(cadence_text)}</div>'
     if not history:
-        return f'<div class="em-live" data-count="0"><div class="em-answer">{escape(t("live_waiting", lang))}</div></div>'
+        waiting = escape(t("live_waiting", lang))
+        return f'<div class="em-live" data-count="0"><div class="em-answer">{waiting}</div>{cadence}</div>'
     now = history[-1]
     answer = t("uncertain", lang) if now.uncertain else now.top
     recent = list(history[-40:])
@@ -186,13 +193,13 @@ def live_html(history: Sequence[LiveResult], lang: str) -> str:
         f"<td>{r.level_dbfs:.1f} dBFS</td></tr>"
         for r in reversed(history[-12:])
     )
-    head = "".join(f"<th>{escape(t(k, lang))}</th>" for k in ("live_time", "col_label", "col_peak", "live_level"))
+    head = "".join(f"<th>{escape(t(k, lang))}</th>" for k in ("live_time", "col_label", "col_confidence", "live_level"))
     return (
         f'<div class="em-live" data-count="{len(history)}" data-label="{escape(now.top)}">'
         f'<div class="em-answer{" em-uncertain" if now.uncertain else ""}">{escape(answer)} '
         f'<span class="em-p">{_pct(now.probability)}</span> '
         f'<span class="em-level">{escape(t("live_level", lang))} {now.level_dbfs:.1f} dBFS</span></div>'
-        f'<svg class="em-live-svg" viewBox="0 0 720 62" role="img">{bars}</svg>'
+        f'{cadence}<svg class="em-live-svg" viewBox="0 0 720 62" role="img">{bars}</svg>'
         f'<h4>{escape(t("live_history", lang))}</h4><table class="em-live-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table></div>"
     )
