@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import ConfigError
 from ..types import Prediction
-from .routes import ERROR_RESPONSES
+from .routes import ERROR_RESPONSES, engine_of
 from .uploads import display_name, source_from_bytes, upload_source
 
 __all__ = ["compat"]
@@ -59,7 +59,7 @@ _OPENAPI_BODY = {
 @compat.post("/api/predict", openapi_extra=_OPENAPI_BODY, summary="Original image's predict call")
 async def predict(request: Request) -> JSONResponse:
     """Label -> confidence for one audio file, in the original image's shapes."""
-    engine = request.app.state.engine
+    engine = engine_of(request)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         return await _gradio3(request, engine)

@@ -15,11 +15,12 @@ from fastapi.responses import JSONResponse, Response
 from ..errors import ConfigError, LabelError
 from ..labels import MAX_LABEL_CHARS, MAX_LABELS
 from ..types import Prediction
+from .errors import ServerBusy
 from .i18n import foreign_script_labels, t
 from .schemas import ClassifyResponse, EmbedResponse, ErrorResponse
 from .uploads import upload_source
 
-__all__ = ["ERROR_RESPONSES", "health", "v1"]
+__all__ = ["ERROR_RESPONSES", "engine_of", "health", "v1"]
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -72,7 +73,7 @@ async def classify(
     windows: Annotated[bool, Form(description="Include per-window scores.")] = False,
 ) -> dict[str, Any]:
     """Classify one audio file against free-text labels."""
-    engine = request.app.state.engine
+    engine = engine_of(request)
     opts = engine.options(threshold=threshold, top_k=top_k, templates=tuple(template) if template else None,
                           window_s=window_s, hop_s=hop_s, aggregate=aggregate)  # fmt: skip
     async with upload_source(file) as (data, name):
@@ -90,7 +91,7 @@ async def embed(
     hop_s: Annotated[float | None, Form(gt=0)] = None,
 ) -> dict[str, Any]:
     """L2-normalised CLAP embeddings of an audio file or of texts (send one or the other)."""
-    engine = request.app.state.engine
+    engine = engine_of(request)
     model = engine.classifier.model_id
     if (file is None) == (not texts):
         raise ConfigError("send either an audio file (file) or texts (texts), not both or neither")
@@ -106,6 +107,14 @@ async def embed(
     return {"model": model, "kind": "audio", "dim": int(emb.vectors.shape[1]), "source": emb.source,
             "duration_s": round(emb.duration_s, 3), "spans_s": [list(s) for s in emb.spans_s],
             "vectors": emb.vectors.tolist()}  # fmt: skip
+
+
+def engine_of(request: Request) -> Any:
+    """The app's serving engine; 429 while the app is still starting it."""
+    engine = request.app.state.engine
+    if engine is None:
+        raise ServerBusy(1)
+    return engine
 
 
 def _check_texts(texts: list[str]) -> None:

@@ -169,6 +169,8 @@ def build_ui(
                 with gr.Tab(title):
                     build_fn()
         gr.Markdown(f"model: `{classifier.model_id}`", elem_id="em-model")
+    # Gradio's own queue is bounded too: past it the page says the queue is full
+    blocks.queue(max_size=4 * settings.capacity + 4 * settings.live_sessions)
     _refuse_url_fetches(blocks.blocks.values())
     blocks.earmark_examples_dir = str(earmark_home() / "examples")
     built: gr.Blocks = blocks

@@ -23,7 +23,7 @@ from ..errors import AudioError, EarmarkError
 from .errors import ServerBusy
 from .i18n import pick_language, t
 from .settings import ServerSettings
-from .ui_render import LiveResult, live_html
+from .ui_render import LiveResult, live_html, warnings_html
 
 __all__ = ["LiveState", "build_live_tab", "read_wav"]
 
@@ -130,6 +130,7 @@ def make_handler(runner: Any, settings: ServerSettings) -> Callable[..., Any]:
                             uncertain=p.uncertain, level_dbfs=round(state.level_dbfs(), 1))  # fmt: skip
         state.history = [*state.history[-(MAX_HISTORY - 1) :], result]
         html = live_html(state.history, lang, window_s=settings.live_window_s, every_s=settings.live_every_s)
+        html = warnings_html(p.labels, lang) + html
         return html, state
 
     return on_chunk
