@@ -19,6 +19,7 @@ import asyncio
 import os
 import platform
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -70,7 +71,7 @@ class RssSampler:
             text = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             return 0
-        m = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
+        m = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
         return int(m.group(1)) * 1024 if m else 0
 
     def _children(self) -> list[int]:
@@ -97,14 +98,16 @@ class RssSampler:
         self._thread.join()
 
 
-def start_server(model: Path, threads: int | None, home: Path) -> tuple[subprocess.Popen[bytes], str, float]:
+def start_server(model: Path, threads: int | None, home: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], str, float]:
     env = dict(os.environ, EARMARK_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
                PYTHONPATH=str(ROOT / "src"))  # fmt: skip
     cmd = [sys.executable, "-m", "earmark", "serve", "--model", str(model), "--port", "0"]
     if threads:
         cmd += ["--threads", str(threads)]
+    cmd += extra
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(home / "server.log", "wb"), env=env)
+    with open(home / "server.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
     assert proc.stdout is not None
     for raw in proc.stdout:
         m = re.search(r"at (http://127\.0\.0\.1:\d+)/", raw.decode())
@@ -159,11 +162,11 @@ async def run_level(url: str, clips: list[bytes], concurrency: int, seconds: flo
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         warm_until = time.perf_counter() + warm_s
         await asyncio.gather(*(worker(client, warm_until, False) for _ in range(concurrency)))
-        before = _metrics(httpx.get(url + "/metrics").text)
+        before = _metrics((await client.get("/metrics")).text)
         start = time.perf_counter()
         await asyncio.gather(*(worker(client, start + seconds, True) for _ in range(concurrency)))
         level.seconds = time.perf_counter() - start
-        after = _metrics(httpx.get(url + "/metrics").text)
+        after = _metrics((await client.get("/metrics")).text)
     windows = after["batch_size_sum"] - before["batch_size_sum"]
     if windows:
         level.model_ms_per_window = 1000 * (after["batch_seconds_sum"] - before["batch_seconds_sum"]) / windows
@@ -176,7 +179,7 @@ async def run_level(url: str, clips: list[bytes], concurrency: int, seconds: flo
 def _metrics(text: str) -> dict[str, float]:
     out = {}
     for name in ("batch_size_sum", "batch_seconds_sum", "decode_seconds_sum", "decode_seconds_count"):
-        m = re.search(rf"^earmark_{name} (\S+)$", text, re.M)
+        m = re.search(rf"^earmark_{name} (\S+)$", text, re.MULTILINE)
         out[name] = float(m.group(1)) if m else 0.0
     return out
 
@@ -184,7 +187,8 @@ def _metrics(text: str) -> dict[str, float]:
 def machine() -> str:
     cpu = "unknown CPU"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
@@ -201,32 +205,35 @@ def report(levels: list[Level], info: dict[str, str], out: Path) -> str:
         for lv in levels
     )
     lines = [
-        "# `earmark serve` under load",
+        f"## {info['title']}",
         "",
         f"Run {info['date']} by `python bench/bench_serve.py {info['argv']}`.",
         "",
         f"- Machine: {info['machine']}.",
-        f"- Load (`uptime` load averages 1/5/15 min): before {info['load_before']}, after {info['load_after']}."
-        " Other jobs shared the machine; figures on a quiet one are better.",
-        f"- Model: full-size `clap-htsat-fused` with random weights (`bench/fullsize.py`): speed and memory only;"
-        f" its scores are meaningless. Server: {info['server']}.",
-        f"- Requests: `POST /api/v1/classify`, 10 s mp3 (128 kbps, 48 kHz, 16 different clips), 5 labels;"
-        f" a closed loop keeps N in flight for {info['seconds']} s after {info['warm']} s of warm-up.",
+        (f"- Load (`uptime` load averages 1/5/15 min): before {info['load_before']}, after {info['load_after']}."
+        " Other jobs shared the machine; figures on a quiet one are better."),
+        (f"- Model: full-size `clap-htsat-fused` with random weights (`bench/fullsize.py`): speed and memory only;"
+        f" its scores are meaningless. Server: {info['server']}."),
+        (f"- Requests: `POST /api/v1/classify`, 10 s mp3 (128 kbps, 48 kHz, 16 different clips), 5 labels;"
+        f" a closed loop keeps N in flight for {info['seconds']} s after {info['warm']} s of warm-up."),
         "",
         "| concurrency | requests/s | p50 ms | p95 ms | p99 ms | answered | errors | model ms/window | decode ms |",
         "|---|---|---|---|---|---|---|---|---|",
         rows,
         "",
-        f"Server memory: cold start to ready {info['cold_s']} s; RSS idle {info['idle_rss']} MiB;"
-        f" peak {info['peak_self']} MiB (server process), {info['peak_total']} MiB with its decode workers.",
+        (f"Server memory: cold start to ready {info['cold_s']} s; RSS idle {info['idle_rss']} MiB;"
+        f" peak {info['peak_self']} MiB (server process), {info['peak_total']} MiB with its decode workers."),
         "",
-        "## Against the targets",
+        "Against the targets:",
         "",
         info["verdict"],
         "",
     ]
     text = "\n".join(lines)
-    out.write_text(text)
+    if info["append"] and out.exists():
+        out.write_text(out.read_text().rstrip("\n") + "\n\n" + text)
+    else:
+        out.write_text("# `earmark serve` under load\n\n" + text)
     return text
 
 
@@ -254,6 +261,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--threads", type=int, default=None, help="model threads (default: all cores)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS-serve.md")
+    ap.add_argument("--setting", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="server setting for this run (repeatable)")
+    ap.add_argument("--append", action="store_true", help="add this run to --out instead of replacing it")
+    ap.add_argument("--title", default="Default settings", help="heading of this run's section")
     args = ap.parse_args()
     if args.model is None:
         from fullsize import build_fullsize
@@ -263,7 +274,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="earmark-bench-") as tmp:
         home = Path(tmp)
         clips = make_clips(home)
-        proc, url, cold_s = start_server(args.model, args.threads, home)
+        extra = [x for pair in args.setting for x in ("--setting", *pair)]
+        proc, url, cold_s = start_server(args.model, args.threads, home, extra)
         sampler = RssSampler(proc.pid)
         time.sleep(1.0)
         idle_self, _ = sampler.now()
@@ -280,12 +292,15 @@ def main() -> None:
             proc.wait(60)
     mib = 1024**2
     info = {
+        "title": args.title,
+        "append": "yes" if args.append else "",
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "argv": " ".join(sys.argv[1:]),
+        "argv": shlex.join(sys.argv[1:]),
         "machine": machine(),
         "load_before": load_before,
         "load_after": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "server": f"default settings, page mounted, model threads {args.threads or 'all cores'}",
+        "server": (f"settings {' '.join(extra) or 'default'}, page mounted,"
+                   f" model threads {args.threads or 'default (cores left after the decode workers)'}"),
         "seconds": f"{args.seconds:g}",
         "warm": f"{args.warm:g}",
         "cold_s": f"{cold_s:.1f}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -49,7 +50,8 @@ def serve_cmd(
     """Serve the web page (/ui) and REST API (/api/v1, /docs) on HOST:PORT.
 
     Stops gracefully on SIGTERM or Ctrl-C: /readyz turns 503, requests in
-    flight are answered, then the process exits 0.
+    flight are answered, then the process exits 0. --threads defaults to the
+    cores left after the decode workers (at least 1).
     """
     from ..server.settings import ServerSettings, is_loopback, parse_setting
 
@@ -64,6 +66,9 @@ def serve_cmd(
     from ..server.api import create_app  # checks the server extra before the slow model load
     from ..store import Database
 
+    # leave the decode workers their cores: on a busy 2-core machine two OpenMP threads next to a decoding
+    # process ran 9x slower per window than one thread (bench/RESULTS-serve.md)
+    threads = threads or max(1, (os.cpu_count() or 1) - settings.decode_workers)
     classifier, load_s = _load(model, device, threads)
     db = Database(db_path)
     app = create_app(classifier, db=db, settings=settings, ui=not no_ui, ui_tabs=extra_tabs(classifier, db),
