@@ -29,6 +29,7 @@ sysdeps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# prints the page's URL once listening; without the real weights: make serve MODEL=tests/assets/tiny-clap
 serve: setup
 	$(VENV)/bin/earmark serve --port $(PORT) $(if $(MODEL),--model $(MODEL),)
 

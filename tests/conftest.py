@@ -39,3 +39,20 @@ def classifier(tiny_model: str):  # type: ignore[no-untyped-def]
     from earmark import Classifier
 
     return Classifier(tiny_model, threads=1)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One real `earmark serve` on the tiny model for the session (added by the web feature).
+
+    Small queue (capacity 4) for the overload test; a short live window for the browser's Live tab test.
+    """
+    from helpers import ServerProcess
+
+    server = ServerProcess(
+        "--setting", "decode_workers", "1", "--setting", "max_queue", "3",
+        "--setting", "live_window_s", "3", "--setting", "live_every_s", "1",
+        home=tmp_path_factory.mktemp("served-home"),
+    )  # fmt: skip
+    yield server
+    server.stop()

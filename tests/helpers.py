@@ -71,3 +71,81 @@ def labelled_folder(root: Path, spec: dict[str, list[np.ndarray]], ext: str = ".
         for n, wave in enumerate(waves):
             encode(wave, root / name / f"{name}-{n}{ext}")
     return root
+
+# --- web server (added by the web feature) ---------------------------------------------------------------
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+class ServerProcess:
+    """A real `earmark serve` (uvicorn on 127.0.0.1, a free port) in a subprocess, for tests.
+
+    Args:
+        args: extra command-line arguments (``--setting NAME VALUE``...).
+        home: EARMARK_HOME for the server.
+        model: model folder (default: the tiny test model).
+    """
+
+    def __init__(self, *args: str, home: Path, model: Path = TINY_MODEL, timeout_s: float = 90.0) -> None:
+        import os
+        import re
+        import sys
+        import threading
+        import time
+
+        env = dict(os.environ, EARMARK_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+                   PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+        env.pop("EARMARK_API_KEY", None)
+        self.log = home / "server.log"
+        self._log_file = open(self.log, "wb")
+        # one model thread, as the `classifier` fixture: two OpenMP threads on a busy 2-core machine stall
+        cmd = [sys.executable, "-m", "earmark", "serve", "--model", str(model), "--port", "0", "--threads", "1", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log_file, env=env)
+        self.lines: list[str] = []
+        found = threading.Event()
+        self.url = ""
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for raw in self.proc.stdout:
+                line = raw.decode(errors="replace")
+                self.lines.append(line)
+                m = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
+                if m and not found.is_set():
+                    self.url = m.group(1)
+                    found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        if not found.wait(timeout_s) or not self.wait_ready(deadline - time.monotonic()):
+            self.stop()
+            raise RuntimeError(f"earmark serve did not start; log:\n{self.log.read_text()[-3000:]}")
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        return False
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, wait; returns the exit code."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_file.close()
+        return self.proc.returncode

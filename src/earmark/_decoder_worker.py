@@ -35,6 +35,7 @@ def main() -> None:
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)  # stray prints go to stderr, never into the answers
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _limit_memory()
     _watch_parent(os.getppid())
     tx.send_bytes(json.dumps({"ready": os.getpid()}).encode())
     while True:
@@ -69,6 +70,9 @@ def _serve(request: dict[str, Any], payload: bytearray | None, tx: Connection) -
     except AudioError as ex:
         tx.send_bytes(json.dumps({"error": ex.reason}).encode())
         return
+    except MemoryError:
+        tx.send_bytes(json.dumps({"error": "needs more memory than one decode may use"}).encode())
+        return
     except Exception as ex:  # a decoder bug must answer, not kill the worker
         log.exception("decoder worker: unexpected error")
         tx.send_bytes(json.dumps({"error": f"could not be decoded ({type(ex).__name__})"}).encode())
@@ -77,6 +81,15 @@ def _serve(request: dict[str, Any], payload: bytearray | None, tx: Connection) -
     tx.send_bytes(json.dumps({"samples": sum(c.size for c in chunks), "warnings": notes}).encode())
     for chunk in chunks:
         tx.send_bytes(np.ascontiguousarray(chunk, dtype=np.float32).data)
+
+
+def _limit_memory() -> None:
+    """Cap this process's address space, so a decompression bomb fails here, not in the server."""
+    cap = int(os.environ.get("EARMARK_WORKER_MEMORY_BYTES", "0") or 0)
+    if cap > 0:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
 def _watch_parent(parent: int) -> None:

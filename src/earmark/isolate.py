@@ -66,6 +66,8 @@ class DecoderPool:
         limits: default :class:`~earmark.audio.AudioLimits` applied in the worker.
         max_tasks_per_worker: calls after which a worker is replaced (bounds slow leaks).
         start_timeout_s: how long a new worker may take to start.
+        memory_limit_bytes: address-space cap of each worker (``RLIMIT_AS``), so a
+            decompression bomb fails in its worker; ``None`` for no cap.
 
     Use as a context manager, or call :meth:`close`.
     """
@@ -78,11 +80,13 @@ class DecoderPool:
         limits: AudioLimits = DEFAULT_LIMITS,
         max_tasks_per_worker: int = 200,
         start_timeout_s: float = 30.0,
+        memory_limit_bytes: int | None = 4 * 1024**3,
     ) -> None:
         if workers < 1 or timeout_s <= 0 or max_tasks_per_worker < 1:
             raise ValueError("workers, timeout_s and max_tasks_per_worker must be positive")
         self.workers, self.timeout_s, self.limits = workers, timeout_s, limits
         self.max_tasks_per_worker, self.start_timeout_s = max_tasks_per_worker, start_timeout_s
+        self.memory_limit_bytes = memory_limit_bytes
         self._slots: queue.LifoQueue[_Worker | None] = queue.LifoQueue()
         for _ in range(workers):
             self._slots.put(None)  # an empty slot: a worker is started when first needed
@@ -160,7 +164,7 @@ class DecoderPool:
             log.warning("decoder worker %d died while idle; starting another", slot.pid)
             self._forget(slot)
         try:
-            worker = _Worker.start(self.start_timeout_s)
+            worker = _Worker.start(self.start_timeout_s, self.memory_limit_bytes)
         except BaseException:
             self._slots.put(None)
             raise
@@ -250,8 +254,9 @@ class _Worker:
         proc.stdout.close()
 
     @classmethod
-    def start(cls, timeout_s: float) -> _Worker:
+    def start(cls, timeout_s: float, memory_limit_bytes: int | None = None) -> _Worker:
         env = dict(os.environ)
+        env["EARMARK_WORKER_MEMORY_BYTES"] = str(memory_limit_bytes or 0)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         code = "from earmark._decoder_worker import main; main()"
         proc = subprocess.Popen(

@@ -1,0 +1,212 @@
+"""The app factory: REST API, metrics, health, and the Gradio page on one FastAPI app.
+
+``create_app(classifier)`` returns the app; its lifespan starts the serving
+engine (decode workers, model thread) and warms it, and ``/readyz`` turns 200
+once that is done. Errors are translated once, here: every
+:class:`~earmark.errors.EarmarkError` becomes ``{"error": {"code", "message"}}``
+with its status; anything unexpected is logged and answered with a generic 500
+that never echoes internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    AudioError,
+    ConfigError,
+    DecodeTimeout,
+    EarmarkError,
+    LabelError,
+    MissingExtraError,
+    ModelError,
+    StoreError,
+)
+from .errors import NotAudio, RequestDeadline, ServerBusy
+from .settings import ServerSettings
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, RedirectResponse
+    from starlette.exceptions import HTTPException
+except ImportError:  # pragma: no cover - depends on the install
+    raise MissingExtraError("earmark serve", "server") from None
+
+if TYPE_CHECKING:
+    from ..classify import Classifier
+    from ..store import Database
+
+__all__ = ["create_app", "error_status"]
+
+log = logging.getLogger("earmark")
+
+# most specific first: the first match decides the status
+_STATUS: tuple[tuple[type[EarmarkError], int, str], ...] = (
+    (ServerBusy, 429, "server_busy"),
+    (RequestDeadline, 504, "deadline"),
+    (DecodeTimeout, 504, "decode_timeout"),
+    (NotAudio, 415, "not_audio"),
+    (AudioError, 422, "undecodable_audio"),
+    (LabelError, 422, "invalid_labels"),
+    (ConfigError, 422, "invalid_options"),
+    (ModelError, 503, "model_unavailable"),
+    (StoreError, 503, "store_unavailable"),
+    (MissingExtraError, 501, "missing_extra"),
+    (EarmarkError, 400, "bad_request"),
+)
+# their messages may name server paths: clients get a summary, the log gets the detail
+_PRIVATE = (ModelError, StoreError, MissingExtraError)
+
+UiTab = tuple[str, Callable[[], None]]
+
+
+def error_status(ex: EarmarkError) -> tuple[int, str]:
+    """(HTTP status, error code) for an earmark error."""
+    return next((status, code) for cls, status, code in _STATUS if isinstance(ex, cls))
+
+
+def create_app(
+    classifier: Classifier,
+    *,
+    db: Database | None = None,
+    settings: ServerSettings = ServerSettings(),  # noqa: B008 - frozen, safe to share
+    ui: bool = True,
+    ui_tabs: Sequence[UiTab] = (),
+    model_load_s: float | None = None,
+) -> FastAPI:
+    """Build the earmark web app around one loaded classifier.
+
+    Args:
+        classifier: the model every route and the page share.
+        db: the SQLite store for features that need one (library, events), or None.
+        settings: limits, queue, batching and live settings (see :mod:`.settings`).
+        ui: mount the Gradio page at ``/ui`` (``/`` redirects there).
+        ui_tabs: extra page tabs, ``(title, build_fn)``; see :func:`earmark.server.ui.build_ui`.
+        model_load_s: how long the model took to load, for ``/metrics``.
+
+    Returns:
+        The FastAPI app; run it with uvicorn (``earmark serve`` does).
+    """
+    from .compat import compat
+    from .guards import ApiKeyMiddleware, BodyLimitMiddleware
+    from .metrics import Metrics, MetricsMiddleware
+    from .routes import health, v1
+
+    settings.check()
+    metrics = Metrics()
+    metrics.queue_capacity.set(settings.capacity)
+    if model_load_s is not None:
+        metrics.model_load_seconds.set(model_load_s)
+    app = FastAPI(
+        title="earmark",
+        summary="Zero-shot audio classification with CLAP: audio + free-text labels -> confidence per label.",
+        version=_version(),
+        lifespan=_lifespan,
+    )
+    app.state.classifier = classifier
+    app.state.db = db
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.engine = None
+    app.state.ready = False
+    app.state.draining = False
+    for router in (health, v1, compat):
+        app.include_router(router)
+    app.add_exception_handler(EarmarkError, _earmark_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _internal_error)
+    # outermost last: the key is checked first, then the body cap, then metrics see every answer
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    if ui:
+        _mount_ui(app, classifier, db, settings, ui_tabs)
+    return app
+
+
+def _mount_ui(app: FastAPI, classifier: Classifier, db: Database | None, settings: ServerSettings,
+              tabs: Sequence[UiTab]) -> None:  # fmt: skip
+    from .ui import AppRunner, build_ui, mount_ui
+
+    blocks = build_ui(classifier, db, extra_tabs=tabs, runner=AppRunner(app), settings=settings)
+    mount_ui(app, blocks, settings, path="/ui")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from .engine import ServingEngine
+
+    state = app.state
+    engine = ServingEngine(state.classifier, state.settings, observe=state.metrics.observe)
+    state.engine = engine
+    state.metrics.queue_depth.set_function(lambda: engine.admission.held)
+    warm = asyncio.create_task(_warm_up(app, engine))
+    try:
+        yield
+    finally:
+        state.draining = True
+        state.metrics.ready.set(0)
+        warm.cancel()
+        await asyncio.to_thread(engine.close)
+
+
+async def _warm_up(app: FastAPI, engine: Any) -> None:
+    try:
+        await engine.warm_up()
+    except Exception:  # the server stays up, not ready, and says why in the log
+        log.exception("warm-up failed; /readyz stays 503")
+        return
+    app.state.ready = True
+    app.state.metrics.ready.set(1)
+    log.info("ready: model %s is warm", engine.classifier.model_id)
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+async def _earmark_error(request: Request, ex: EarmarkError) -> JSONResponse:
+    status, code = error_status(ex)
+    headers = {"Retry-After": str(ex.retry_after_s)} if isinstance(ex, ServerBusy) else None
+    if isinstance(ex, _PRIVATE):
+        log.error("%s %s: %s", request.method, request.url.path, ex)
+        return _error(status, code, "the server cannot do this right now; the operator can see why in its log")
+    return _error(status, code, str(ex), headers)
+
+
+async def _validation_error(request: Request, ex: RequestValidationError) -> JSONResponse:
+    parts = []
+    for err in ex.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+    return _error(422, "invalid_request", "; ".join(parts) or "invalid request")
+
+
+async def _http_error(request: Request, ex: HTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(ex.status_code, "http_error")
+    detail = ex.detail if isinstance(ex.detail, str) else "request refused"
+    return _error(ex.status_code, code, detail, dict(ex.headers) if ex.headers else None)
+
+
+async def _internal_error(request: Request, ex: Exception) -> JSONResponse:
+    ref = uuid.uuid4().hex[:12]
+    log.error("internal error %s on %s %s", ref, request.method, request.url.path, exc_info=ex)
+    return _error(500, "internal", f"internal error (reference {ref}); the details are in the server log")
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,212 @@
+"""The serving engine: admission, isolated decoding, micro-batched embedding, scoring.
+
+Every request of the API and of the page goes the same way::
+
+    admit (or 429) ─► decode in a worker process ─► windows ─► ModelBatcher ─► score
+
+It works from any event loop (threads and ``concurrent.futures`` inside), so
+FastAPI routes and Gradio handlers share one engine and one model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .. import audio as _audio
+from ..classify import AudioEmbedding, Classifier
+from ..errors import AudioError
+from ..labels import parse_labels
+from ..types import ClassifyOptions, Prediction
+from .batching import Admission, ModelBatcher
+from .decoding import Data, DecoderPool
+from .errors import RequestDeadline
+from .settings import ServerSettings
+
+__all__ = ["ServingEngine"]
+
+log = logging.getLogger("earmark")
+
+T = TypeVar("T")
+
+
+class ServingEngine:
+    """One model behind a bounded queue, shared by every request.
+
+    Args:
+        classifier: the loaded model, templates cache and default options.
+        settings: limits, queue and batching settings.
+        observe: optional metrics hooks: ``observe("batch", size, seconds)``,
+            ``observe("decode", seconds)``.
+    """
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        settings: ServerSettings,
+        *,
+        observe: Callable[..., None] | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.settings = settings
+        self._observe = observe or (lambda *a: None)
+        self.admission = Admission(settings.capacity, parallelism=settings.decode_workers)
+        self._decoding = 0
+        self._decoding_lock = threading.Lock()
+        self.limits = dataclasses.replace(
+            classifier.limits, max_duration_s=settings.max_duration_s, max_bytes=settings.max_upload_bytes
+        )
+        self.decoder = DecoderPool(
+            workers=settings.decode_workers, timeout_s=settings.decode_timeout_s, limits=self.limits
+        )
+        self._decode_threads = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="earmark-decode")
+        self.batcher = ModelBatcher(
+            classifier.backend,
+            batch_size=settings.max_batch_size or _auto_batch_size(classifier.backend),
+            max_wait_ms=settings.max_wait_ms,
+            expecting_more=lambda: self._decoding > 0,
+            on_batch=lambda n, s: self._observe("batch", n, s),
+        )
+
+    @property
+    def sample_rate(self) -> int:
+        return self.classifier.sample_rate
+
+    def options(self, **overrides: Any) -> ClassifyOptions:
+        """The classifier's options with ``overrides`` (``None`` values ignored), validated."""
+        return self.classifier.resolve_options(None, **overrides)
+
+    async def classify(
+        self, data: Data, labels: str | Iterable[str], options: ClassifyOptions, *, name: str
+    ) -> Prediction:
+        """Decode an upload in a worker, embed it in shared batches, score it.
+
+        Raises:
+            ServerBusy: the queue is full (429).
+            LabelError, ConfigError: unusable labels or options (checked before any work).
+            AudioError, DecodeTimeout: the upload cannot be decoded in time.
+            RequestDeadline: the whole request ran past ``request_timeout_s``.
+        """
+        labels_t = parse_labels(labels)
+        with self.admission.slot():
+            return await self._deadline(self._score(self._embed_upload(data, options, name), labels_t, options))
+
+    async def classify_samples(
+        self, samples: np.ndarray, labels: str | Iterable[str], options: ClassifyOptions, *, name: str
+    ) -> Prediction:
+        """Classify float32 mono samples already at the model's rate (the live microphone)."""
+        labels_t = parse_labels(labels)
+        with self.admission.slot():
+            return await self._deadline(self._score(self._embed_samples(samples, options, name), labels_t, options))
+
+    async def embed_upload(self, data: Data, options: ClassifyOptions, *, name: str) -> AudioEmbedding:
+        """Window embeddings of an upload (L2-normalised), decoded in a worker."""
+        with self.admission.slot():
+            return await self._deadline(self._embed_upload(data, options, name))
+
+    async def embed_texts(self, texts: Sequence[str], templates: Sequence[str] | None = None) -> np.ndarray:
+        """(n, dim) text embeddings: raw texts, or labels through prompt ``templates`` (cached)."""
+        with self.admission.slot():
+            if templates:
+                fn = partial(self.classifier.text_embeddings, texts, templates)
+            else:
+                fn = partial(self.classifier.backend.embed_text, list(texts))
+            return await self._deadline(self._on_model(fn))
+
+    async def warm_up(self) -> None:
+        """One decode and one model pass, so the first real request is not the slow one."""
+        from ..synth import make
+
+        wave = (make("beep", 1.0) * 32767).astype("<i2")
+        await self._decode(_wav_bytes(wave, 48_000), "warm-up")
+        opts = self.options()
+        await self.classify_samples(np.zeros(self.sample_rate, np.float32), ("a", "b"), opts, name="warm-up")
+
+    def close(self) -> None:
+        """Stop the model thread and the decode workers."""
+        self.batcher.close()
+        self._decode_threads.shutdown(wait=True)
+        self.decoder.close()
+
+    async def _deadline(self, coro: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(coro, self.settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestDeadline(
+                f"the request took longer than {self.settings.request_timeout_s:g} s; try a shorter file"
+            ) from None
+
+    async def _embed_upload(self, data: Data, options: ClassifyOptions, name: str) -> AudioEmbedding:
+        samples = await self._decode(data, name)
+        return await self._embed_samples(samples, options, name)
+
+    async def _decode(self, data: Data, name: str) -> np.ndarray:
+        with self._decoding_lock:  # read by the model thread: batches wait only while decodes are under way
+            self._decoding += 1
+        start = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._decode_threads,
+                lambda: self.decoder.decode(data, sample_rate=self.sample_rate, name=name),
+            )
+        finally:
+            with self._decoding_lock:
+                self._decoding -= 1
+            self._observe("decode", time.perf_counter() - start)
+
+    async def _embed_samples(self, samples: np.ndarray, options: ClassifyOptions, name: str) -> AudioEmbedding:
+        rate = self.sample_rate
+        if samples.size == 0:
+            raise AudioError(name, "decodes to no audio samples")
+        window = round(options.window_s * rate)
+        hop = round(options.hop_s * rate)
+        spans = _audio.window_spans(samples.size, window, hop)
+        futures = self.batcher.embed([samples[s:e] for s, e in spans])
+        try:
+            vectors = [await asyncio.wrap_future(f) for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()  # a request that gave up frees its place in the batches
+        return AudioEmbedding(
+            source=name,
+            spans_s=tuple((s / rate, e / rate) for s, e in spans),
+            vectors=np.stack(vectors),
+            duration_s=samples.size / rate,
+            sample_rate=rate,
+        )
+
+    async def _score(self, embedding: Any, labels: tuple[str, ...], options: ClassifyOptions) -> Prediction:
+        emb = await embedding
+        return await self._on_model(partial(self.classifier.score, emb, labels, options=options))
+
+    async def _on_model(self, fn: Callable[[], T]) -> T:
+        return await asyncio.wrap_future(self.batcher.call(fn))
+
+
+def _auto_batch_size(backend: Any) -> int:
+    """8 on a GPU (padding costs little there); 1 on a CPU, where a padded batch would cost a lone
+    request several times its latency."""
+    return 8 if getattr(getattr(backend, "device", None), "type", "cpu") == "cuda" else 1
+
+
+def _wav_bytes(pcm16: np.ndarray, rate: int) -> bytes:
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm16.tobytes())
+    return buf.getvalue()

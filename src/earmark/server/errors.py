@@ -1,0 +1,32 @@
+"""Errors only the server raises; they extend earmark's one tree (:mod:`earmark.errors`).
+
+::
+
+    EarmarkError
+    ├── ServerBusy        the queue is full: 429 + Retry-After
+    ├── RequestDeadline   a request ran past its deadline: 504
+    └── AudioError
+        └── NotAudio      an upload that is plainly something else (an image, a PDF...): 415
+"""
+
+from __future__ import annotations
+
+from ..errors import AudioError, EarmarkError
+
+__all__ = ["NotAudio", "RequestDeadline", "ServerBusy"]
+
+
+class ServerBusy(EarmarkError):
+    """The server holds as many requests as it may; try again after ``retry_after_s``."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"the server is busy; try again in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class RequestDeadline(EarmarkError):
+    """A request took longer than the server's deadline."""
+
+
+class NotAudio(AudioError):
+    """The upload is recognisably not audio."""

@@ -1,0 +1,96 @@
+"""Prometheus metrics of one app: requests, latencies, queue depth, batch sizes, model load time.
+
+Each app has its own registry, so several apps in one process (tests) never
+share counters. Routes are labelled by a fixed set of names, never by raw
+paths, so a scanner cannot blow up the number of series.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics", "MetricsMiddleware", "route_name"]
+
+_ROUTES = ("/api/v1/classify", "/api/v1/embed", "/api/predict", "/livez", "/readyz", "/metrics")
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def route_name(path: str) -> str:
+    """The metrics label for a request path."""
+    if path in _ROUTES:
+        return path
+    if path == "/ui" or path.startswith("/ui/"):
+        return "/ui"
+    if path.startswith(("/docs", "/openapi.json", "/redoc")):
+        return "/docs"
+    return "other"
+
+
+class Metrics:
+    """The app's collectors."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("earmark_requests", "HTTP requests answered", ["route", "status"], registry=r)
+        self.latency = Histogram(
+            "earmark_request_seconds", "Time to answer a request", ["route"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge("earmark_queue_depth", "Requests held by the engine now", registry=r)
+        self.queue_capacity = Gauge("earmark_queue_capacity", "Requests the engine may hold", registry=r)
+        self.rejected = Counter("earmark_rejected", "Requests refused with 429 (queue full)", registry=r)
+        self.batch_size = Histogram(
+            "earmark_batch_size", "Audio windows per model batch", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32), registry=r
+        )
+        self.batch_seconds = Histogram(
+            "earmark_batch_seconds", "Model time per batch", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.decode_seconds = Histogram(
+            "earmark_decode_seconds", "Time to decode one upload", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.model_load_seconds = Gauge("earmark_model_load_seconds", "Time the model took to load", registry=r)
+        self.ready = Gauge("earmark_ready", "1 when the model is loaded, warm and not draining", registry=r)
+
+    def observe(self, kind: str, *values: float) -> None:
+        """Engine hook: ``("batch", size, seconds)`` or ``("decode", seconds)``."""
+        if kind == "batch":
+            self.batch_size.observe(values[0])
+            self.batch_seconds.observe(values[1])
+        elif kind == "decode":
+            self.decode_seconds.observe(values[0])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts every HTTP response by route and status, and times it."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = route_name(scope.get("path", ""))
+        start = time.perf_counter()
+        status = 500
+
+        async def counting_send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            if status == 429:
+                self.metrics.rejected.inc()

@@ -1,0 +1,133 @@
+"""REST routes: thin functions on module-level routers; the engine does the work.
+
+Routes read uploads, call :class:`~earmark.server.engine.ServingEngine` and
+shape JSON. Errors are raised as :class:`~earmark.errors.EarmarkError` and
+translated once by the app's handler (:mod:`earmark.server.api`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from ..errors import ConfigError, LabelError
+from ..labels import MAX_LABEL_CHARS, MAX_LABELS
+from ..types import Prediction
+from .errors import ServerBusy
+from .i18n import foreign_script_labels, t
+from .schemas import ClassifyResponse, EmbedResponse, ErrorResponse
+from .uploads import upload_source
+
+__all__ = ["ERROR_RESPONSES", "engine_of", "health", "v1"]
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        413: "Upload over `max_upload_mb` (checked before the body is read).",
+        415: "The upload is plainly not audio (an image, a document...).",
+        422: "Bad labels or options, or audio that cannot be decoded.",
+        429: "The queue is full; retry after the `Retry-After` seconds.",
+        504: "Decoding or the whole request ran past its deadline.",
+    }.items()
+}
+
+health = APIRouter(tags=["health"])
+v1 = APIRouter(prefix="/api/v1", tags=["api"], responses=ERROR_RESPONSES)
+
+
+@health.get("/livez", summary="The process is up")
+async def livez() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/readyz", summary="Ready for requests: model loaded and warm, not draining")
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    if state.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
+    if not state.ready:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    return JSONResponse({"status": "ready", "model": state.classifier.model_id})
+
+
+@health.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@v1.post("/classify", response_model=ClassifyResponse, response_model_exclude_unset=True)
+async def classify(
+    request: Request,
+    file: Annotated[UploadFile, File(description="The audio file (wav, mp3, ogg, flac, opus, m4a, webm...).")],
+    labels: Annotated[str, Form(description="Candidate labels, separated by commas or new lines (2 to 1000).")],
+    threshold: Annotated[float | None, Form(ge=0, le=1, description="Below it the answer is uncertain.")] = None,
+    top_k: Annotated[int | None, Form(ge=1, description="How many best labels `top_k` holds.")] = None,
+    template: Annotated[list[str] | None, Form(description="Prompt template(s) with {label}.")] = None,
+    window_s: Annotated[float | None, Form(gt=0, le=10, description="Window length in seconds.")] = None,
+    hop_s: Annotated[float | None, Form(gt=0, description="Step between windows of long audio.")] = None,
+    aggregate: Annotated[Literal["mean", "max"] | None, Form(description="Clip score from windows.")] = None,
+    windows: Annotated[bool, Form(description="Include per-window scores.")] = False,
+) -> dict[str, Any]:
+    """Classify one audio file against free-text labels."""
+    engine = engine_of(request)
+    opts = engine.options(threshold=threshold, top_k=top_k, templates=tuple(template) if template else None,
+                          window_s=window_s, hop_s=hop_s, aggregate=aggregate)  # fmt: skip
+    async with upload_source(file) as (data, name):
+        prediction = await engine.classify(data, labels, opts, name=name)
+    return prediction_json(prediction, windows=windows)
+
+
+@v1.post("/embed", response_model=EmbedResponse, response_model_exclude_unset=True)
+async def embed(
+    request: Request,
+    file: Annotated[UploadFile | None, File(description="An audio file: one vector per window.")] = None,
+    texts: Annotated[list[str] | None, Form(description="Texts (repeat the field): one vector each.")] = None,
+    template: Annotated[str | None, Form(description="Embed texts as labels through this template.")] = None,
+    window_s: Annotated[float | None, Form(gt=0, le=10)] = None,
+    hop_s: Annotated[float | None, Form(gt=0)] = None,
+) -> dict[str, Any]:
+    """L2-normalised CLAP embeddings of an audio file or of texts (send one or the other)."""
+    engine = engine_of(request)
+    model = engine.classifier.model_id
+    if (file is None) == (not texts):
+        raise ConfigError("send either an audio file (file) or texts (texts), not both or neither")
+    if texts:
+        _check_texts(texts)
+        vectors = await engine.embed_texts(texts, (template,) if template else None)
+        return {"model": model, "kind": "text", "dim": int(vectors.shape[1]), "texts": texts,
+                "vectors": vectors.tolist()}  # fmt: skip
+    assert file is not None
+    opts = engine.options(window_s=window_s, hop_s=hop_s)
+    async with upload_source(file) as (data, name):
+        emb = await engine.embed_upload(data, opts, name=name)
+    return {"model": model, "kind": "audio", "dim": int(emb.vectors.shape[1]), "source": emb.source,
+            "duration_s": round(emb.duration_s, 3), "spans_s": [list(s) for s in emb.spans_s],
+            "vectors": emb.vectors.tolist()}  # fmt: skip
+
+
+def engine_of(request: Request) -> Any:
+    """The app's serving engine; 429 while the app is still starting it."""
+    engine = request.app.state.engine
+    if engine is None:
+        raise ServerBusy(1)
+    return engine
+
+
+def _check_texts(texts: list[str]) -> None:
+    if len(texts) > MAX_LABELS:
+        raise LabelError(f"{len(texts)} texts given; at most {MAX_LABELS} are supported")
+    for text in texts:
+        if not text.strip() or len(text) > MAX_LABEL_CHARS:
+            raise LabelError(f"each text must be 1 to {MAX_LABEL_CHARS} characters")
+
+
+def prediction_json(prediction: Prediction, *, windows: bool = False) -> dict[str, Any]:
+    """The API's answer: ``Prediction.to_dict()`` plus plain-language warnings."""
+    out = prediction.to_dict(windows=windows)
+    foreign = foreign_script_labels(prediction.labels)
+    out["warnings"] = [t("warn_script", "en", labels=", ".join(foreign))] if foreign else []
+    return out

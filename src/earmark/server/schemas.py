@@ -1,0 +1,94 @@
+"""Response shapes of the REST API (for the OpenAPI docs at /docs and for clients)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "ClassifyResponse",
+    "EmbedResponse",
+    "ErrorBody",
+    "ErrorResponse",
+    "GradioLabel",
+    "LegacyPredictResponse",
+]
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `upload_too_large`, `server_busy`.")
+    message: str = Field(description="What went wrong and what to do, for people.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class TopScore(BaseModel):
+    label: str
+    probability: float
+
+
+class ScoreRow(BaseModel):
+    label: str
+    probability: float
+    cosine: float
+
+
+class SegmentRow(BaseModel):
+    label: str
+    start_s: float
+    end_s: float
+    score: float
+
+
+class WindowRow(BaseModel):
+    start_s: float
+    end_s: float
+    probabilities: list[float] = Field(description="In the order of `labels`.")
+    cosines: list[float]
+
+
+class ClassifyResponse(BaseModel):
+    source: str = Field(description="The uploaded file's name.")
+    model: str
+    duration_s: float
+    sample_rate: int
+    labels: list[str] = Field(description="Candidate labels, cleaned, in the order given.")
+    label: str | None = Field(description="The answer, or null when uncertain (top probability below threshold).")
+    top: TopScore
+    uncertain: bool
+    threshold: float
+    top_k: list[ScoreRow] = Field(description="The best `top_k` labels, best first.")
+    scores: dict[str, float] = Field(description="Every label's probability, best first.")
+    cosines: dict[str, float] = Field(description="Every label's raw cosine similarity.")
+    timeline: list[SegmentRow] = Field(description="Stretches where a label is heard above threshold.")
+    windows: list[WindowRow] | None = Field(default=None, description="Per-window scores when `windows=true`.")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    kind: str = Field(description="`audio` or `text`.")
+    dim: int
+    vectors: list[list[float]] = Field(description="L2-normalised; one per audio window or per text.")
+    texts: list[str] | None = None
+    source: str | None = None
+    duration_s: float | None = None
+    spans_s: list[list[float]] | None = Field(default=None, description="(start, end) of each audio window.")
+
+
+class GradioConfidence(BaseModel):
+    label: str
+    confidence: float
+
+
+class GradioLabel(BaseModel):
+    label: str
+    confidences: list[GradioConfidence]
+
+
+class LegacyPredictResponse(BaseModel):
+    data: list[GradioLabel]
+    is_generating: bool = False
+    duration: float
+    average_duration: float

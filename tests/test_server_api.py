@@ -1,0 +1,296 @@
+"""REST API in-process (real app, real tiny model, real decode workers) through Starlette's TestClient."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from earmark import synth
+from earmark.server.api import create_app
+from earmark.server.settings import ServerSettings
+from helpers import encode, sound_file
+
+fastapi_testclient = pytest.importorskip("fastapi.testclient")
+TestClient = fastapi_testclient.TestClient
+
+LABELS = "beep, hum, noise, clicks"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("api-files")
+    png = tmp / "photo.wav"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    garbage = tmp / "garbage.mp3"
+    garbage.write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    long_wave = synth.make("noise", 300.0, seed=2)
+    return {
+        "beep": sound_file(tmp, "beep", 10, ".mp3"),
+        "hum": sound_file(tmp, "hum", 6, ".wav"),
+        "seq": encode(synth.sequence([("hum", 10), ("clicks", 10), ("beep", 10)]), tmp / "seq30.mp3"),
+        "png": png,
+        "garbage": garbage,
+        "empty": tmp / "empty.wav",
+        "long": encode(long_wave, tmp / "long.mp3", extra=["-c:a", "libmp3lame", "-b:a", "16k"]),
+    }
+
+
+def _start(app):  # type: ignore[no-untyped-def]
+    client = TestClient(app, raise_server_exceptions=False)
+    client.__enter__()
+    deadline = time.monotonic() + 30
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "app did not become ready"
+        time.sleep(0.05)
+    return client
+
+
+@pytest.fixture(scope="module")
+def client(classifier):  # type: ignore[no-untyped-def]
+    app = create_app(classifier, settings=ServerSettings(decode_workers=1, max_upload_mb=2), ui=False)
+    c = _start(app)
+    yield c
+    c.__exit__(None, None, None)
+
+
+def _post(client, path: Path, labels: str = LABELS, route: str = "/api/v1/classify", **form):  # type: ignore[no-untyped-def]
+    return client.post(route, files={"file": (path.name, path.read_bytes())}, data={"labels": labels, **form})
+
+
+def _error(response, status: int, code: str) -> str:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code
+    return str(body["error"]["message"])
+
+
+def test_classify_beep_matches_the_library(client, classifier, files) -> None:  # type: ignore[no-untyped-def]
+    r = _post(client, files["beep"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["label"] == "beep" and body["uncertain"] is False and body["top"]["label"] == "beep"
+    expected = classifier.classify(files["beep"].read_bytes(), LABELS, name="beep-0.mp3").to_dict()
+    assert body == {**expected, "warnings": []}
+
+
+def test_classify_long_audio_timeline_and_windows(client, files) -> None:  # type: ignore[no-untyped-def]
+    body = _post(client, files["seq"], windows="true").json()
+    assert [w["start_s"] for w in body["windows"]] == [0.0, 5.0, 10.0, 15.0, 20.0]
+    assert [s["label"] for s in body["timeline"]] == ["hum", "clicks", "beep"]
+    assert "windows" not in _post(client, files["seq"]).json()
+
+
+def test_options_are_applied_and_checked(client, files) -> None:  # type: ignore[no-untyped-def]
+    body = _post(client, files["hum"], threshold="1", top_k="1", template="a {label} sound").json()
+    assert body["uncertain"] is True and body["label"] is None and len(body["top_k"]) == 1
+    assert "placeholder" in _error(_post(client, files["hum"], template="no field"), 422, "invalid_options")
+    assert "threshold" in _error(_post(client, files["hum"], threshold="2"), 422, "invalid_request")
+    assert "aggregate" in _error(_post(client, files["hum"], aggregate="median"), 422, "invalid_request")
+
+
+def test_bad_labels_are_422_with_the_reason(client, files) -> None:  # type: ignore[no-untyped-def]
+    assert "at least 2 labels" in _error(_post(client, files["hum"], labels="beep"), 422, "invalid_labels")
+    flood = ",".join(f"label {i}" for i in range(10_000))
+    start = time.monotonic()
+    assert "at most 1000" in _error(_post(client, files["hum"], labels=flood), 422, "invalid_labels")
+    assert time.monotonic() - start < 2
+
+
+def test_not_audio_415_and_undecodable_422(client, files) -> None:  # type: ignore[no-untyped-def]
+    files["empty"].write_bytes(b"")
+    assert "empty" in _error(_post(client, files["empty"]), 422, "undecodable_audio")
+    assert "photo.wav: is a PNG image, not audio" == _error(_post(client, files["png"]), 415, "not_audio")
+    assert "garbage.mp3" in _error(_post(client, files["garbage"]), 422, "undecodable_audio")
+    # the server is still fine
+    assert _post(client, files["hum"]).json()["label"] == "hum"
+
+
+def test_upload_over_the_limit_is_413_before_and_while_streaming(client) -> None:  # type: ignore[no-untyped-def]
+    big = b"\0" * 2_500_000
+    r = client.post("/api/v1/classify", content=big, headers={"content-type": "application/octet-stream"})
+    assert "2 MB limit" in _error(r, 413, "upload_too_large")
+
+    def stream():  # type: ignore[no-untyped-def]
+        for _ in range(50):  # no Content-Length: the cap applies as the body arrives
+            yield b"\0" * 100_000
+
+    r = client.post("/api/v1/classify", content=stream(), headers={"content-type": "multipart/form-data; boundary=x"})
+    _error(r, 413, "upload_too_large")
+
+
+def test_embed_audio_and_texts(client, classifier, files) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/v1/embed", files={"file": ("seq.mp3", files["seq"].read_bytes())})
+    body = r.json()
+    assert body["kind"] == "audio" and body["model"] == classifier.model_id and len(body["spans_s"]) == 5
+    vectors = np.array(body["vectors"], np.float32)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # the library embeds these 5 windows in one batch, the server one by one: equal to float noise
+    np.testing.assert_allclose(vectors, classifier.embed(files["seq"].read_bytes()).vectors, atol=1e-6)
+    body = client.post("/api/v1/embed", data={"texts": ["a beep", "a hum"]}).json()
+    np.testing.assert_array_equal(
+        np.array(body["vectors"], np.float32), classifier.backend.embed_text(["a beep", "a hum"])
+    )
+    body = client.post("/api/v1/embed", data={"texts": ["beep", "hum"], "template": "the {label}"}).json()
+    np.testing.assert_array_equal(
+        np.array(body["vectors"], np.float32), classifier.text_embeddings(["beep", "hum"], ["the {label}"])
+    )
+    _error(client.post("/api/v1/embed", data={}), 422, "invalid_options")
+    r = client.post("/api/v1/embed", files={"file": ("a.wav", files["hum"].read_bytes())}, data={"texts": ["x"]})
+    assert "not both" in _error(r, 422, "invalid_options")
+
+
+def test_predict_keeps_the_original_shapes(client, files) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/predict", files={"file": ("b.mp3", files["beep"].read_bytes())},
+                    data={"labels": "hum,beep,noise"})  # fmt: skip
+    assert r.status_code == 200
+    scores = r.json()
+    assert next(iter(scores)) == "beep" and set(scores) == {"hum", "beep", "noise"}
+    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-4)
+    r = client.post("/api/predict", files={"audio": ("h.wav", files["hum"].read_bytes())},
+                    data={"candidate_labels": "beep, hum"})  # fmt: skip
+    assert list(r.json()) == ["hum", "beep"]
+    url = "data:audio/mpeg;base64," + base64.b64encode(files["beep"].read_bytes()).decode()
+    body = client.post("/api/predict", json={"data": [url, "hum, beep"], "fn_index": 0}).json()
+    assert body["data"][0]["label"] == "beep" and body["is_generating"] is False
+    assert [c["label"] for c in body["data"][0]["confidences"]] == ["beep", "hum"]
+    body = client.post("/api/predict", json={"data": [{"name": "x.mp3", "data": url}, "hum, beep"]}).json()
+    assert body["data"][0]["label"] == "beep"
+
+
+def test_predict_never_fetches_urls(client) -> None:  # type: ignore[no-untyped-def]
+    for url in ("http://127.0.0.1:9/x.wav", "https://example.org/a.mp3", "file:///etc/passwd"):
+        r = client.post("/api/predict", json={"data": [url, "a, b"]})
+        assert "never fetches URLs" in _error(r, 422, "invalid_options")
+        r = client.post("/api/predict", json={"data": [{"name": "x", "data": url}, "a, b"]})
+        assert "never fetches URLs" in _error(r, 422, "invalid_options")
+
+
+def test_health_metrics_and_docs(client, classifier) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/livez").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "model": classifier.model_id}
+    text = client.get("/metrics").text
+    for name in ("earmark_requests_total", "earmark_request_seconds_bucket", "earmark_queue_depth",
+                 "earmark_queue_capacity 33.0", "earmark_batch_size_bucket", "earmark_decode_seconds_count",
+                 "earmark_ready 1.0", "earmark_model_load_seconds"):  # fmt: skip
+        assert name in text, name
+    assert 'earmark_requests_total{route="/api/v1/classify",status="200"}' in text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/classify", "/api/v1/embed", "/api/predict", "/livez", "/readyz", "/metrics"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+
+
+def test_http_errors_have_the_same_shape(client) -> None:  # type: ignore[no-untyped-def]
+    _error(client.get("/no/such/thing"), 404, "not_found")
+    _error(client.get("/api/v1/classify"), 405, "method_not_allowed")
+    assert "file" in _error(client.post("/api/v1/classify", data={"labels": "a, b"}), 422, "invalid_request")
+
+
+def test_unexpected_errors_are_logged_never_echoed(classifier, caplog) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(classifier, settings=ServerSettings(decode_workers=1), ui=False)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret detail /srv/private/key.pem")
+
+    with TestClient(app, raise_server_exceptions=False) as c, caplog.at_level(logging.ERROR, "earmark"):
+        message = _error(c.get("/boom"), 500, "internal")
+    assert "secret" not in message and "reference" in message
+    ref = message.split("reference ")[1].split(")")[0]
+    assert any(ref in rec.getMessage() and "secret detail" in str(rec.exc_info) for rec in caplog.records)
+
+
+def test_api_key_guards_everything_but_probes(classifier, files) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(classifier, settings=ServerSettings(decode_workers=1, api_key="s3cret"), ui=False)
+    c = _start(app)
+    try:
+        r = _post(c, files["hum"])
+        assert "API key" in _error(r, 401, "unauthorized") and "Bearer" in r.headers["www-authenticate"]
+        c.headers["authorization"] = "Bearer wrong"
+        _error(_post(c, files["hum"]), 401, "unauthorized")
+        _error(c.get("/metrics"), 401, "unauthorized")
+        c.headers["authorization"] = "Bearer s3cret"
+        assert _post(c, files["hum"]).json()["label"] == "hum"
+        c.headers["authorization"] = "Basic " + base64.b64encode(b"anyone:s3cret").decode()
+        assert c.get("/metrics").status_code == 200
+        del c.headers["authorization"]
+        assert c.get("/livez").status_code == 200 and c.get("/readyz").status_code == 200
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_decode_and_request_deadlines_are_504(classifier, files) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(classifier, settings=ServerSettings(decode_workers=1, decode_timeout_s=0.05), ui=False)
+    c = _start(app)
+    try:
+        message = _error(_post(c, files["long"]), 504, "decode_timeout")
+        assert message == "long.mp3: took longer than 0.05 s to decode, so it was stopped"
+        assert _post(c, files["hum"]).json()["label"] == "hum"  # the killed worker was replaced
+    finally:
+        c.__exit__(None, None, None)
+    app = create_app(classifier, settings=ServerSettings(decode_workers=1, request_timeout_s=0.2), ui=False)
+    c = _start(app)
+    try:
+        assert "longer than 0.2 s" in _error(_post(c, files["long"]), 504, "deadline")
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_concurrent_requests_share_batches_and_results_do_not_depend_on_them(classifier, files) -> None:  # type: ignore[no-untyped-def]
+    from earmark.server.engine import ServingEngine
+
+    batches: list[int] = []
+
+    def observe(kind: str, *values: float) -> None:
+        if kind == "batch":
+            batches.append(int(values[0]))
+
+    engine = ServingEngine(classifier, ServerSettings(decode_workers=2, max_batch_size=4, max_wait_ms=200),
+                           observe=observe)  # fmt: skip
+    sources = [files["seq"], files["beep"], files["hum"], files["seq"]]
+    opts = engine.options()
+
+    async def run(paths: list[Path]):  # type: ignore[no-untyped-def]
+        return await asyncio.gather(*(engine.classify(p.read_bytes(), LABELS, opts, name=p.name) for p in paths))
+
+    try:
+        alone = [asyncio.run(run([p]))[0] for p in sources]
+        batches.clear()
+        together = asyncio.run(run(sources))
+    finally:
+        engine.close()
+    # windows per request: 5, 1, 1, 5 (12); with 4 per batch, fewer than 5 batches means requests shared them
+    assert sum(batches) == 12 and len(batches) < 5
+    assert together == alone  # bit for bit: every batch has the same shape
+    library = classifier.classify(files["seq"].read_bytes(), LABELS, name="seq30.mp3")
+    for got, want in zip(together[0].scores, library.scores):
+        assert got.label == want.label and got.probability == pytest.approx(want.probability, abs=1e-5)
+
+
+def test_page_is_mounted_with_the_mic_script_and_refuses_url_values(classifier) -> None:  # type: ignore[no-untyped-def]
+    import gradio as gr
+
+    from earmark.server.ui import build_ui
+
+    app = create_app(classifier, settings=ServerSettings(decode_workers=1))
+    with TestClient(app) as c:
+        r = c.get("/", follow_redirects=False)
+        assert r.status_code in (302, 307) and r.headers["location"] == "/ui/"
+        assert c.get("/ui/").status_code == 200
+        config = c.get("/ui/config").json()
+        assert "echoCancellation: false" in config["head"] and "getUserMedia" in config["head"]
+        assert "zh-CN" in json.dumps(config.get("i18n_translations", config))
+    blocks = build_ui(classifier)
+    guarded = [b for b in blocks.blocks.values() if isinstance(b, (gr.Audio, gr.File))]
+    assert len(guarded) >= 3
+    for component in guarded:
+        with pytest.raises(gr.Error, match="never fetches URLs"):
+            asyncio.run(component.async_move_resource_to_block_cache("https://example.org/a.wav"))
+        with pytest.raises(gr.Error, match="never fetches URLs"):
+            component.move_resource_to_block_cache("http://169.254.169.254/latest/meta-data")
