@@ -4,7 +4,8 @@ a webhook receiver, an MQTT subscriber. Run as a script, this file is the stream
     python tests/monitor_support.py stream PORT [USER:PASSWORD]
 
 It serves ``/live.wav``: an endless 16 kHz mono WAV of mains hum, paced at real time,
-like an Icecast or camera HTTP stream.
+like an Icecast or camera HTTP stream; and ``/stall.wav``: one second of it, then nothing
+while the connection stays open (a stalled camera).
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ class MqttCollector:
         with self._lock:
             return [json.loads(p) for t, p, _ in self.messages if t.endswith("/event")]
 
+    def statuses(self) -> list[bytes]:
+        with self._lock:
+            return [p for t, p, _ in self.messages if t.endswith("/status")]
+
     def topics(self) -> dict[str, bytes]:
         with self._lock:
             return {t: p for t, p, _ in self.messages}
@@ -181,6 +186,11 @@ def _serve_stream(port: int, credentials: str | None) -> None:
             self.send_header("Content-Type", "audio/wav")
             self.end_headers()
             self.wfile.write(header)
+            if self.path.startswith("/stall"):
+                self.wfile.write(hum[: 2 * rate])
+                self.wfile.flush()
+                time.sleep(3600)
+                return
             step, pos, start = rate // 10 * 2, 0, time.monotonic()
             try:
                 while True:

@@ -22,7 +22,7 @@ from earmark.monitor.metrics import MonitorMetrics
 from earmark.monitor.sinks import Dispatcher, RetryOptions, SinkError
 from earmark.monitor.sources import ReconnectOptions, SourceLost, SourceSpec, SourceWorker, open_reader
 from earmark.store import Database
-from monitor_support import free_port
+from monitor_support import free_port, stream_server
 
 
 def test_windower_cuts_the_windows_classify_would() -> None:
@@ -216,3 +216,30 @@ def test_since_accepts_durations_and_dates() -> None:
 
     with pytest.raises(ConfigError, match="not a time"):
         parse_since("last tuesday", now)
+
+
+def test_a_stalled_stream_is_dropped_by_the_read_timeout_and_retried() -> None:
+    port = free_port()
+    server = stream_server(port).start()
+    lost: list[tuple[float, str]] = []
+    got: list[int] = []
+    stop = threading.Event()
+    opts = ReconnectOptions(initial_s=0.5, max_s=1.0, watchdog_s=3.0, read_timeout_s=1.0, open_timeout_s=2.0)
+    spec = SourceSpec(name="cam", kind="url", target=f"http://127.0.0.1:{port}/stall.wav", reconnect=opts)
+    worker = SourceWorker(spec, 48_000, on_chunk=lambda c: got.append(c.size),
+                          on_lost=lambda r: lost.append((time.monotonic(), r)), on_back=lambda g: None,
+                          stop=stop)  # fmt: skip
+    t0 = time.monotonic()
+    worker.start()
+    try:
+        deadline = time.monotonic() + 15
+        while worker.reconnects < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join(5)
+        server.stop()
+    assert sum(got) >= 12_000  # audio from before the stall arrived
+    # the read timeout noticed the stall (FFmpeg's probing of the stream takes a few seconds more)
+    assert lost and lost[0][0] - t0 < 10.0 and "read failed" in lost[0][1]
+    assert worker.reconnects >= 1  # and it tries again

@@ -3,6 +3,7 @@ extension and closing, quiet hours, flood control, onset/end estimates. No audio
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 
 import pytest
@@ -14,8 +15,8 @@ HOP, WIN = 2.0, 10.0
 
 
 def rule(**kw: object) -> Rule:
-    base: dict[str, object] = dict(name="r", labels=("glass",), against=("speech", "silence"), threshold=0.75,
-                                   k=1, n=1, cooldown_s=60.0, max_quiet_s=10.0)  # fmt: skip
+    base: dict[str, object] = {"name": "r", "labels": ("glass",), "against": ("speech", "silence"),
+                               "threshold": 0.75, "k": 1, "n": 1, "cooldown_s": 60.0, "max_quiet_s": 10.0}  # fmt: skip
     base.update(kw)
     return Rule(**base)  # type: ignore[arg-type]
 
@@ -98,7 +99,7 @@ def test_cooldown_suppresses_new_events_then_allows_one() -> None:
     # closes 2 s after each hit, then 30 s of cooldown: at most one event per ~36 s of a 120 s stream
     assert 3 <= len(events) <= 4
     assert state.suppressed > 0
-    gaps = [b.trigger_s - a.trigger_s for a, b in zip(events, events[1:])]
+    gaps = [b.trigger_s - a.trigger_s for a, b in itertools.pairwise(events)]
     assert all(g >= 30.0 for g in gaps)
 
 
@@ -126,7 +127,7 @@ def test_onset_of_a_short_sound_is_the_newest_hop_of_its_first_window() -> None:
 def test_skipped_windows_count_as_misses_and_close_events() -> None:
     acts = run(rule(), [0.9] * 3 + [None] * 8)
     assert len(opened(acts)) == 1
-    (i, c), = closed(acts)
+    ((i, _),) = closed(acts)
     assert i < 11  # closed by the quiet windows, not by close_all at the end
 
 

@@ -105,9 +105,8 @@ def test_events_tab_builds_and_its_callbacks_work(store: Any) -> None:
     from earmark.server.events_routes import build_events_tab, event_clip, events_table
 
     db, ids, _ = store
-    with gr.Blocks() as demo:
-        with gr.Tab("Events"):
-            build_events_tab(db)
+    with gr.Blocks() as demo, gr.Tab("Events"):
+        build_events_tab(db)
     kinds = {type(b).__name__ for b in demo.blocks.values()}
     assert {"Dataframe", "Audio", "Dropdown", "Button", "JSON"} <= kinds
     log = EventLog(db)

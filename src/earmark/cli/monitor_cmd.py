@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,7 @@ def monitor_cmd(source: str | None, config_path: Path | None, check: bool, db: P
         raise click.UsageError("give a SOURCE to listen to, or --config monitor.yaml")
     else:
         config = _quick_config(source, **quick)
-    overrides = {k: v for k, v in (("model", model), ("device", device), ("threads", threads), ("database", db))
+    overrides: dict[str, Any] = {k: v for k, v in (("model", model), ("device", device), ("threads", threads), ("database", db))
                  if v is not None}  # fmt: skip
     config = dataclasses.replace(config, **overrides)
     if check:
@@ -115,7 +114,7 @@ def _quick_config(source: str, *, labels: tuple[str, ...], labels_file: Path | N
                          metrics_port=o["metrics_port"])  # fmt: skip
 
 
-def _source_kind(source: str) -> dict[str, str]:
+def _source_kind(source: str) -> dict[str, Any]:
     if source == "-":
         return {"kind": "stdin"}
     if source == "mic" or source.startswith("mic:"):

@@ -34,7 +34,7 @@ def level_dbfs(samples: np.ndarray, *, rate: int, block_s: float = 0.1) -> float
     else:
         blocks = x[: n * block].astype(np.float64).reshape(n, block)
         power = float(np.max(np.mean(blocks**2, axis=1)))
-    return max(SILENCE_DBFS, 10.0 * np.log10(power + 1e-30))
+    return max(SILENCE_DBFS, float(10.0 * np.log10(power + 1e-30)))
 
 
 class Windower:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def write_clip(samples: np.ndarray, rate: int, path: str | os.PathLike[str], fmt
     x = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     try:
         with av.open(str(tmp), mode="w", format=container_fmt) as out:
-            st = out.add_stream(codec, rate=codec_rate or rate, layout="mono")
+            st: Any = out.add_stream(codec, rate=codec_rate or rate, layout="mono")
             if bit_rate:
                 st.bit_rate = bit_rate
             resampler = av.AudioResampler(format=st.codec_context.format.name, layout="mono", rate=codec_rate or rate)

@@ -57,7 +57,7 @@ class OutboxOptions:
     """
 
     max_pending: int = 10_000
-    retry: RetryOptions = RetryOptions()
+    retry: RetryOptions = field(default_factory=RetryOptions)
     flush_timeout_s: float = 10.0
 
 
@@ -318,7 +318,7 @@ def _templates(root: Node) -> tuple[str, ...]:
 
 
 def _timezone(root: Node) -> str | None:
-    tz = root.get("timezone", str)
+    tz: str | None = root.get("timezone", str)
     if tz is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

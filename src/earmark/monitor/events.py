@@ -10,9 +10,9 @@ past that the oldest are dropped and counted (``outbox_dropped:<sink>``).
 from __future__ import annotations
 
 import hashlib
-import re
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -65,8 +65,8 @@ def _events_002(c: sqlite3.Connection) -> None:
 
 MIGRATIONS = [Migration("events-001-event-log", _events_001), Migration("events-002-outbox", _events_002)]
 
-_COLUMNS = ("id source rule label status start_s end_s started_at ended_at peak windows closed_by clip_path model"
-            " created_at").split()  # fmt: skip
+_COLUMNS = ("id", "source", "rule", "label", "status", "start_s", "end_s", "started_at", "ended_at", "peak",
+            "windows", "closed_by", "clip_path", "model", "created_at")  # fmt: skip
 
 
 def utc_iso(t: float) -> str:
@@ -76,7 +76,7 @@ def utc_iso(t: float) -> str:
 
 def event_id(source: str, rule: str, label: str, started_at: str) -> str:
     """A stable id: the same event (source, rule, label, start) always gets the same one."""
-    digest = hashlib.sha256("\0".join((source, rule, label, started_at)).encode()).hexdigest()
+    digest = hashlib.sha256(f"{source}\0{rule}\0{label}\0{started_at}".encode()).hexdigest()
     return "ev_" + digest[:20]
 
 

@@ -90,10 +90,11 @@ class MqttSink:
     def start(self) -> None:
         try:
             import paho.mqtt.client as mqtt
+            from paho.mqtt.enums import CallbackAPIVersion
         except ImportError:
             raise MissingExtraError("the MQTT sink", "monitor") from None
         o = self.options
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=o.client_id or f"earmark-{socket.gethostname()}")
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=o.client_id or f"earmark-{socket.gethostname()}")
         if o.username:
             client.username_pw_set(o.username, o.password)
         if o.tls:
@@ -139,8 +140,11 @@ class MqttSink:
             "payload_on": "ON",
             "payload_off": "OFF",
             "device_class": "sound",
-            "device": {"identifiers": [topic_name(self.prefix)], "name": f"earmark ({self.prefix})",
-                       "manufacturer": "earmark"},  # fmt: skip
+            "device": {
+                "identifiers": [topic_name(self.prefix)],
+                "name": f"earmark ({self.prefix})",
+                "manufacturer": "earmark",
+            },
         }
         return f"{self.options.discovery_prefix}/binary_sensor/{uid}/config", config
 

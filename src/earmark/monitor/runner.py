@@ -201,8 +201,9 @@ class Monitor:
                 "skipped_quiet": int(m.value("windows_skipped_total", source=s.name, reason="quiet")),
                 "dropped": s.dropped,
                 "reconnects": int(m.value("source_reconnects_total", source=s.name)),
-                "events": int(sum(m.value("events_total", source=s.name, rule=r.name, label=label)
-                                  for r in s.rules for label in r.labels)),  # fmt: skip
+                "events": int(
+                    sum(m.value("events_total", source=s.name, rule=r.name, label=x) for r in s.rules for x in r.labels)
+                ),
             }
         return out
 

@@ -222,7 +222,7 @@ class Dispatcher(threading.Thread):
     def run(self) -> None:
         try:
             self.sink.start()
-        except Exception as ex:  # a sink that cannot start must not stop detection
+        except Exception as ex:  # noqa: BLE001 (a sink that cannot start must not stop detection)
             log.error("sink %s: cannot start: %s", self.sink.name, ex)
         while not self._halt.is_set():
             try:
@@ -235,7 +235,7 @@ class Dispatcher(threading.Thread):
                 self._wake.clear()
         try:
             self.sink.close()
-        except Exception as ex:
+        except Exception as ex:  # noqa: BLE001 (closing is best effort)
             log.warning("sink %s: error while closing: %s", self.sink.name, ex)
 
     def _step(self) -> float:

@@ -33,7 +33,7 @@ __all__ = ["ReconnectOptions", "SourceLost", "SourceSpec", "SourceWorker", "mask
 log = logging.getLogger("earmark")
 
 SourceKind = Literal["file", "url", "stdin", "microphone"]
-PCM_FORMATS = {"s16le": np.dtype("<i2"), "s32le": np.dtype("<i4"), "f32le": np.dtype("<f4")}
+PCM_FORMATS: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "s32le": np.dtype("<i4"), "f32le": np.dtype("<f4")}
 _SECRET_PARAMS = re.compile(r"pass|pwd|token|key|secret|auth|sig|cred", re.IGNORECASE)
 CHUNK_S = 0.5
 
@@ -402,12 +402,13 @@ class SourceWorker(threading.Thread):
                     log.error("source %s: %s", spec.name, ex)
                     return
                 reason = _scrub(str(ex), spec.target) if spec.kind == "url" else str(ex)
-            if lost_at is None:
+            first = lost_at is None
+            if first:
                 lost_at = time.monotonic()
                 self._on_lost(reason)
             delay = spec.reconnect.delay_s(attempt, self._rng)
             # the first failure of an outage is a warning; the retries that follow are routine
-            level = logging.WARNING if attempt == 0 else logging.INFO
+            level = logging.WARNING if first else logging.INFO
             attempt += 1
             self.reconnects += 1
             log.log(level, "source %s: %s; reconnecting in %.1f s", spec.name, reason, delay)

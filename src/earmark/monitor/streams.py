@@ -67,9 +67,9 @@ class Stream:
         self.spec, self.rules, self.rate = spec, rules, rate
         self.name = spec.name
         self.hop_s = hop_s
-        self.windower = Windower(window=int(round(window_s * rate)), hop=int(round(hop_s * rate)))
+        self.windower = Windower(window=round(window_s * rate), hop=round(hop_s * rate))
         self.history = AudioHistory(rate=rate, keep_s=keep_s, max_clip_s=max_clip_s)
-        lookback = int(math.ceil(window_s / hop_s)) + 1  # no earlier window can hold a sound's onset
+        lookback = math.ceil(window_s / hop_s) + 1  # no earlier window can hold a sound's onset
         self.states = {r.name: RuleState(rule=r, lookback=lookback) for r in rules}
         self.open_events: dict[tuple[str, str], str] = {}  # (rule, label) -> event id (model thread only)
         self._out = out
