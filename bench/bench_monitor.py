@@ -50,7 +50,7 @@ def machine() -> str:
 
 
 def load_avg() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def model_path() -> str:

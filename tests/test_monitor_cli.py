@@ -60,3 +60,14 @@ def test_quick_start_on_a_file_then_list_events(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "door.wav" in r.stdout and "beep" in r.stdout
     r = runner.invoke(cli, ["events", "--db", db, "--since", "the other day"])
     assert r.exit_code == 2 and "not a time" in r.output
+
+
+def test_a_source_that_cannot_be_read_fails_the_run(tmp_path: Path) -> None:
+    cfg = tmp_path / "m.yaml"
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really audio")
+    cfg.write_text("sources:\n  - name: broken\n    file: broken.wav\nrules:\n  - labels: [beep]\n"
+                   "    against: [hum, silence]\n")  # fmt: skip
+    r = CliRunner().invoke(cli, ["monitor", "--config", str(cfg), "-m", str(TINY_MODEL), "--threads", "1",
+                                 "--db", str(tmp_path / "m.db")])  # fmt: skip
+    assert r.exit_code == 1
+    assert "source broken:" in r.output and "broken.wav" in r.output

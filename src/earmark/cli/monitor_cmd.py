@@ -157,6 +157,10 @@ def _run(config: Any) -> None:
             signal.signal(s, handler)
     for name, counts in summary.items():
         click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
+    failed = monitor.errors()
+    if failed:
+        raise click.ClickException("; ".join(f"the model failed: {error}" if name == "(model)" else
+                                             f"source {name}: {error}" for name, error in failed.items()))  # fmt: skip
 
 
 @click.command("events")

@@ -100,6 +100,7 @@ class Monitor:
         self._stop_requested = threading.Event()
         self._model_thread = threading.Thread(target=self._model_loop, name="earmark-model", daemon=True)
         self._metrics_server: Any = None
+        self._failure: str | None = None
         self._zone = _zone(config.timezone)
 
     def _stream(self, spec: Any) -> Stream:
@@ -207,6 +208,13 @@ class Monitor:
             }
         return out
 
+    def errors(self) -> dict[str, str]:
+        """What stopped for good, with the reason: sources (a file that cannot be read...) or the model."""
+        out = {w.spec.name: w.error for w in self._workers if w.error}
+        if self._failure:
+            out["(model)"] = self._failure
+        return out
+
     def _sink_result(self, sink: str, ok: bool) -> None:
         (self.metrics.delivered if ok else self.metrics.sink_failures).labels(sink).inc()
 
@@ -222,8 +230,9 @@ class Monitor:
                         break
                     continue
                 self._process(batch, ended)
-        except Exception:
+        except Exception as ex:  # reported by errors(); the run ends cleanly
             log.exception("the model thread failed; stopping the monitor")
+            self._failure = f"{type(ex).__name__}: {ex}"
         finally:
             for s in self.streams:
                 self._close_all(s, "shutdown")
