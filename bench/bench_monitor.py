@@ -135,6 +135,7 @@ def run_streams(clf: object, n: int, seconds: float, tmp: Path) -> dict[str, flo
         "windows": len(lags),
         "expected": expected,
         "cpu_per_stream_pct": 100.0 * cpu / seconds / n,
+        "process_cores": cpu / seconds,
         "lag_p50": float(np.percentile(steady, 50)),
         "lag_p95": float(np.percentile(steady, 95)),
         "lag_last": float(np.mean(lags[-n:])) if lags else float("nan"),
@@ -159,7 +160,8 @@ def main() -> None:
         for n in (int(x) for x in args.streams.split(",")):
             r = run_streams(clf, n, args.seconds, Path(tmp))
             runs.append(r)
-            print(f"{n:2d} streams: {r['cpu_per_stream_pct']:.1f} % of a core each, lag p50 {r['lag_p50']:.2f} s "
+            print(f"{n:2d} streams: {r['cpu_per_stream_pct']:.1f} % of a core each ({r['process_cores']:.2f} cores"
+                  f" used), lag p50 {r['lag_p50']:.2f} s "
                   f"p95 {r['lag_p95']:.2f} s, {r['windows']}/{r['expected']:.0f} windows", flush=True)  # fmt: skip
             if r["lag_p95"] > 2 * HOP_S or r["windows"] < 0.9 * r["expected"]:
                 break  # this many streams no longer keep up
@@ -189,14 +191,34 @@ def write_results(out: Path, costs: list, runs: list, before: str, after: str, c
         "",
         "## Real-time streams sharing one model (windows batched across streams)",
         "",
-        "| streams | CPU per stream (% of a core) | lag p50 s | lag p95 s | windows done / due |",
-        "|---:|---:|---:|---:|---:|",
+        "| streams | CPU per stream (% of a core) | cores the process got | lag p50 s | lag p95 s | windows done / due |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
-        lines.append(f"| {r['streams']} | {r['cpu_per_stream_pct']:.1f} | {r['lag_p50']:.2f} | {r['lag_p95']:.2f} |"
-                     f" {r['windows']} / {r['expected']:.0f} |")  # fmt: skip
+        lines.append(f"| {r['streams']} | {r['cpu_per_stream_pct']:.1f} | {r['process_cores']:.2f} | {r['lag_p50']:.2f} |"
+                     f" {r['lag_p95']:.2f} | {r['windows']} / {r['expected']:.0f} |")  # fmt: skip
+    lines += verdict(costs, runs)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
+
+
+def verdict(costs: list, runs: list) -> list[str]:
+    """The target (one stream <= 5 % of a core) against what was measured, and what bounds it."""
+    best = min(costs, key=lambda c: c[3])
+    held = [r["streams"] for r in runs if r["lag_p95"] <= 2 * HOP_S and r["windows"] >= 0.9 * r["expected"]]
+    pct = 100 * best[3] / HOP_S
+    return [
+        "",
+        "## Verdict",
+        "",
+        f"- One stream at a {HOP_S:g} s hop costs {pct:.1f} % of a core at best (torch threads {best[0]}, batch"
+        f" {best[1]}): the target of 5 % is {'met' if pct <= 5 else 'missed'}.",
+        f"- The model's forward pass bounds it: {best[3]:.3f} core-s per 10 s window (HTSAT on the fused mel"
+        " input); feature extraction is about a tenth of that. On a CPU, batching windows of many streams"
+        " does not reduce the work per window; it only saves per-call overhead.",
+        f"- Streams held in real time here (lag p95 <= {2 * HOP_S:g} s): up to {max(held) if held else 0}"
+        " of those tried; see the load above (a shared, busy machine) and the cores the process actually got.",
+    ]
 
 
 if __name__ == "__main__":

@@ -164,8 +164,8 @@ def _read_file(spec: SourceSpec, rate: int, stop: threading.Event) -> Reader:
     started, played = time.monotonic(), 0
     for chunk in _audio.stream(spec.target, sample_rate=rate, limits=limits, name=spec.target, chunk_s=CHUNK_S):
         if spec.realtime:
-            # pace to the audio clock so a file stands in for a live source
-            ahead = started + played / rate - time.monotonic()
+            # pace to the audio clock so a file stands in for a live source: a chunk is there once it has "played"
+            ahead = started + (played + chunk.size) / rate - time.monotonic()
             if ahead > 0 and stop.wait(ahead):
                 return
         if stop.is_set():
