@@ -10,6 +10,7 @@ while the connection stays open (a stalled camera).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import os
@@ -67,6 +68,7 @@ class Process:
 
     def start(self) -> Process:
         self.proc = subprocess.Popen(self.args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        atexit.register(self.stop)  # even when a test run ends while a background scenario still runs
         wait_port(self.port)
         return self
 
@@ -207,6 +209,13 @@ def _serve_stream(port: int, credentials: str | None) -> None:
         def log_message(self, *args: Any) -> None:
             pass
 
+    def orphaned() -> None:  # exit with the test process that started this server
+        parent = os.getppid()
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
     del np

@@ -243,3 +243,27 @@ def test_a_stalled_stream_is_dropped_by_the_read_timeout_and_retried() -> None:
     # the read timeout noticed the stall (FFmpeg's probing of the stream takes a few seconds more)
     assert lost and lost[0][0] - t0 < 10.0 and "read failed" in lost[0][1]
     assert worker.reconnects >= 1  # and it tries again
+
+
+def test_webhook_sends_a_clip_only_when_asked(tmp_path: Path) -> None:
+    import base64
+    import json
+
+    from earmark.monitor.sinks import WebhookOptions, WebhookSink
+    from monitor_support import WebhookReceiver
+
+    clip = write_clip(synth.make("beep", 1.0, seed=1), 48_000, tmp_path / "ev_1.ogg", "ogg")
+    payload = {"event": "end", "id": "ev_1", "clip": clip.name, "clip_path": str(clip)}
+    item = OutboxItem(seq=1, sink="hook", event_id="ev_1", kind="end", payload=payload, attempts=0, next_at=0.0)
+    receiver = WebhookReceiver([])
+    try:
+        for send_clips in (False, True):
+            sink = WebhookSink("hook", WebhookOptions(url=receiver.url, send_clips=send_clips))
+            sink.start()
+            sink.send(item)
+            sink.close()
+    finally:
+        receiver.close()
+    plain, with_clip = (json.loads(r["body"]) for r in receiver.requests)
+    assert "clip_base64" not in plain and "clip_path" not in plain and plain["clip"] == "ev_1.ogg"
+    assert base64.b64decode(with_clip["clip_base64"]) == clip.read_bytes() and "clip_path" not in with_clip
