@@ -1,0 +1,400 @@
+"""The monitor: sources -> sliding windows -> one shared model -> rules -> event log -> sinks.
+
+Threads: one per source (read, cut windows, gate), one model thread, one
+dispatcher per sink. Windows from every stream meet in one queue; the model
+thread embeds whatever is waiting as one batch (up to ``batch_max_windows``,
+waiting at most ``batch_max_wait_s`` for more), so many streams share one
+model. A window's embedding never depends on its batch (see
+:mod:`earmark.backends.clap`), and scores are computed exactly as ``classify``
+does, so a file monitored with a 2 s hop scores like ``classify --hop-s 2``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ..errors import AudioError, ConfigError
+from ..models import earmark_home
+from ..scoring import DECIMALS, window_scores
+from ..store import Database
+from .clips import write_clip
+from .config import MonitorConfig
+from .events import EventLog, event_id, utc_iso
+from .metrics import MonitorMetrics
+from .rules import Closed, Opened, Window
+from .sinks import Dispatcher, Sink
+from .sources import SourceWorker
+from .streams import Marker, PendingWindow, Stream
+
+__all__ = ["Monitor", "WindowResult"]
+
+log = logging.getLogger("earmark")
+
+_CLOSED_BY = {"lost": "source-lost", "ended": "end-of-stream", "stopped": "shutdown"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowResult:
+    """One analysed window, for observers (``on_window``) and debugging.
+
+    Attributes:
+        source: the stream.
+        start_s: start in stream seconds.
+        end_s: end in stream seconds.
+        level_dbfs: loudest 100 ms of the window.
+        skipped: True when the loudness gate skipped it.
+        probs: rule name -> label -> probability (empty when skipped).
+    """
+
+    source: str
+    start_s: float
+    end_s: float
+    level_dbfs: float
+    skipped: bool
+    probs: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class Monitor:
+    """Runs a :class:`MonitorConfig` with a :class:`~earmark.Classifier`.
+
+    Args:
+        config: sources, rules, sinks and options.
+        classifier: the shared model.
+        db: the database (default: ``config.database`` or earmark's default file).
+        sinks: sinks to use instead of building them from the config (names must be unique).
+        stdin: what a ``stdin`` source reads (default ``sys.stdin.buffer``).
+        on_window: called from the model thread with every :class:`WindowResult`.
+    """
+
+    def __init__(self, config: MonitorConfig, classifier: Any, *, db: Database | None = None,
+                 sinks: list[Sink] | None = None, stdin: BinaryIO | None = None,
+                 on_window: Callable[[WindowResult], None] | None = None) -> None:  # fmt: skip
+        self.config, self.clf = config, classifier
+        self.rate = int(classifier.sample_rate)
+        max_window = classifier.backend.window_samples / self.rate
+        if config.window_s > max_window:
+            raise ConfigError(f"window_s {config.window_s:g} is longer than the model's {max_window:g} s window")
+        self.db = db or Database(config.database)
+        self.events = EventLog(self.db, max_pending=config.outbox.max_pending)
+        self.metrics = MonitorMetrics()
+        self.sinks = sinks if sinks is not None else build_sinks(config)
+        self.clips_dir = config.clips.dir or earmark_home() / "clips"
+        self._stdin, self._on_window = stdin, on_window
+        self._text = {r.name: classifier.text_embeddings(r.candidates, config.templates) for r in config.rules}
+        self._queue: queue.Queue[PendingWindow | Marker] = queue.Queue()
+        self.streams = [self._stream(spec) for spec in config.sources]
+        self._workers: list[SourceWorker] = []
+        self._dispatchers: list[Dispatcher] = []
+        self._finish = threading.Event()  # model thread: drain and stop
+        self._done = threading.Event()  # model thread has stopped
+        self._stop_requested = threading.Event()
+        self._model_thread = threading.Thread(target=self._model_loop, name="earmark-model", daemon=True)
+        self._metrics_server: Any = None
+        self._failure: str | None = None
+        self._zone = _zone(config.timezone)
+
+    def _stream(self, spec: Any) -> Stream:
+        rules = self.config.rules_for(spec.name)
+        if not rules:
+            raise ConfigError(f"source {spec.name!r}: no rule applies to it")
+        c = self.config
+        lookback_s = c.window_s + max(r.n for r in rules) * c.hop_s
+        max_pending = 8
+        keep_s = c.clips.pre_roll_s + lookback_s + max_pending * c.hop_s + 5.0
+        return Stream(spec, rules, rate=self.rate, window_s=c.window_s, hop_s=c.hop_s, out=self._queue,
+                      keep_s=keep_s, max_clip_s=c.clips.max_s, max_pending=max_pending)  # fmt: skip
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start sinks, the model thread and every source."""
+        stale = self.events.close_stale()
+        if stale:
+            log.warning("closed %d event(s) left open by an earlier run that did not shut down", stale)
+        if self.config.metrics_port:
+            self._metrics_server = self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
+        for sink in self.sinks:
+            d = Dispatcher(sink, self.events, retry=self.config.outbox.retry, on_result=self._sink_result)
+            self._dispatchers.append(d)
+            d.start()
+        self._model_thread.start()
+        for stream in self.streams:
+            self._workers.append(self._worker(stream))
+        for w in self._workers:
+            w.start()
+
+    def _worker(self, stream: Stream) -> SourceWorker:
+        name = stream.name
+
+        def lost(reason: str) -> None:
+            self.metrics.source_up.labels(name).set(0)
+            stream.lost()
+
+        def back(gap_s: float) -> None:
+            log.warning("source %s: audio is back after a %.1f s gap", name, gap_s)
+            self.metrics.reconnects.labels(name).inc()
+            self.metrics.source_up.labels(name).set(1)
+            stream.back(gap_s)
+
+        self.metrics.source_up.labels(name).set(1)
+        return SourceWorker(stream.spec, self.rate, on_chunk=stream.push, on_lost=lost, on_back=back,
+                            stop=stream.stop, on_end=stream.ended, stdin=self._stdin)  # fmt: skip
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to shut down (safe from a signal handler)."""
+        self._stop_requested.set()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait until every source has ended and its windows are processed (or a stop is requested)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not (self._done.is_set() or self._stop_requested.is_set()):
+            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            self._done.wait(left)
+        return True
+
+    def run(self) -> dict[str, Any]:
+        """Start, run until the sources end or :meth:`request_stop`, shut down; returns :meth:`summary`."""
+        self.start()
+        try:
+            self.wait()
+        finally:
+            self.shutdown()
+        return self.summary()
+
+    def shutdown(self) -> None:
+        """Stop sources, process what is queued, close open events, flush the outbox, stop sinks."""
+        for s in self.streams:
+            s.stop.set()
+        for w in self._workers:
+            w.join(2.0)
+        self._finish.set()
+        if self._model_thread.is_alive():
+            self._model_thread.join()
+        deadline = time.monotonic() + self.config.outbox.flush_timeout_s
+        for d in self._dispatchers:
+            if not d.flush(max(0.0, deadline - time.monotonic())):
+                log.warning("sink %s: %d message(s) not delivered yet; they are kept for the next run",
+                            d.sink.name, self.events.pending(d.sink.name))  # fmt: skip
+        for d in self._dispatchers:
+            d.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+
+    def summary(self) -> dict[str, Any]:
+        """Per-source counts: windows, skipped, dropped, reconnects, events."""
+        m = self.metrics
+        out: dict[str, Any] = {}
+        for s in self.streams:
+            out[s.name] = {
+                "windows": int(m.value("windows_total", source=s.name)),
+                "skipped_quiet": int(m.value("windows_skipped_total", source=s.name, reason="quiet")),
+                "dropped": s.dropped,
+                "reconnects": int(m.value("source_reconnects_total", source=s.name)),
+                "events": int(
+                    sum(m.value("events_total", source=s.name, rule=r.name, label=x) for r in s.rules for x in r.labels)
+                ),
+            }
+        return out
+
+    def errors(self) -> dict[str, str]:
+        """What stopped for good, with the reason: sources (a file that cannot be read...) or the model."""
+        out = {w.spec.name: w.error for w in self._workers if w.error}
+        if self._failure:
+            out["(model)"] = self._failure
+        return out
+
+    def _sink_result(self, sink: str, ok: bool) -> None:
+        (self.metrics.delivered if ok else self.metrics.sink_failures).labels(sink).inc()
+
+    # -- model thread ----------------------------------------------------------------------------
+
+    def _model_loop(self) -> None:
+        ended: set[str] = set()
+        try:
+            while len(ended) < len(self.streams):
+                batch = self._next_batch()
+                if batch is None:
+                    if self._finish.is_set():
+                        break
+                    continue
+                self._process(batch, ended)
+        except Exception as ex:  # reported by errors(); the run ends cleanly
+            log.exception("the model thread failed; stopping the monitor")
+            self._failure = f"{type(ex).__name__}: {ex}"
+        finally:
+            for s in self.streams:
+                self._close_all(s, "shutdown")
+            self._done.set()
+
+    def _next_batch(self) -> list[PendingWindow | Marker] | None:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return None
+        batch = [first]
+        deadline = time.monotonic() + self.config.batch_max_wait_s
+        n = 1
+        while isinstance(batch[-1], PendingWindow) and n < self.config.batch_max_windows:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            batch.append(item)
+            n += isinstance(item, PendingWindow)
+        self.metrics.lag.set(self._queue.qsize())
+        return batch
+
+    def _process(self, batch: list[PendingWindow | Marker], ended: set[str]) -> None:
+        todo = [w for w in batch if isinstance(w, PendingWindow) and w.samples is not None]
+        t0 = time.perf_counter()
+        vectors = self.clf.backend.embed_audio([w.samples for w in todo]) if todo else np.zeros((0, 1))
+        per_window = (time.perf_counter() - t0) / max(1, len(todo))
+        found = iter(vectors)
+        for item in batch:
+            if isinstance(item, Marker):
+                self._close_all(item.stream, _CLOSED_BY[item.what])
+                if item.what != "lost":
+                    ended.add(item.stream.name)
+                continue
+            try:
+                self._window(item, next(found) if item.samples is not None else None, per_window)
+            finally:
+                item.stream.done_with(item)
+
+    def _window(self, item: PendingWindow, vector: np.ndarray | None, seconds: float) -> None:
+        s, m = item.stream, self.metrics
+        start_s, end_s = item.start / self.rate, item.end / self.rate
+        local = datetime.fromtimestamp(s.wall(end_s), self._zone)
+        result = WindowResult(source=s.name, start_s=round(start_s, 3), end_s=round(end_s, 3),
+                              level_dbfs=round(item.level_dbfs, 1), skipped=vector is None)  # fmt: skip
+        for rule in s.rules:
+            probs = None
+            if vector is not None:
+                p, _ = window_scores(vector[None, :], self._text[rule.name], self.clf.backend.logit_scale)
+                probs = {label: round(float(p[0, j]), DECIMALS) for j, label in enumerate(rule.candidates)}
+                result.probs[rule.name] = probs
+                for label in rule.labels:
+                    m.scores.labels(rule.name, label).observe(probs[label])
+            state = s.states[rule.name]
+            before = state.suppressed
+            for action in state.step(Window(start_s=start_s, end_s=end_s, probs=probs, local_time=local)):
+                self._act(s, action, end_s, "quiet")
+            if state.suppressed > before:
+                m.suppressed.labels(s.name, rule.name).inc(state.suppressed - before)
+        if vector is None:
+            m.skipped.labels(s.name, "quiet").inc()
+        else:
+            m.windows.labels(s.name).inc()
+            m.processing.labels(s.name).observe(seconds)
+            m.rtf.labels(s.name).set(seconds / self.config.hop_s)
+        if self._on_window is not None:
+            self._on_window(result)
+
+    def _close_all(self, s: Stream, reason: str) -> None:
+        now_s = s.windower.position / self.rate
+        for state in s.states.values():
+            for action in state.close_all():
+                self._act(s, action, now_s, reason)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def _act(self, s: Stream, action: Opened | Closed, now_s: float, reason: str) -> None:
+        try:
+            if isinstance(action, Opened):
+                self._open(s, action)
+            else:
+                self._close(s, action, now_s, reason)
+        except Exception:  # a failed write must not stop detection on every stream
+            log.exception("source %s: could not record an event of rule %s", s.name, action.rule)
+        for d in self._dispatchers:
+            d.wake()
+
+    def _open(self, s: Stream, a: Opened) -> None:
+        started_at = utc_iso(s.wall(a.start_s))
+        eid = event_id(s.name, a.rule, a.label, started_at)
+        s.open_events[(a.rule, a.label)] = eid
+        if self.config.clips.enabled:
+            s.history.begin(eid, int(max(0.0, a.start_s - self.config.clips.pre_roll_s) * self.rate))
+        row = {"id": eid, "source": s.name, "rule": a.rule, "label": a.label, "status": "open",
+               "start_s": round(a.start_s, 3), "started_at": started_at, "peak": round(a.peak, 4), "windows": 0,
+               "model": self.clf.model_id}  # fmt: skip
+        self._count_drops(self.events.open_event(row, payload("start", row), [k.name for k in self.sinks]))
+        self.metrics.events.labels(s.name, a.rule, a.label).inc()
+        log.info("event %s: %r on %s started at %.1f s (peak %.2f)", eid, a.label, s.name, a.start_s, a.peak)
+
+    def _close(self, s: Stream, a: Closed, now_s: float, reason: str) -> None:
+        eid = s.open_events.pop((a.rule, a.label))
+        clip = self._save_clip(s, eid, min(max(a.end_s, a.last_hit_end_s) + self.config.clips.post_roll_s, now_s))
+        fields = {"start_s": round(a.start_s, 3), "started_at": utc_iso(s.wall(a.start_s)),
+                  "end_s": round(a.end_s, 3), "ended_at": utc_iso(s.wall(a.end_s)), "peak": round(a.peak, 4),
+                  "windows": a.windows, "closed_by": reason, "clip_path": clip}  # fmt: skip
+        row = {**(self.events.get(eid) or {}), **fields}
+        self._count_drops(self.events.close_event(eid, fields, payload("end", row), [k.name for k in self.sinks]))
+        log.info("event %s: %r on %s ended at %.1f s (%s)", eid, a.label, s.name, a.end_s, reason)
+
+    def _save_clip(self, s: Stream, eid: str, end_s: float) -> str | None:
+        if not self.config.clips.enabled:
+            return None
+        samples = s.history.finish(eid, int(end_s * self.rate))
+        if samples.size == 0:
+            return None
+        path = Path(self.clips_dir) / f"{eid}.{self.config.clips.format}"
+        try:
+            return str(write_clip(samples, self.rate, path, self.config.clips.format))
+        except AudioError as ex:
+            log.error("event %s: %s", eid, ex)
+            return None
+
+    def _count_drops(self, dropped: dict[str, int]) -> None:
+        for sink, n in dropped.items():
+            self.metrics.outbox_dropped.labels(sink).inc(n)
+            log.warning("sink %s: outbox full; dropped the %d oldest message(s)", sink, n)
+
+
+def payload(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The message sinks get: event metadata only (the clip's file name; its path stays local)."""
+    clip = row.get("clip_path")
+    keys = ("id", "source", "rule", "label", "start_s", "end_s", "peak", "windows", "closed_by", "model")
+    return {"event": kind, **{k: row.get(k) for k in keys}, "start": row.get("started_at"),
+            "end": row.get("ended_at"), "clip": Path(clip).name if clip else None, "clip_path": clip}  # fmt: skip
+
+
+def build_sinks(config: MonitorConfig) -> list[Sink]:
+    """The sinks a configuration names."""
+    from .mqtt import MqttSink
+    from .sinks import JsonlSink, StdoutSink, WebhookSink
+
+    out: list[Sink] = []
+    entities = tuple((s.name, r.name) for s in config.sources for r in config.rules_for(s.name))
+    for spec in config.sinks:
+        if spec.type == "stdout":
+            out.append(StdoutSink(spec.name, fmt=spec.options or "text"))
+        elif spec.type == "jsonl":
+            out.append(JsonlSink(spec.name, spec.options))
+        elif spec.type == "webhook":
+            out.append(WebhookSink(spec.name, spec.options))
+        elif spec.type == "mqtt":
+            out.append(MqttSink(spec.name, spec.options, entities))
+        else:
+            raise ConfigError(f"sink {spec.name!r}: unknown type {spec.type!r}")
+    return out
+
+
+def _zone(name: str | None) -> Any:
+    if name is None:
+        return None
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)

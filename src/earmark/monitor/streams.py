@@ -1,0 +1,129 @@
+"""One monitored stream: its clock, windows, pre-roll history and loudness gate.
+
+The source thread pushes chunks in; complete windows go to the shared model
+queue as :class:`PendingWindow` items. Each stream may have at most
+``max_pending`` windows waiting: a file read as fast as possible then waits
+for the model (nothing dropped), while a live source drops the window and
+counts it (it cannot pause the world).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .buffers import AudioHistory, Windower, level_dbfs
+from .rules import Rule, RuleState
+from .sources import SourceSpec
+
+__all__ = ["Marker", "PendingWindow", "Stream"]
+
+log = logging.getLogger("earmark")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PendingWindow:
+    """A window waiting for the model; ``samples`` is None when the gate skipped it."""
+
+    stream: Stream
+    start: int
+    end: int
+    samples: np.ndarray | None
+    level_dbfs: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Marker:
+    """Something that happened to a stream, in order with its windows: ``lost``, ``ended`` or ``stopped``."""
+
+    stream: Stream
+    what: str
+
+
+class Stream:
+    """State of one source shared by its source thread (audio in) and the model thread (rules, events).
+
+    Args:
+        spec: the source.
+        rules: the rules that apply to it.
+        rate: the model's sample rate.
+        window_s: analysis window.
+        hop_s: step between windows.
+        out: the shared model queue.
+        keep_s: audio history kept for pre-roll.
+        max_clip_s: longest clip.
+        max_pending: windows this stream may have waiting.
+    """
+
+    def __init__(self, spec: SourceSpec, rules: tuple[Rule, ...], *, rate: int, window_s: float, hop_s: float,
+                 out: queue.Queue[PendingWindow | Marker], keep_s: float, max_clip_s: float,
+                 max_pending: int = 8) -> None:  # fmt: skip
+        self.spec, self.rules, self.rate = spec, rules, rate
+        self.name = spec.name
+        self.hop_s = hop_s
+        self.windower = Windower(window=round(window_s * rate), hop=round(hop_s * rate))
+        self.history = AudioHistory(rate=rate, keep_s=keep_s, max_clip_s=max_clip_s)
+        lookback = math.ceil(window_s / hop_s) + 1  # no earlier window can hold a sound's onset
+        self.states = {r.name: RuleState(rule=r, lookback=lookback) for r in rules}
+        self.open_events: dict[tuple[str, str], str] = {}  # (rule, label) -> event id (model thread only)
+        self._out = out
+        self._slots = threading.Semaphore(max_pending)
+        self._position = 0
+        self._anchor = time.time()  # wall time of stream position 0
+        self.stop = threading.Event()
+        self.dropped = 0
+
+    # -- source thread ---------------------------------------------------------------------------
+
+    def push(self, chunk: np.ndarray) -> None:
+        """Take a chunk from the source: record it, cut windows, queue them."""
+        if self.spec.realtime or self.spec.kind != "file":
+            # live: keep the clock on the wall (drift and late chunks do not pile up)
+            self._anchor = time.time() - (self._position + chunk.size) / self.rate
+        self.history.append(self._position, chunk)
+        self._position += chunk.size
+        for start, samples in self.windower.push(chunk):
+            self._queue(start, samples)
+
+    def _queue(self, start: int, samples: np.ndarray) -> None:
+        level = level_dbfs(samples, rate=self.rate)
+        gate = self.spec.gate_dbfs
+        keep = None if gate is not None and level < gate else samples
+        item = PendingWindow(stream=self, start=start, end=start + samples.size, samples=keep, level_dbfs=level)
+        if self.spec.kind in ("file", "stdin"):
+            while not self._slots.acquire(timeout=0.2):  # a file or a pipe waits for the model
+                if self.stop.is_set():
+                    return
+        elif not self._slots.acquire(blocking=False):
+            self.dropped += 1  # live audio waits for nobody; say so once in a while
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                log.warning("source %s: the model is behind; %d window(s) dropped so far", self.name, self.dropped)
+            return
+        self._out.put(item)
+
+    def lost(self) -> None:
+        self._out.put(Marker(stream=self, what="lost"))
+
+    def back(self, gap_s: float) -> None:
+        """Audio flows again after ``gap_s``: move the clock over the gap, start windows afresh."""
+        self._position += int(gap_s * self.rate)
+        self.windower.reset(self._position)
+
+    def ended(self) -> None:
+        """The source is done: it ended by itself, or the monitor is stopping (``stopped``)."""
+        self._out.put(Marker(stream=self, what="stopped" if self.stop.is_set() else "ended"))
+
+    # -- model thread ----------------------------------------------------------------------------
+
+    def done_with(self, item: PendingWindow) -> None:
+        self._slots.release()
+
+    def wall(self, seconds: float) -> float:
+        """Unix time of a stream time."""
+        return self._anchor + seconds
