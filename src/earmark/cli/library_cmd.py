@@ -51,7 +51,7 @@ def last_model(db: Any) -> str | None:
 @click.option("--window-s", type=float, default=10.0, show_default=True, help="Window length in seconds (≤ 10).")
 @click.option("--hop-s", type=float, default=5.0, show_default=True, help="Step between windows of long audio.")
 @click.option("--template", "templates", multiple=True, help="Prompt template with {label}; repeatable.")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Run on a Ray cluster (ADDRESS, or a local one when omitted; write --ray=ADDRESS before DIRS).")
 @click.option("--actors", type=click.IntRange(1), default=None, help="Model actors with --ray (default: CPUs/2).")
 @click.option("--gpus-per-actor", type=float, default=0.0, help="GPUs per model actor with --ray.")

@@ -117,6 +117,10 @@ class _Print:
     error: str | None = None
 
 
+# a replacement for the local decode+embed step (the Ray pipeline): (ctx, paths) -> (path, result) pairs
+Embedder = Callable[[Any, list[str]], Iterator[tuple[str, Any]]]
+
+
 @dataclass
 class _Ctx:
     db: Database
@@ -127,6 +131,7 @@ class _Ctx:
     labels_key: str
     copts: ClassifyOptions
     counts: dict[str, int] = field(default_factory=dict)
+    embedder: Embedder | None = None
 
     def count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
@@ -138,6 +143,8 @@ def tag_paths(
     options: TagOptions,
     model: Classifier | ModelRef,
     filing: FilingOptions | None = None,
+    *,
+    embedder: Embedder | None = None,
 ) -> Iterator[TagEvent]:
     """Tag every audio file under ``roots`` into ``db``, then file them if asked.
 
@@ -147,6 +154,7 @@ def tag_paths(
         options: labels, minimum confidence, windows, pre-processing.
         model: a loaded :class:`Classifier`, or a :class:`ModelRef` loaded only if needed.
         filing: sort into ``OUT/<label>/`` (copy or move, or a dry run).
+        embedder: decode and embed somewhere else (see :mod:`earmark.distributed`).
 
     Yields:
         :class:`RunStarted`, one :class:`FileTagged` per file, one
@@ -160,6 +168,7 @@ def tag_paths(
     ref = model if isinstance(model, ModelRef) else ModelRef.of(model)
     with writer(db):
         ctx = _context(db, ref, replace(options, labels=labels), filing)
+        ctx.embedder = embedder
         state = "failed"
         try:
             paths = list(walk_audio(roots, exclude=[filing.sort_into] if filing else []))
@@ -309,23 +318,29 @@ def as_stored(emb: AudioEmbedding) -> AudioEmbedding:
     return replace(emb, vectors=v / np.linalg.norm(v, axis=1, keepdims=True))
 
 
-def _embed_queue(ctx: _Ctx, queue: dict[str, list[tuple[str, int]]]) -> Iterator[FileTagged]:
+def _embed_local(ctx: _Ctx, paths: list[str]) -> Iterator[tuple[Any, AudioEmbedding | AudioError]]:
     from ..pipeline import embed_many
     from .denoise import embed_denoised
 
     classifier = ctx.model.get()
+    if ctx.options.denoise:
+        return embed_denoised(classifier, paths, options=ctx.copts)
+    return embed_many(classifier, paths, options=ctx.copts)  # type: ignore[arg-type]
+
+
+def _embed_queue(ctx: _Ctx, queue: dict[str, list[tuple[str, int]]]) -> Iterator[FileTagged]:
     first_paths = [files[0][0] for files in queue.values()]
     by_path = {files[0][0]: digest for digest, files in queue.items()}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AudioWarning)
-        if ctx.options.denoise:
-            results = embed_denoised(classifier, first_paths, options=ctx.copts)
-        else:
-            results = embed_many(classifier, first_paths, options=ctx.copts)  # type: ignore[arg-type]
+        results = ctx.embedder(ctx, first_paths) if ctx.embedder else _embed_local(ctx, first_paths)
         for source, result in results:
             digest = by_path[str(source)]
             notes = [str(w.message) for w in caught if str(w.message).startswith(f"{source}:")]
             caught[:] = [w for w in caught if not str(w.message).startswith(f"{source}:")]
+            if isinstance(result, tuple):  # (embedding, note) from a remote embedder
+                result, remote_note = result
+                notes += [remote_note] if remote_note else []
             yield from _store_embedded(ctx, digest, queue[digest], result, "; ".join(notes) or None)
 
 
