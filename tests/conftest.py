@@ -37,3 +37,17 @@ def classifier(tiny_model: str):  # type: ignore[no-untyped-def]
     from earmark import Classifier
 
     return Classifier(tiny_model, threads=1)
+
+
+# --- library tests (issue 3): a generated sound library, made once per session ---
+
+
+@pytest.fixture(scope="session")
+def sound_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """(root, manifest): >= 200 encoded clips of the tiny model's sounds, mixed formats, odd names,
+    nested folders and a few corrupt files. Read-only for tests: copy it before changing anything."""
+    from library_data import make_library
+
+    root = tmp_path_factory.mktemp("sound-library") / "library"
+    root.mkdir()
+    return root, make_library(root)

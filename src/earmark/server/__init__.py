@@ -1,0 +1,1 @@
+"""The web server: REST API and Gradio page on one FastAPI app, one model in memory."""
