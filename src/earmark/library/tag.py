@@ -382,6 +382,7 @@ def _file_all(ctx: _Ctx, file_ids: list[int], filing: FilingOptions) -> Iterator
             yield FileFiled(result=OpResult(op=p, state="planned"))
         return
     check_writable(filing.sort_into)
+    ctx.counts.setdefault("filed", 0)
     for result in execute(ctx.db, ctx.run_id, plan, out):
         ctx.count("filed" if result.state == "done" else "filing_failed")
         yield FileFiled(result=result)
