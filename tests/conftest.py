@@ -74,7 +74,13 @@ def library_copy(tagged_library, tmp_path):  # type: ignore[no-untyped-def]
     """(root, manifest, db path): a private copy of the tagged library and its database to change."""
     import shutil
 
+    from earmark.store import Database
+
     root, manifest, db_path, _ = tagged_library
     shutil.copytree(root, tmp_path / "library")
     shutil.copy(db_path, tmp_path / "library.db")
+    db = Database(tmp_path / "library.db")
+    with db.transaction() as c:  # the copy's records point at the copy
+        c.execute("UPDATE lib_files SET path = ? || substr(path, ?)", (str(tmp_path / "library"), len(str(root)) + 1))
+    db.close()
     return tmp_path / "library", manifest, tmp_path / "library.db"

@@ -80,10 +80,13 @@ def build(classifier: Any, db: Any) -> None:
     def on_search(q: str, n: float) -> tuple[list[list[Any]], str]:
         return search_rows(db, classifier, q, int(n))
 
-    def on_select(evt: gr.SelectData, table: Any) -> Any:
+    def on_select(table: Any, evt: Any) -> Any:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         rows = table.values.tolist() if hasattr(table, "values") else table
         return load_audio(db, int(rows[row][-1])) if rows and row < len(rows) else None
+
+    # a real class, not a string annotation: Gradio fills SelectData parameters by their type
+    on_select.__annotations__["evt"] = gr.SelectData
 
     go.click(on_search, [query, k], [results, status])
     query.submit(on_search, [query, k], [results, status])
