@@ -17,9 +17,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from helpers import CODECS, LABELS
-
 from earmark import synth
+from helpers import CODECS, LABELS
 
 FORMATS = [".wav", ".mp3", ".ogg", ".flac", ".m4a", ".opus", ".aiff", ".webm"]
 FOLDERS = ["", "field recordings/2019", "Café ünïcødé", "日本語 フォルダ/deep/er", "spaces  in  names"]

@@ -9,12 +9,12 @@ from collections import Counter
 from pathlib import Path
 
 from click.testing import CliRunner
-from library_data import tree_hashes
-from library_fs import other_filesystem, read_only_folder
 
 from earmark.cli import cli
 from earmark.store import Database
 from helpers import LABELS, TINY_MODEL
+from library_data import tree_hashes
+from library_fs import other_filesystem, read_only_folder
 
 
 def tag(root: Path, db: Path, *extra: str) -> object:

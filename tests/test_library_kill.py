@@ -25,12 +25,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from library_data import tree_hashes
-from library_fs import other_filesystem
 
 from earmark import synth
 from earmark.library.scan import content_hash
 from helpers import LABELS, ROOT, TINY_MODEL, encode
+from library_data import tree_hashes
+from library_fs import other_filesystem
 
 SEED = int(os.environ.get("EARMARK_KILL_SEED", "20260101"))
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from earmark.library import FileTagged, ModelRef, TagOptions, tag_paths
+from earmark.library import FileTagged, ModelRef, TagOptions
 from earmark.store import Database
 from helpers import LABELS, TINY_MODEL
 

@@ -11,16 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from library_data import tree_hashes
 
 import earmark.audio
+from earmark import synth
 from earmark.cli import cli
 from earmark.errors import LabelError
 from earmark.library import FileTagged, ModelRef, TagOptions, tag_paths
 from earmark.library.scan import content_hash
 from earmark.store import Database
 from helpers import LABELS, TINY_MODEL, encode
-from earmark import synth
 
 
 def _no_model() -> ModelRef:

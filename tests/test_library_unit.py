@@ -173,10 +173,9 @@ def test_complete_op_moves_the_file_record(tmp_path: Path) -> None:
 
 def test_one_writer_at_a_time(tmp_path: Path) -> None:
     db = Database(tmp_path / "lib.db")
-    with writer(db):
-        with pytest.raises(StoreError, match=r"another earmark process \(pid \d+\) is writing"):
-            with writer(Database(tmp_path / "lib.db")):
-                pass
+    with writer(db), pytest.raises(StoreError, match=r"another earmark process \(pid \d+\) is writing"):
+        with writer(Database(tmp_path / "lib.db")):
+            pass
     with writer(db):  # released
         pass
 

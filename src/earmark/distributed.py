@@ -114,7 +114,7 @@ class _Embedder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {k: [] for k in ("path", "error", "note", "spans", "vectors", "duration_s")}
-        for path, pcm, error, note in zip(batch["path"], batch["pcm"], batch["error"], batch["note"]):
+        for path, pcm, error, note in zip(batch["path"], batch["pcm"], batch["error"], batch["note"], strict=False):
             spans, vectors, duration = b"", b"", 0.0
             if not error:
                 samples = np.frombuffer(pcm, np.float32)
@@ -124,7 +124,7 @@ class _Embedder:
                     vectors, duration = emb.vectors.astype(np.float32).tobytes(), emb.duration_s
                 except AudioError as ex:
                     error = ex.reason
-            for key, value in zip(out, (str(path), str(error), str(note), spans, vectors, duration)):
+            for key, value in zip(out, (str(path), str(error), str(note), spans, vectors, duration), strict=False):
                 out[key].append(value)
         return out
 

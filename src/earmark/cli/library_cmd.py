@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -189,7 +190,7 @@ def export_cmd(db_path: Path | None, fmt: str, output: str | None, windows: bool
     if output in (None, "-"):
         if fmt == "parquet":
             raise click.UsageError("parquet is binary: give an output file with -o FILE.parquet")
-        n = export(db, click.get_text_stream("stdout"), fmt, windows=windows)
+        n = export(db, sys.stdout, fmt, windows=windows)
     else:
         n = export(db, output, fmt, windows=windows)
     click.echo(f"{n} rows", err=True)

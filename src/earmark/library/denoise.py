@@ -58,7 +58,7 @@ def embed_denoised(
     rate = classifier.sample_rate
     paths = list(paths)
     loaded = ordered_map(lambda p: _load(p, rate, classifier.limits), paths, workers=1, ahead=2)
-    for path, samples in zip(paths, loaded):
+    for path, samples in zip(paths, loaded, strict=False):
         if isinstance(samples, AudioError):
             yield path, samples
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .filing import OpResult
@@ -60,4 +60,4 @@ class RunFinished:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-TagEvent = Union[RunStarted, FileTagged, FileFiled, RunFinished]
+TagEvent = RunStarted | FileTagged | FileFiled | RunFinished

@@ -64,7 +64,7 @@ def window_rows(db: Database) -> Iterator[dict[str, Any]]:
             best = int(np.argmax(probs))
             yield {"path": row["path"], "window": i, "start_s": round(float(spans[i][0]), 3),
                    "end_s": round(float(spans[i][1]), 3), "top_label": labels[best], "top_score": probs[best],
-                   "scores": dict(zip(labels, probs))}  # fmt: skip
+                   "scores": dict(zip(labels, probs, strict=False))}  # fmt: skip
 
 
 def export(db: Database, out: IO[str] | IO[bytes] | str, fmt: str, *, windows: bool = False) -> int:

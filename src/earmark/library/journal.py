@@ -26,7 +26,7 @@ from .fileops import partial_path, remove_quietly
 from .scan import content_hash
 from .schema import migrate
 
-__all__ = ["Op", "finish_run", "plan_op", "recover", "start_run", "writer", "complete_op", "set_op_state"]
+__all__ = ["Op", "complete_op", "finish_run", "plan_op", "recover", "set_op_state", "start_run", "writer"]
 
 log = logging.getLogger("earmark")
 

@@ -14,6 +14,7 @@ The matrix is rebuilt when the stored embeddings or files change.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,9 +94,9 @@ class WindowIndex:
         if exclude_hash is not None:
             per_file[[i for i, h in enumerate(self.hashes) if h == exclude_hash]] = -np.inf
         k = min(k, per_file.size)
-        top = np.argpartition(-per_file, k - 1)[:k]
+        candidates = np.argpartition(-per_file, k - 1)[:k]
         # ties broken by file id, so the same query always lists the same files
-        top = sorted(top, key=lambda i: (-per_file[i], self.file_ids[i]))
+        top = sorted(candidates, key=lambda i: (-per_file[i], self.file_ids[i]))
         ends = np.append(self.offsets[1:], len(self))
         out = []
         for i in top:
@@ -180,9 +181,9 @@ def similar_to(db: Database, classifier: Classifier, target: int | str | Path, *
     return _hits(db, index, index.query(mean / np.linalg.norm(mean), k, exclude_hash=digest))
 
 
-def _stored(db: Database, target: int | str | Path, model: str) -> object:
+def _stored(db: Database, target: int | str | Path, model: str) -> sqlite3.Row | None:
     col, value = ("f.id", target) if isinstance(target, int) else ("f.path", os.path.abspath(target))
-    return db.conn.execute(
+    return db.conn.execute(  # type: ignore[no-any-return]
         "SELECT e.*, f.content_hash FROM lib_files f JOIN lib_embeddings e ON e.id=f.embedding_id"
         f" WHERE {col}=? AND e.model=? AND e.vectors IS NOT NULL", (value, model)
     ).fetchone()

@@ -325,7 +325,7 @@ def _embed_local(ctx: _Ctx, paths: list[str]) -> Iterator[tuple[Any, AudioEmbedd
     classifier = ctx.model.get()
     if ctx.options.denoise:
         return embed_denoised(classifier, paths, options=ctx.copts)
-    return embed_many(classifier, paths, options=ctx.copts)  # type: ignore[arg-type]
+    return embed_many(classifier, paths, options=ctx.copts)
 
 
 def _embed_queue(ctx: _Ctx, queue: dict[str, list[tuple[str, int]]]) -> Iterator[FileTagged]:
@@ -354,7 +354,7 @@ def _store_embedded(
     with ctx.db.transaction() as c:
         emb_id = records.save_embedding(c, digest, ctx.key, emb, error)
         pred_id = records.save_prediction(c, emb_id, ctx.labels_key, pred) if pred else None
-        for path, file_id in files:
+        for _path, file_id in files:
             fields: dict[str, Any] = {"embedding_id": emb_id, "prediction_id": pred_id, "note": note,
                                       "preprocess": ctx.key.preprocess, "error": error}  # fmt: skip
             if pred is None:
