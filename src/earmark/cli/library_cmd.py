@@ -81,7 +81,9 @@ def tag_cmd(inputs: tuple[Path, ...], labels: tuple[str, ...], labels_file: Path
     elif move or dry_run or review_in_place:
         raise click.UsageError("--move, --dry-run and --review-in-place need --sort-into OUT")
     db = open_db(db_path)
-    name = model or "laion/clap-htsat-fused"
+    from ..models import DEFAULT_MODEL
+
+    name = model or DEFAULT_MODEL
     if ray_address is not None:
         from ..distributed import RayOptions, tag_paths_ray
 

@@ -180,7 +180,7 @@ def tag_paths(
             if filing:
                 yield from _file_all(ctx, file_ids, filing)
             state = "done"
-        except GeneratorExit:
+        except (GeneratorExit, KeyboardInterrupt):
             state = "interrupted"
             raise
         finally:
