@@ -22,7 +22,7 @@ def kind_of(path: str) -> str:
     return Path(path).name.split("_")[0].split(" ")[0]
 
 
-@pytest.mark.parametrize("kind", ["beep", "hum", "clicks", "chirp"])
+@pytest.mark.parametrize("kind", ["beep", "hum", "noise", "clicks", "chirp", "silence"])
 def test_text_search_puts_the_right_sound_on_top(tagged_library, classifier, kind) -> None:  # type: ignore[no-untyped-def]
     root, manifest, db_path, _ = tagged_library
     hits = search_text(Database(db_path), classifier, kind, k=10)
