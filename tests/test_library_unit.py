@@ -209,3 +209,29 @@ def test_window_index_ranks_files_by_their_best_window() -> None:
     found = index.query(target, 2)
     assert found[0][0] == 12 and found[0][2] == 7 and found[0][1] == pytest.approx(1.0)
     assert [f[0] for f in index.query(target, 4, exclude_hash="c")].count(12) == 0
+
+
+def test_one_failing_operation_leaves_its_source_and_the_rest_goes_on(tmp_path: Path) -> None:
+    from earmark.library.filing import FilingOptions, execute, plan_filing
+
+    db = migrate(Database(tmp_path / "lib.db"))
+    src = tmp_path / "src"
+    src.mkdir()
+    ids = []
+    for name, data in (("a.wav", b"first"), ("b.wav", b"second"), ("c.wav", b"third")):
+        (src / name).write_bytes(data)
+        with db.transaction() as c:
+            cur = c.execute("INSERT INTO lib_files (path, size, mtime_ns, content_hash, status, top_label, top_score)"
+                            " VALUES (?,?,?,?,?,?,?)", (str(src / name), len(data), 0, content_hash(src / name),
+                                                        "auto", "dog", 0.9))  # fmt: skip
+        ids.append(int(cur.lastrowid or 0))
+    out = tmp_path / "out"
+    plan = plan_filing(db.conn, ids, FilingOptions(sort_into=out, move=True), 0.8)
+    (src / "b.wav").write_bytes(b"edited after tagging")  # b no longer holds what was tagged
+    run = start_run(db, "tag")
+    results = list(execute(db, run, plan, str(out)))
+    assert [r.state for r in results] == ["done", "failed", "done"]
+    assert "changed since it was tagged" in (results[1].error or "")
+    assert (src / "b.wav").read_bytes() == b"edited after tagging" and not (out / "dog" / "b.wav").exists()
+    assert sorted(p.name for p in (out / "dog").iterdir()) == ["a.wav", "c.wav"]
+    assert not list(out.rglob("*.earmark-partial"))
