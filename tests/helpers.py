@@ -59,3 +59,15 @@ def encode(
 def sound_file(tmp: Path, kind: str, seconds: float, ext: str = ".wav", seed: int = 0) -> Path:
     """A synthetic sound of the tiny model's vocabulary, encoded to ``tmp/kind-seed.ext``."""
     return encode(synth.make(kind, seconds, seed=seed), tmp / f"{kind}-{seed}{ext}")
+
+
+def labelled_folder(root: Path, spec: dict[str, list[np.ndarray]], ext: str = ".wav") -> Path:
+    """A folder with one sub-folder per class: ``spec`` maps class name -> waves (48 kHz float32).
+
+    Files are named ``<class>/<class>-<n><ext>``; returns ``root``.
+    """
+    for name, waves in spec.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for n, wave in enumerate(waves):
+            encode(wave, root / name / f"{name}-{n}{ext}")
+    return root

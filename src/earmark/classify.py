@@ -13,16 +13,19 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import audio as _audio
 from .backends import Backend, get_backend
-from .errors import AudioError, ConfigError
+from .errors import AudioError, ConfigError, LabelError
 from .labels import check_templates, parse_labels
 from .scoring import build_prediction
 from .types import ClassifyOptions, Prediction
+
+if TYPE_CHECKING:
+    from .packs import ClassifierPack
 
 __all__ = ["AudioEmbedding", "Classifier", "classify"]
 
@@ -123,7 +126,7 @@ class Classifier:
             missing = list(dict.fromkeys(missing))
             vectors = self.backend.embed_text([t.format(label=label) for t, label in missing])
             with self._lock:
-                for (t, label), v in zip(missing, vectors):
+                for (t, label), v in zip(missing, vectors, strict=True):
                     self._text_cache[(model, t, label)] = v
                 while len(self._text_cache) > self._text_cache_size:
                     self._text_cache.popitem(last=False)
@@ -136,8 +139,9 @@ class Classifier:
                     self._text_cache.move_to_end(key)
                     rows.append(self._text_cache[key])
                 per_template.append(np.stack(rows))
-        mean = np.mean(per_template, axis=0)
-        return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+        mean: np.ndarray = np.mean(per_template, axis=0)
+        out: np.ndarray = (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+        return out
 
     def embed(
         self,
@@ -190,14 +194,23 @@ class Classifier:
     def score(
         self,
         embedding: AudioEmbedding,
-        labels: str | Iterable[str],
+        labels: str | Iterable[str] | None = None,
         *,
         options: ClassifyOptions | None = None,
+        pack: ClassifierPack | None = None,
         **overrides: Any,
     ) -> Prediction:
-        """Score stored or fresh window embeddings against labels (no audio needed)."""
+        """Score stored or fresh window embeddings against labels (no audio needed).
+
+        With ``pack`` (a few-shot classifier pack, :func:`earmark.packs.load_pack`)
+        the pack's head scores the embeddings over the pack's labels instead of
+        label texts; ``labels`` must then be ``None`` or the pack's labels.
+        """
         opts = self.resolve_options(options, **overrides)
-        labels_t = parse_labels(labels)
+        labels_t = self._check_labels(labels, pack)
+        if pack is not None:
+            return pack.predict(embedding, opts)
+        assert labels_t is not None
         text = self.text_embeddings(labels_t, opts.templates)
         return build_prediction(
             source=embedding.source,
@@ -212,14 +225,29 @@ class Classifier:
             sample_rate=embedding.sample_rate,
         )
 
+    def _check_labels(
+        self, labels: str | Iterable[str] | None, pack: ClassifierPack | None
+    ) -> tuple[str, ...] | None:
+        """Parsed labels; with a pack, ``None`` after checking the pack fits this model."""
+        if pack is None:
+            if labels is None:
+                raise LabelError("no labels given (and no classifier pack)")
+            return parse_labels(labels)
+        if labels is not None and set(parse_labels(labels)) != set(pack.labels):
+            raise LabelError("a classifier pack scores its own labels (" + ", ".join(pack.labels) + "); "
+                             "leave the labels out or give exactly those")  # fmt: skip
+        pack.check(self)
+        return None
+
     def classify(
         self,
         source: _audio.Source,
-        labels: str | Iterable[str],
+        labels: str | Iterable[str] | None = None,
         *,
         input_rate: int | None = None,
         name: str | None = None,
         options: ClassifyOptions | None = None,
+        pack: ClassifierPack | None = None,
         **overrides: Any,
     ) -> Prediction:
         """Classify one source against candidate labels.
@@ -231,6 +259,8 @@ class Classifier:
             name: how to name the source in the result and in errors.
             options: :class:`ClassifyOptions`; keyword overrides such as
                 ``threshold=0.5``, ``top_k=5``, ``hop_s=2`` apply on top.
+            pack: a classifier pack to score with instead of label texts
+                (``labels`` then ``None`` or the pack's labels).
 
         Returns:
             A :class:`Prediction`: scores, top label or "uncertain", timeline.
@@ -241,9 +271,9 @@ class Classifier:
             ConfigError: bad options.
         """
         opts = self.resolve_options(options, **overrides)
-        labels_t = parse_labels(labels)  # check labels before spending time on audio
+        labels_t = self._check_labels(labels, pack)  # before spending time on audio
         emb = self.embed(source, input_rate=input_rate, name=name, options=opts)
-        return self.score(emb, labels_t, options=opts)
+        return self.score(emb, labels_t, options=opts, pack=pack)
 
     def classify_many(
         self,

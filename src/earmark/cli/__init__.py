@@ -41,9 +41,9 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import classify_cmd, library_cmd, model_cmd
+    from . import classify_cmd, eval_cmd, fit_cmd, library_cmd, model_cmd
 
-    for module in (classify_cmd, model_cmd, library_cmd):
+    for module in (classify_cmd, model_cmd, eval_cmd, fit_cmd, library_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

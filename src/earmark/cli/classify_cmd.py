@@ -48,6 +48,10 @@ def expand_inputs(inputs: tuple[str, ...]) -> Iterator[str]:
 @click.option("--aggregate", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
               help="Clip score from windows: mean, or max for detection.")
 @click.option("--timeline", is_flag=True, help="Show what is heard when (long audio).")
+@click.option("--pack", "pack_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Classifier pack from 'earmark fit': score its labels with its trained head (no -l needed).")
+@click.option("--thresholds", "thresholds_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Per-label thresholds file from 'earmark calibrate' (over --threshold).")
 @click.option("--json", "fmt", flag_value="json", help="JSON Lines output, one object per file.")
 @click.option("--csv", "fmt", flag_value="csv", help="CSV output, one row per file.")
 def classify_cmd(
@@ -64,28 +68,41 @@ def classify_cmd(
     hop_s: float,
     aggregate: str,
     timeline: bool,
+    pack_path: Path | None,
+    thresholds_path: Path | None,
     fmt: str | None,
 ) -> None:
     """Classify audio FILES (or every audio file in DIRS) against free-text labels.
 
     A file that cannot be read is reported and the rest go on; the exit code is
-    1 if any failed. Use - to read one file from standard input.
+    1 if any failed. Use - to read one file from standard input. With --pack,
+    a classifier pack from 'earmark fit' scores its own labels.
     """
+    from ..calibrate import load_thresholds
+    from ..packs import load_pack
     from ..types import DEFAULT_TEMPLATE, ClassifyOptions
 
-    label_set = collect_labels(labels, labels_file)
+    pack = load_pack(pack_path) if pack_path else None
+    if pack is not None and not (labels or labels_file):
+        label_set = pack.labels
+    else:
+        label_set = collect_labels(labels, labels_file)
     options = ClassifyOptions(
         threshold=threshold, top_k=top_k, templates=templates or (DEFAULT_TEMPLATE,),
         window_s=window_s, hop_s=hop_s, aggregate=aggregate,  # type: ignore[arg-type]
+        label_thresholds=load_thresholds(thresholds_path) if thresholds_path else (),
     )  # fmt: skip
     files = list(expand_inputs(inputs))
     if not files:
         raise click.ClickException("no audio files found in " + ", ".join(inputs))
     clf = load_classifier(model, device, threads, options=options)
     clf.resolve_options()  # bad options fail before any work
+    if pack is not None:
+        pack.check(clf)
     render = _Renderer(fmt, label_set, timeline)
     failed = 0
-    for path, result in _run(clf, files, label_set, show_progress=len(files) > 3 and fmt is None):
+    run = _run(clf, files, label_set, pack, show_progress=len(files) > 3 and fmt is None)
+    for path, result in run:
         if isinstance(result, AudioError):
             failed += 1
             click.echo(f"error: {result}", err=True)
@@ -97,14 +114,16 @@ def classify_cmd(
         sys.exit(1)
 
 
-def _run(clf: Any, files: list[str], labels: tuple[str, ...], *, show_progress: bool) -> Iterator[tuple[str, Any]]:
+def _run(
+    clf: Any, files: list[str], labels: tuple[str, ...], pack: Any, *, show_progress: bool
+) -> Iterator[tuple[str, Any]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     def one(path: str) -> Any:
         try:
             if path == "-":
-                return clf.classify(sys.stdin.buffer.read(), labels, name="<stdin>")
-            return clf.classify(path, labels)
+                return clf.classify(sys.stdin.buffer.read(), labels, name="<stdin>", pack=pack)
+            return clf.classify(path, labels, pack=pack)
         except AudioError as ex:
             return ex
 
@@ -150,16 +169,21 @@ class _Renderer:
 
     def _table(self, path: str, p: Any) -> None:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
-        answer = "[yellow]uncertain[/]" if p.uncertain else f"[bold green]{p.top.label}[/]"
-        table = Table(title=f"{path}  ({p.duration_s:.1f} s) → {answer}", title_justify="left", show_edge=False)
+        if p.uncertain:
+            answer = f"[yellow]uncertain[/] (best: {escape(p.top.label)} {p.top.probability:.0%} < {p.threshold:.0%})"
+        else:
+            answer = f"[bold green]{escape(p.top.label)}[/]"
+        console = Console()
+        console.print(f"[bold]{escape(path)}[/]  ({p.duration_s:.1f} s) → {answer}", soft_wrap=True, highlight=False)
+        table = Table(show_edge=False, box=None, padding=(0, 2))
         table.add_column("label")
         table.add_column("confidence", justify="right")
         table.add_column("")
         for s in p.top_scores:
-            table.add_row(s.label, f"{s.probability:.1%}", "█" * int(round(s.probability * 20)))
-        console = Console()
+            table.add_row(escape(s.label), f"{s.probability:.1%}", "█" * int(round(s.probability * 20)))
         console.print(table)
         if self.timeline:
             for seg in p.timeline:

@@ -1,0 +1,175 @@
+"""Samples to float32 mono at a target rate: decoded frames and arrays alike.
+
+Private helpers of :mod:`earmark.audio`. The downmix is done here in numpy (the
+mean of all channels) so its level is the same for every layout, and only the
+mono signal goes through FFmpeg's resampler (one channel of work, not eight).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import AudioError
+
+if TYPE_CHECKING:
+    from .audio import AudioLimits
+
+
+def check_format(rate: int | None, channels: int | None, name: str, limits: AudioLimits) -> None:
+    """Raise :class:`AudioError` when a rate or channel count is outside ``limits``."""
+    if not rate:
+        raise AudioError(name, "has no sample rate (not an audio file)")
+    if not limits.min_rate_hz <= rate <= limits.max_rate_hz:
+        raise AudioError(
+            name,
+            f"sample rate {rate} Hz is outside the supported {limits.min_rate_hz}-{limits.max_rate_hz} Hz",
+        )
+    if channels and channels > limits.max_channels:
+        raise AudioError(name, f"has {channels} channels; at most {limits.max_channels} are supported")
+
+
+class Mixdown:
+    """Decoded PyAV frames of any sample format and layout -> float32 mono (mean of channels).
+
+    Frames are first converted to packed float by FFmpeg (same layout and rate),
+    which also avoids PyAV's per-plane access: with 8 or more planar channels
+    PyAV 18 walks past the end of the plane pointers and crashes.
+    """
+
+    def __init__(self, name: str, limits: AudioLimits) -> None:
+        self.name, self.limits = name, limits
+        self._key: tuple[str, str, int] | None = None
+        self._conv: Any = None
+        self._channels = 1
+
+    def push(self, frame: Any) -> Iterator[tuple[int, np.ndarray]]:
+        """Yields ``(sample_rate, mono)`` pieces for one frame (``None`` flushes)."""
+        import av
+
+        if frame is not None:
+            key = (frame.format.name, frame.layout.name, int(frame.sample_rate))
+            if key != self._key:
+                check_format(frame.sample_rate, frame.layout.nb_channels, self.name, self.limits)
+                yield from self.push(None)  # what the old converter still holds
+                self._key, self._channels = key, frame.layout.nb_channels
+                self._conv = av.AudioResampler(format="flt")  # keeps layout and rate
+        elif self._conv is None:
+            return
+        for out in self._conv.resample(frame):
+            x = out.to_ndarray().reshape(-1, self._channels)
+            mono = x.mean(axis=1, dtype=np.float32) if self._channels > 1 else x[:, 0]
+            yield int(out.sample_rate), mono
+
+
+class Output:
+    """Mono float32 in at any rate, fixed-size chunks out at ``sample_rate``.
+
+    Resamples with FFmpeg (a new resampler when the input rate changes
+    midway, as chained streams can), cuts exact ``chunk``-sample pieces, and
+    enforces ``limits.max_duration_s`` on what comes out.
+    """
+
+    def __init__(self, *, sample_rate: int, chunk: int, limits: AudioLimits, name: str) -> None:
+        self.rate, self.chunk, self.name = sample_rate, chunk, name
+        self.limit_s = limits.max_duration_s
+        self.max_samples = None if self.limit_s is None else int(self.limit_s * sample_rate)
+        self.total = 0
+        self._in_rate = 0
+        self._resampler: Any = None
+        self._pending: list[np.ndarray] = []
+        self._pending_n = 0
+
+    @property
+    def seconds(self) -> float:
+        """Audio produced so far, in seconds."""
+        return self.total / self.rate
+
+    def push(self, mono: np.ndarray, in_rate: int) -> Iterator[np.ndarray]:
+        """Add mono samples at ``in_rate``; yields every chunk that is now complete."""
+        import av
+
+        if in_rate != self._in_rate:
+            yield from self._drain()
+            self._in_rate = in_rate
+            self._resampler = None if in_rate == self.rate else av.AudioResampler("flt", "mono", self.rate)
+        if self._resampler is None:
+            yield from self._add(mono)
+            return
+        frame = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = in_rate
+        for out in self._resampler.resample(frame):
+            yield from self._add(out.to_ndarray().reshape(-1))
+
+    def finish(self) -> Iterator[np.ndarray]:
+        """Flush the resampler and yield the last, shorter chunk."""
+        yield from self._drain()
+        if self._pending_n:
+            yield np.concatenate(self._pending)
+            self._pending, self._pending_n = [], 0
+
+    def _drain(self) -> Iterator[np.ndarray]:
+        if self._resampler is not None:
+            for out in self._resampler.resample(None):
+                yield from self._add(out.to_ndarray().reshape(-1))
+            self._resampler = None
+
+    def _add(self, data: np.ndarray) -> Iterator[np.ndarray]:
+        self.total += data.size
+        if self.max_samples is not None and self.total > self.max_samples:
+            raise AudioError(self.name, f"is longer than the {self.limit_s:g} s limit")
+        self._pending.append(data)
+        self._pending_n += data.size
+        if self._pending_n < self.chunk:
+            return
+        joined = np.concatenate(self._pending)
+        full = joined.size - joined.size % self.chunk
+        for i in range(0, full, self.chunk):
+            yield joined[i : i + self.chunk]
+        rest = joined[full:].copy()  # a copy, so the yielded chunks do not pin `joined`
+        self._pending, self._pending_n = ([rest] if rest.size else []), rest.size
+
+
+def stream_array(
+    array: np.ndarray, input_rate: int | None, sample_rate: int, limits: AudioLimits, name: str, chunk: int
+) -> Iterator[np.ndarray]:
+    """The array path of :func:`earmark.audio.stream`: same downmix, resampler and chunks."""
+    if input_rate is None:
+        raise AudioError(name, "an array needs its sample rate (input_rate=...); it is not guessed")
+    x = as_float_2d(array, name)
+    check_format(int(input_rate), x.shape[1], name, limits)
+    if x.shape[0] == 0:
+        raise AudioError(name, "has no samples")
+    if limits.max_duration_s is not None and x.shape[0] / input_rate > limits.max_duration_s:
+        raise AudioError(name, f"is longer than the {limits.max_duration_s:g} s limit")
+    out = Output(sample_rate=sample_rate, chunk=chunk, limits=limits, name=name)
+    step = int(input_rate) * 10  # downmix and resample in 10 s pieces to bound memory
+    for i in range(0, x.shape[0], step):
+        piece = x[i : i + step]
+        mono = piece.mean(axis=1, dtype=np.float32) if piece.shape[1] > 1 else piece[:, 0]
+        yield from out.push(np.ascontiguousarray(mono, dtype=np.float32), int(input_rate))
+    yield from out.finish()
+
+
+def as_float_2d(array: np.ndarray, name: str) -> np.ndarray:
+    """``(samples, channels)`` float32 in [-1, 1) for ints; the shorter axis of a 2-D array is channels."""
+    x = np.asarray(array)
+    if x.ndim == 1:
+        x = x[:, None]
+    elif x.ndim == 2:
+        if x.shape[0] < x.shape[1]:
+            x = x.T
+    else:
+        raise AudioError(name, f"an audio array must be 1-D or 2-D, not {x.ndim}-D")
+    if np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(x.dtype)
+        x = (x.astype(np.float32) - (info.max + info.min + 1) / 2) / ((info.max - info.min + 1) / 2)
+    elif np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32, copy=False)
+    else:
+        raise AudioError(name, f"an audio array must hold numbers, not {x.dtype}")
+    if not np.isfinite(x).all():
+        raise AudioError(name, "contains NaN or infinite samples")
+    return x
