@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,12 +57,16 @@ class Runner:
         assert proc.wait(timeout=120) == 0, log.read_text()
         return log.read_text()
 
-    def kill_after(self, args: tuple[str, ...], delay_s: float, marker: str = "run ") -> bool:
-        """Start, wait for ``marker`` on stderr, sleep ``delay_s``, SIGKILL; True if it was killed mid-run."""
+    def kill_when(self, args: tuple[str, ...], ready: Callable[[], bool], delay_s: float) -> bool:
+        """Start, wait until ``ready()`` (progress seen in the database), sleep ``delay_s``, SIGKILL.
+
+        Progress, not wall time, picks the moment, so the kills land mid-run on a fast
+        machine and a slow one alike. Returns True if the process was killed mid-run.
+        """
         proc, log = self.start(*args)
-        deadline = time.monotonic() + 60
-        while marker not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and not ready() and time.monotonic() < deadline:
+            time.sleep(0.002)
         time.sleep(delay_s)
         if proc.poll() is not None:
             assert proc.returncode == 0, log.read_text()
@@ -69,6 +74,23 @@ class Runner:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         return True
+
+    def count(self, sql: str) -> int:
+        """A number from the database as the running process left it (0 before it exists)."""
+        if not self.db.exists():
+            return 0
+        try:
+            conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=1)
+            try:
+                return int(conn.execute(sql).fetchone()[0] or 0)
+            finally:
+                conn.close()
+        except sqlite3.OperationalError:
+            return 0  # tables not created yet
+
+
+TAGGED = "SELECT count(*) FROM lib_files WHERE status IS NOT NULL"
+OPS = "SELECT count(*) FROM lib_ops WHERE run_id=(SELECT max(id) FROM lib_runs)"
 
 
 def tag_args(src: Path, out: Path) -> tuple[str, ...]:
@@ -111,7 +133,9 @@ def undo_all(runner: Runner, rng: random.Random, kill: bool) -> None:
                                        " WHERE o.state='done' AND r.kind='tag' ORDER BY run_id DESC")]  # fmt: skip
     conn.close()
     if kill and runs:
-        runner.kill_after(("undo", *map(str, runs)), rng.uniform(0.0, 0.3), marker="")
+        n = runner.count("SELECT count(*) FROM lib_ops WHERE state='done'") // 2
+        target = rng.randint(0, max(0, n - 1))
+        runner.kill_when(("undo", *map(str, runs)), lambda: runner.count(OPS) > target, rng.uniform(0, 0.01))
     if runs:
         runner.run("undo", *map(str, runs))
 
@@ -144,9 +168,11 @@ def test_kill_9_at_random_points_then_resume(sound_library, tmp_path) -> None:  
     original = tree_hashes(src)
     runner = Runner(tmp_path, tmp_path / "library.db")
     kills = 0
+    n = len([h for rel, h in original.items() if "broken" not in rel])
     # 1. five kills in a row while the model loads and tags (each run resumes the previous one)
     for _ in range(5):
-        kills += runner.kill_after(tag_args(src, out), rng.uniform(0.2, 5.0))
+        target = rng.randint(runner.count(TAGGED), n)
+        kills += runner.kill_when(tag_args(src, out), lambda: runner.count(TAGGED) >= target, rng.uniform(0, 0.02))
         nothing_lost(original, src, out)
     runner.run(*tag_args(src, out))
     exactly_original(original, src, out)
@@ -155,7 +181,8 @@ def test_kill_9_at_random_points_then_resume(sound_library, tmp_path) -> None:  
     assert tree_hashes(src) == original
     # 2. eight kills while files are moved (tagging is stored now) and four while undo puts them back
     for i in range(8):
-        kills += runner.kill_after(tag_args(src, out), rng.uniform(0.0, 0.5))
+        target = rng.randint(0, n - 1)
+        kills += runner.kill_when(tag_args(src, out), lambda: runner.count(OPS) > target, rng.uniform(0, 0.01))
         nothing_lost(original, src, out)
         runner.run(*tag_args(src, out))
         exactly_original(original, src, out)
@@ -163,7 +190,7 @@ def test_kill_9_at_random_points_then_resume(sound_library, tmp_path) -> None:  
         undo_all(runner, rng, kill=i % 2 == 0)
         assert tree_hashes(src) == original and not leftovers(src, out)
         db_consistent(runner.db)
-    assert kills >= 10, f"only {kills} runs were killed mid-run (seed {SEED})"
+    assert kills >= 11, f"only {kills} of 13 runs were killed mid-run (seed {SEED})"
 
 
 @pytest.mark.slow
