@@ -36,7 +36,7 @@ def last_model(db: Any) -> str | None:
 
 
 @click.command("tag")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, metavar="DIRS...", type=click.Path(exists=True, path_type=Path))
 @label_options
 @model_options
 @db_option
@@ -67,6 +67,8 @@ def tag_cmd(inputs: tuple[Path, ...], labels: tuple[str, ...], labels_file: Path
     killed run picks up where it stopped. With --sort-into, confident files are
     copied (or moved) into OUT/<label>/ and the rest into OUT/_review/; every
     file operation is journalled, so `earmark undo RUN_ID` puts them back.
+    Files that do not decode are recorded as errors; the exit status is 1 only
+    when a copy or move failed.
     """
     from ..library import FilingOptions, ModelRef, TagOptions, tag_paths
     from ..types import DEFAULT_TEMPLATE, ClassifyOptions
