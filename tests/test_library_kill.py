@@ -172,7 +172,7 @@ def test_kill_9_at_random_points_then_resume(sound_library, tmp_path) -> None:  
     # 1. five kills in a row while the model loads and tags (each run resumes the previous one)
     for _ in range(5):
         target = rng.randint(runner.count(TAGGED), n)
-        kills += runner.kill_when(tag_args(src, out), lambda: runner.count(TAGGED) >= target, rng.uniform(0, 0.02))
+        kills += runner.kill_when(tag_args(src, out), lambda t=target: runner.count(TAGGED) >= t, rng.uniform(0, 0.02))
         nothing_lost(original, src, out)
     runner.run(*tag_args(src, out))
     exactly_original(original, src, out)
@@ -182,7 +182,7 @@ def test_kill_9_at_random_points_then_resume(sound_library, tmp_path) -> None:  
     # 2. eight kills while files are moved (tagging is stored now) and four while undo puts them back
     for i in range(8):
         target = rng.randint(0, n - 1)
-        kills += runner.kill_when(tag_args(src, out), lambda: runner.count(OPS) > target, rng.uniform(0, 0.01))
+        kills += runner.kill_when(tag_args(src, out), lambda t=target: runner.count(OPS) > t, rng.uniform(0, 0.01))
         nothing_lost(original, src, out)
         runner.run(*tag_args(src, out))
         exactly_original(original, src, out)

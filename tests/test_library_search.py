@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,26 @@ def test_decisions_from_the_api_are_applied_later(decided) -> None:  # type: ign
     assert decide(db, item.file_id, "relabel", label="chirp", via="api") == "chirp"
     results = list(apply_decisions(db))
     assert [r.state for r in results] == ["done"] and (out / "chirp" / Path(item.path).name).is_file()
+
+
+def test_review_plays_each_file_with_the_player_found(decided, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from earmark.cli.library_review import _Player, find_player
+
+    root, db_path, out = decided
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    played = tmp_path / "played.txt"
+    # a stand-in for ffplay (no sound card here): records what it was asked to play
+    (bin_dir / "ffplay").write_text(f'#!/bin/sh\nfor a; do last="$a"; done\necho "$last" >> "{played}"\n')
+    (bin_dir / "ffplay").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    cmd = find_player()
+    assert cmd is not None and cmd[0] == "ffplay" and "-nodisp" in cmd
+    first = review_queue(Database(db_path))[0]
+    player = _Player(cmd)
+    player.play(first.path)
+    assert player.proc is not None and player.proc.wait(timeout=10) == 0
+    assert played.read_text().splitlines() == [first.path]
+    # the command plays each file and still takes one key per file
+    result = CliRunner().invoke(cli, ["review", "--db", str(db_path), "--play", "--limit", "1"], input="p" + "s")
+    assert result.exit_code == 0 and "1 skipped" in result.stderr
