@@ -56,3 +56,50 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     )  # fmt: skip
     yield server
     server.stop()
+
+
+# --- library tests (issue 3): a generated sound library, made once per session ---
+
+
+@pytest.fixture(scope="session")
+def sound_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """(root, manifest): >= 200 encoded clips of the tiny model's sounds, mixed formats, odd names,
+    nested folders and a few corrupt files. Read-only for tests: copy it before changing anything."""
+    from library_data import make_library
+
+    root = tmp_path_factory.mktemp("sound-library") / "library"
+    root.mkdir()
+    return root, make_library(root)
+
+
+@pytest.fixture(scope="session")
+def tagged_library(sound_library, classifier, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """(root, manifest, db path): the sound library tagged once with the tiny model's six labels."""
+    from earmark.library import TagOptions, tag_paths
+    from earmark.store import Database
+    from helpers import LABELS
+
+    root, manifest = sound_library
+    db_path = tmp_path_factory.mktemp("tagged") / "library.db"
+    db = Database(db_path)
+    events = list(tag_paths(db, [root], TagOptions(labels=tuple(LABELS)), classifier))
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # so copying the one file copies everything
+    db.close()
+    return root, manifest, db_path, events
+
+
+@pytest.fixture
+def library_copy(tagged_library, tmp_path):  # type: ignore[no-untyped-def]
+    """(root, manifest, db path): a private copy of the tagged library and its database to change."""
+    import shutil
+
+    from earmark.store import Database
+
+    root, manifest, db_path, _ = tagged_library
+    shutil.copytree(root, tmp_path / "library")
+    shutil.copy(db_path, tmp_path / "library.db")
+    db = Database(tmp_path / "library.db")
+    with db.transaction() as c:  # the copy's records point at the copy
+        c.execute("UPDATE lib_files SET path = ? || substr(path, ?)", (str(tmp_path / "library"), len(str(root)) + 1))
+    db.close()
+    return tmp_path / "library", manifest, tmp_path / "library.db"

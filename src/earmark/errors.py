@@ -12,7 +12,8 @@ REST API, web page) translates it once into its own words::
     ├── MissingExtraError   an optional dependency is not installed: says which extra
     ├── ConfigError         a bad option or configuration file (names the key)
     │   └── RuleError       a bad monitoring rule
-    └── StoreError          the SQLite store is unusable
+    ├── StoreError          the SQLite store is unusable
+    └── FilingError         a file operation could not be done safely (the source is left intact)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "DecodeTimeout",
     "EarmarkError",
+    "FilingError",
     "LabelError",
     "MissingExtraError",
     "ModelError",
@@ -78,3 +80,7 @@ class RuleError(ConfigError):
 
 class StoreError(EarmarkError):
     """The SQLite store cannot be used."""
+
+
+class FilingError(EarmarkError):
+    """Copying, moving or restoring a file could not be done safely; nothing was lost."""

@@ -1,0 +1,125 @@
+"""Library REST endpoints (``/api/v1/library``) and the web page's Library tab.
+
+The routes read ``request.app.state.db`` (an :class:`earmark.store.Database`)
+and ``request.app.state.classifier``; the app factory sets both and includes
+``router``. Handlers are plain ``def``: FastAPI runs them in its thread pool,
+so a search never blocks the event loop. Paths come only from the database:
+nothing here opens a path or URL a client sends.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Literal
+
+try:
+    from fastapi import APIRouter, HTTPException, Query, Request
+    from fastapi.responses import FileResponse
+    from pydantic import BaseModel, Field
+except ImportError as ex:  # pragma: no cover - exercised only without the extra
+    from ..errors import MissingExtraError
+
+    raise MissingExtraError("the library API", "server") from ex
+
+from ..errors import ConfigError
+from ..library.review import decide, review_item, review_queue
+from ..library.search import search_text, similar_to
+
+__all__ = ["build_library_tab", "router"]
+
+router = APIRouter(prefix="/api/v1/library", tags=["library"])
+
+
+class Decision(BaseModel):
+    """A review decision: ``accept`` the top label, ``relabel`` to ``label``, or ``skip``."""
+
+    decision: Literal["accept", "relabel", "skip"]
+    label: str | None = Field(default=None, max_length=200)
+
+
+def _db(request: Request) -> Any:
+    db = getattr(request.app.state, "db", None)
+    if db is None:
+        raise HTTPException(503, "no library database is configured")
+    return db
+
+
+def _classifier(request: Request) -> Any:
+    clf = getattr(request.app.state, "classifier", None)
+    if clf is None:
+        raise HTTPException(503, "the model is still loading")
+    return clf
+
+
+@router.get("/search")
+def search(request: Request, q: str = Query(..., max_length=500), k: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
+    """Files whose best window matches the text ``q``, best first."""
+    t = time.perf_counter()
+    try:
+        hits = search_text(_db(request), _classifier(request), q, k=k)
+    except ConfigError as ex:
+        raise HTTPException(422, str(ex)) from None
+    return {"query": q, "results": [h.to_dict() for h in hits], "took_ms": round((time.perf_counter() - t) * 1e3, 2)}
+
+
+@router.get("/similar/{file_id}")
+def similar(request: Request, file_id: int, k: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
+    """Files that sound like library file ``file_id``, best first."""
+    t = time.perf_counter()
+    try:
+        hits = similar_to(_db(request), _classifier(request), file_id, k=k)
+    except ConfigError as ex:
+        raise HTTPException(404, str(ex)) from None
+    return {"file_id": file_id, "results": [h.to_dict() for h in hits],
+            "took_ms": round((time.perf_counter() - t) * 1e3, 2)}  # fmt: skip
+
+
+@router.get("/review")
+def review_list(request: Request, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+    """Files waiting for a review decision (top-3 scores and the label choices)."""
+    items = review_queue(_db(request), limit=limit)
+    return {"count": len(items), "items": [i.to_dict() for i in items]}
+
+
+@router.post("/review/{file_id}")
+def review_decide(request: Request, file_id: int, body: Decision) -> dict[str, Any]:
+    """Store a decision; ``earmark review --apply-only`` (or the next tag run) files it."""
+    db = _db(request)
+    if review_item(db, file_id) is None:
+        raise HTTPException(404, f"no file with id {file_id}")
+    try:
+        label = decide(db, file_id, body.decision, label=body.label, via="api")
+    except ConfigError as ex:
+        raise HTTPException(422, str(ex)) from None
+    return {"file_id": file_id, "decision": body.decision, "label": label}
+
+
+@router.get("/files/{file_id}")
+def file_info(request: Request, file_id: int) -> dict[str, Any]:
+    """A library file's scores and status."""
+    item = review_item(_db(request), file_id)
+    if item is None:
+        raise HTTPException(404, f"no file with id {file_id}")
+    return item.to_dict()
+
+
+@router.get("/files/{file_id}/audio")
+def file_audio(request: Request, file_id: int) -> FileResponse:
+    """The file's bytes, for playing in the page (only files in the library are served)."""
+    item = review_item(_db(request), file_id)
+    if item is None or not os.path.isfile(item.path):
+        raise HTTPException(404, f"file {file_id} is not in the library or no longer on disk")
+    return FileResponse(item.path, filename=os.path.basename(item.path))
+
+
+def build_library_tab(classifier: Any, db: Any) -> None:
+    """Create the Library tab's components inside the current ``gr.Blocks``/``gr.Tab`` context.
+
+    Search (text -> files, click a row to play it) and the review queue
+    (accept / relabel / skip buttons). Audio is decoded server-side and handed
+    to Gradio as samples, so files outside Gradio's allowed folders play too.
+    """
+    from .library_tab import build
+
+    build(classifier, db)
