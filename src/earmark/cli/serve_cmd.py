@@ -71,14 +71,8 @@ def serve_cmd(
     threads = threads or max(1, (os.cpu_count() or 1) - settings.decode_workers)
     classifier, load_s = _load(model, device, threads)
     db = Database(db_path)
-    app = create_app(classifier, db=db, settings=settings, ui=not no_ui, ui_tabs=extra_tabs(classifier, db),
-                     model_load_s=load_s)  # fmt: skip
+    app = create_app(classifier, db=db, settings=settings, ui=not no_ui, model_load_s=load_s)
     _run(app, host, port, settings, ui=not no_ui)
-
-
-def extra_tabs(classifier: Any, db: Any) -> list[tuple[str, Any]]:
-    """Page tabs other features add, as ``(title, build_fn)``; ``build_fn()`` runs inside its tab."""
-    return []
 
 
 def _load(model: str | None, device: str | None, threads: int | None) -> tuple[Any, float]:

@@ -94,7 +94,9 @@ def create_app(
         The FastAPI app; run it with uvicorn (``earmark serve`` does).
     """
     from .compat import compat
+    from .events_routes import router as events
     from .guards import ApiKeyMiddleware, BodyLimitMiddleware
+    from .library_routes import router as library
     from .metrics import Metrics, MetricsMiddleware
     from .routes import health, v1
 
@@ -116,8 +118,10 @@ def create_app(
     app.state.engine = None
     app.state.ready = False
     app.state.draining = False
-    for router in (health, v1, compat):
+    for router in (health, v1, compat, library, events):
         app.include_router(router)
+    if db is not None:  # the Library and Events tabs and routes read these tables: create them now
+        _migrate(db)
     app.add_exception_handler(EarmarkError, _earmark_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
@@ -128,8 +132,26 @@ def create_app(
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     if ui:
-        _mount_ui(app, classifier, db, settings, ui_tabs)
+        _mount_ui(app, classifier, db, settings, [*_store_tabs(classifier, db), *ui_tabs])
     return app
+
+
+def _migrate(db: Database) -> None:
+    from ..library import migrate as migrate_library
+    from ..monitor.events import MIGRATIONS as EVENT_MIGRATIONS
+
+    migrate_library(db)
+    db.migrate(EVENT_MIGRATIONS)
+
+
+def _store_tabs(classifier: Classifier, db: Database | None) -> list[UiTab]:
+    """The Library and Events tabs, when there is a database to show."""
+    if db is None:
+        return []
+    from .events_routes import build_events_tab
+    from .library_routes import build_library_tab
+
+    return [("Library", lambda: build_library_tab(classifier, db)), ("Events", lambda: build_events_tab(db))]
 
 
 def _mount_ui(app: FastAPI, classifier: Classifier, db: Database | None, settings: ServerSettings,

@@ -32,6 +32,8 @@ _MEDIA = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "opus": 
 
 def _events(request: Request) -> EventLog:
     state = request.app.state
+    if getattr(state, "db", None) is None:
+        raise HTTPException(status_code=503, detail="no event database is configured")
     log = getattr(state, "event_log", None)
     if log is None or log.db is not state.db:
         log = state.event_log = EventLog(state.db)  # creates the tables on first use
