@@ -8,7 +8,7 @@ MODEL ?=
 TORCH_VERSION := 2.13.0
 DEBIAN_PACKAGES := ffmpeg sox chromium mosquitto
 
-.PHONY: setup sysdeps serve demo test bench tiny-model clean
+.PHONY: setup sysdeps serve test bench tiny-model clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,6 @@ sysdeps:
 
 serve: setup
 	$(VENV)/bin/earmark serve --port $(PORT) $(if $(MODEL),--model $(MODEL),)
-
-demo: setup
-	$(VENV)/bin/earmark demo $(if $(MODEL),--model $(MODEL),)
 
 tests/assets/tiny-clap/model.safetensors:
 	$(PY) scripts/make_tiny_clap.py

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tokenizers import ByteLevelBPETokenizer
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizer
 

@@ -21,6 +21,8 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("EARMARK_HOME", str(home))
     monkeypatch.delenv("EARMARK_MODEL", raising=False)
     monkeypatch.delenv("EARMARK_DB", raising=False)
+    for var in ("HF_HOME", "HF_HUB_CACHE"):  # never the user's model cache
+        monkeypatch.delenv(var, raising=False)
     return home
 
 

@@ -123,7 +123,7 @@ class Classifier:
             missing = list(dict.fromkeys(missing))
             vectors = self.backend.embed_text([t.format(label=label) for t, label in missing])
             with self._lock:
-                for (t, label), v in zip(missing, vectors):
+                for (t, label), v in zip(missing, vectors, strict=True):
                     self._text_cache[(model, t, label)] = v
                 while len(self._text_cache) > self._text_cache_size:
                     self._text_cache.popitem(last=False)
@@ -136,8 +136,9 @@ class Classifier:
                     self._text_cache.move_to_end(key)
                     rows.append(self._text_cache[key])
                 per_template.append(np.stack(rows))
-        mean = np.mean(per_template, axis=0)
-        return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+        mean: np.ndarray = np.mean(per_template, axis=0)
+        out: np.ndarray = (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+        return out
 
     def embed(
         self,

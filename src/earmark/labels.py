@@ -57,7 +57,7 @@ def parse_labels(*sources: str | Iterable[str] | os.PathLike[str] | None) -> tup
             continue
         if len(label) > MAX_LABEL_CHARS:
             raise LabelError(
-                f"label {label[:40]!r}... is {len(label)} characters; at most {MAX_LABEL_CHARS} are supported"
+                f"label {label[:40]!r}... is {len(label)} characters; at most {MAX_LABEL_CHARS} characters are supported"
             )
         seen[key] = label
     if dropped_dupes:

@@ -61,10 +61,11 @@ def earmark_home() -> Path:
 
 
 def hub_cache() -> Path:
-    if os.environ.get("HF_HOME") or os.environ.get("HF_HUB_CACHE"):
-        from huggingface_hub import constants
-
-        return Path(constants.HF_HUB_CACHE)
+    # read the environment now, not huggingface_hub's import-time constants
+    if cache := os.environ.get("HF_HUB_CACHE"):
+        return Path(cache).expanduser()
+    if hf_home := os.environ.get("HF_HOME"):
+        return Path(hf_home).expanduser() / "hub"
     return earmark_home() / "hub"
 
 

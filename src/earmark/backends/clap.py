@@ -48,11 +48,11 @@ class ClapBackend:
         threads: int | None = None,
         batch_size: int = 8,
     ) -> None:
+        path = models.resolve(model)  # before importing torch: a missing model fails fast
         import torch
         import transformers
         from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
-        path = models.resolve(model)
         self.model_id = models.canonical(model or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL)
         self.path = path
         self.device = _pick_device(torch, device)

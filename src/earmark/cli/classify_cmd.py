@@ -152,14 +152,18 @@ class _Renderer:
         from rich.console import Console
         from rich.table import Table
 
-        answer = "[yellow]uncertain[/]" if p.uncertain else f"[bold green]{p.top.label}[/]"
-        table = Table(title=f"{path}  ({p.duration_s:.1f} s) → {answer}", title_justify="left", show_edge=False)
+        if p.uncertain:
+            answer = f"[yellow]uncertain[/] (best: {p.top.label} {p.top.probability:.0%} < {p.threshold:.0%})"
+        else:
+            answer = f"[bold green]{p.top.label}[/]"
+        console = Console()
+        console.print(f"[bold]{path}[/]  ({p.duration_s:.1f} s) → {answer}", soft_wrap=True, highlight=False)
+        table = Table(show_edge=False, box=None, padding=(0, 2))
         table.add_column("label")
         table.add_column("confidence", justify="right")
         table.add_column("")
         for s in p.top_scores:
             table.add_row(s.label, f"{s.probability:.1%}", "█" * int(round(s.probability * 20)))
-        console = Console()
         console.print(table)
         if self.timeline:
             for seg in p.timeline:
