@@ -147,7 +147,7 @@ class LogMel:
         self.settings = settings
         s = settings
         # periodic Hann window, as transformers' window_function(n, "hann")
-        self._window = np.hanning(s.fft_size + 1)[:-1].astype(np.float32)
+        self._window = np.hanning(s.fft_size + 1)[:-1]
         self.fusion = s.truncation == "fusion"
         bank = mel_filter_bank(s.fft_size // 2 + 1, s.n_mels, s.min_hz, s.max_hz, s.sample_rate, slaney=not self.fusion)
         self._bank = np.ascontiguousarray(bank, dtype=np.float32)
@@ -191,13 +191,13 @@ class LogMel:
     def _log_mel(self, x: np.ndarray) -> np.ndarray:
         s = self.settings
         half = s.fft_size // 2
-        x = np.pad(x, (half, half), mode="reflect")
+        x = np.pad(x.astype(np.float64), (half, half), mode="reflect")
         frames = np.lib.stride_tricks.sliding_window_view(x, s.fft_size)[:: s.hop_samples]
-        # scipy's FFT: 4x numpy's on float32 frames here (1 ms vs 3.7 ms per window)
+        # float64 FFT as the reference: in float32, rounding of the loud bins (~1e-7 of the
+        # peak) swamps bins 100 dB down (pure tones), several dB off. scipy's FFT is 3x numpy's.
         spec = scipy.fft.rfft(frames * self._window, axis=-1, workers=1)
-        power = spec.real * spec.real
-        power += spec.imag * spec.imag
-        mel = power @ self._bank
+        power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32)
+        mel = power @ self._bank  # float32 is enough once each bin has its own exponent
         np.maximum(mel, 1e-10, out=mel)
         np.log10(mel, out=mel)
         mel *= 10.0

@@ -8,7 +8,9 @@ process never holds the PyTorch model, and starts in well under a second.
 
 int8 (dynamic quantisation of the audio tower's matmuls) is made only when
 asked for (``--backend onnx-int8``); it is not exact, and its measured deviation
-from PyTorch fp32 is recorded and shown by ``earmark model info``.
+from PyTorch fp32 is recorded and shown by ``earmark model info``. Dynamic
+quantisation scales activations over the whole input tensor, so int8 runs one
+window per call: a window's result never depends on its batch.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class OnnxBackend:
         self.model_id = model_id
         self.path = path
         self.name = "onnx-int8" if int8 else "onnx"
+        # dynamic int8 picks its activation scale over the whole input tensor, so a window's
+        # result would depend on its batch: run int8 one window at a time (batch invariance)
+        self._run_size = 1 if int8 else batch_size
         self.folder = folder
         self._record_deviation()
 
@@ -107,6 +112,7 @@ class OnnxBackend:
         self.dim = int(meta["dim"])
         self.fused = bool(meta["fused"])
         self.batch_size = batch_size
+        self._run_size = batch_size
         self.threads = threads
         self._pad_id = int(meta["pad_id"])
         self._max_tokens = int(meta["max_tokens"])
@@ -135,9 +141,10 @@ class OnnxBackend:
 
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
         """Audio embeddings from a batch of features."""
+        step = self._run_size
         out = [
-            self._audio.run(None, {"input_features": np.ascontiguousarray(feats[i : i + self.batch_size])})[0]
-            for i in range(0, len(feats), self.batch_size)
+            self._audio.run(None, {"input_features": np.ascontiguousarray(feats[i : i + step])})[0]
+            for i in range(0, len(feats), step)
         ]
         return _normalised(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
 
@@ -211,9 +218,12 @@ def _int8_audio(folder: Path) -> Path:
         raise MissingExtraError("int8 quantisation", "onnx") from None
     log.info("quantising the audio tower to int8 (once per model)")
     tmp = folder / f".audio-int8.{os.getpid()}.onnx"
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # the quantiser logs every skipped tensor on the root logger
     try:
         quantize_dynamic(str(folder / "audio.onnx"), str(tmp), weight_type=QuantType.QInt8)
         os.replace(tmp, out)
     finally:
+        logging.disable(previous)
         tmp.unlink(missing_ok=True)
     return out
