@@ -39,3 +39,17 @@ def classifier(tiny_model: str):  # type: ignore[no-untyped-def]
     from earmark import Classifier
 
     return Classifier(tiny_model, threads=1)
+
+
+# Tests run on the exact PyTorch backend unless they name another (EARMARK_TEST_BACKEND picks
+# another for the whole suite). Set at import, so session-scoped fixtures get it too.
+os.environ["EARMARK_BACKEND"] = os.environ.get("EARMARK_TEST_BACKEND", "torch")
+
+
+@pytest.fixture(autouse=True)
+def _pinned_backend(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test starts on the suite's backend: ``auto`` would measure every backend on a model's
+    first use in each test's fresh EARMARK_HOME (seconds per test); tests/test_backends.py covers it."""
+    name = os.environ.get("EARMARK_TEST_BACKEND", "torch")
+    monkeypatch.setenv("EARMARK_BACKEND", name)
+    return name

@@ -180,7 +180,8 @@ def test_unknown_backend_lists_the_choices(tiny_model: str) -> None:
 
 
 def test_auto_measures_once_then_remembers(tiny_model: str, monkeypatch) -> None:
-    clf = Classifier(tiny_model, threads=1)  # no backend named: auto (EARMARK_BACKEND is unset)
+    monkeypatch.delenv("EARMARK_BACKEND")
+    clf = Classifier(tiny_model, threads=1)  # no backend named: auto
     chosen = clf.backend.name
     assert chosen in ("torch", "torch-bf16", "onnx")
     folder = artifacts.artifact_dir(Path(tiny_model).resolve(), tiny_model)
