@@ -39,6 +39,8 @@ log = logging.getLogger("earmark")
 
 # texts per forward pass; texts are sorted by length first so little is padding
 TEXT_BATCH = 16
+# windows per forward pass on a CPU (see ClapBackend.__init__)
+CPU_RUN = 1
 
 
 class ClapBackend:
@@ -66,7 +68,9 @@ class ClapBackend:
         import transformers
         from transformers import AutoTokenizer, ClapModel
 
-        self.model_id = models.canonical(model or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL)
+        from .htsat import use_fast_resize
+
+        self.model_id = models.canonical(str(model or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL))
         self.path = path
         self.device = _pick_device(torch, device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -80,12 +84,16 @@ class ClapBackend:
             self._tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError, KeyError, RuntimeError) as ex:
             raise ModelError(f"cannot load the CLAP model in {path}: {ex}") from None
+        use_fast_resize(self._model.audio_model.audio_encoder, self._mel.frames)
         self.fused = bool(self._model.config.audio_config.enable_fusion)
         self.sample_rate = self._mel.settings.sample_rate
         self.window_samples = self._mel.settings.max_samples
         self.logit_scale = float(self._model.logit_scale_a.detach().float().exp())
         self.dim = int(self._model.config.projection_dim)
         self.batch_size = batch_size
+        # on a CPU one window per forward pass is as fast per window as 8 (measured: 102 vs 105 ms
+        # fp32, 36 vs 40 ms bf16) and holds an eighth of the activations
+        self._run_size = batch_size if self.device.type == "cuda" else CPU_RUN
         self._torch = torch
         self.precision = "fp32"
         self.name = "torch"
@@ -125,8 +133,8 @@ class ClapBackend:
         """Audio embeddings from a batch of features (n, channels, frames, mels)."""
         torch = self._torch
         out = []
-        for i in range(0, len(feats), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(feats[i : i + self.batch_size]))
+        for i in range(0, len(feats), self._run_size):
+            x = torch.from_numpy(np.ascontiguousarray(feats[i : i + self._run_size]))
             x = x.to(self.device, self.dtype)
             # fixed policy: every window on the fusion path (ignored by unfused models)
             is_longer = torch.ones(x.shape[0], 1, dtype=torch.bool, device=self.device)
