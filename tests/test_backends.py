@@ -54,7 +54,7 @@ def backends(tiny_model: str, home: Path) -> dict[str, Backend]:
         out: dict[str, Backend] = {"torch": ref, "onnx": OnnxBackend(tiny_model, threads=1, source=ref)}
         out["onnx-int8"] = OnnxBackend(tiny_model, threads=1, int8=True)
         if bf16_supported():
-            out["torch-bf16"] = ref.with_precision("bf16")
+            out["torch-bf16"] = ClapBackend(tiny_model, device="cpu", threads=1, precision="bf16")
     return out
 
 
@@ -146,7 +146,8 @@ def test_onnx_path_runs_without_torch_or_transformers(backends, home: Path, tiny
 
 def test_export_is_cached_per_model_and_version(backends, home: Path, tiny_model: str, tmp_path: Path) -> None:
     folder = backends["onnx"].folder
-    assert folder.parent == home / "cache" and folder.name.endswith("-v" + __import__("earmark").__version__)
+    version = __import__("earmark").__version__
+    assert folder.parent == home / "cache" and folder.name.endswith(f"-v{version}-e{artifacts.EXPORT_FORMAT}")
     stamp = (folder / "audio.onnx").stat().st_mtime_ns
     os.environ["EARMARK_HOME"] = str(home)  # restored by the autouse fixture
     again = OnnxBackend(tiny_model, threads=1)

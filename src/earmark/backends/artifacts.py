@@ -1,7 +1,7 @@
 """What backends derive from a model and keep: exports, measurements, the automatic choice.
 
 Everything lives in one folder per model and earmark version,
-``$EARMARK_HOME/cache/<name>-<fingerprint>-v<version>/``:
+``$EARMARK_HOME/cache/<name>-<fingerprint>-v<version>-e<export format>/``:
 
 - ``audio.onnx``, ``text.onnx``, ``tokenizer.json``, ``meta.json``: the ONNX export;
 - ``audio-int8.onnx``: the int8 audio tower, made only when asked for;
@@ -58,6 +58,8 @@ PROBE_TEXTS = (
 )
 # a path is "exact" within this max abs diff of PyTorch fp32 (the transformers reference)
 EXACT_MAX_DIFF = 1e-4
+# bumped when what is exported changes, so old exports are not reused
+EXPORT_FORMAT = 2
 
 
 def _version() -> str:
@@ -86,7 +88,7 @@ def fingerprint(path: Path) -> str:
 def artifact_dir(path: Path, model_id: str) -> Path:
     """The cache folder for a model folder ``path`` (not created here)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(model_id).name or "model")[:40]
-    return models.earmark_home() / "cache" / f"{safe}-{fingerprint(path)}-v{_version()}"
+    return models.earmark_home() / "cache" / f"{safe}-{fingerprint(path)}-v{_version()}-e{EXPORT_FORMAT}"
 
 
 def machine_signature(threads: int | None) -> str:

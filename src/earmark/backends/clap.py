@@ -9,16 +9,14 @@ always takes the fusion path for fused models (``is_longer=True`` for every
 window). That is exactly what a single-clip call of the transformers pipeline
 computes, and a window's embedding never depends on what else is in the batch.
 
-Precision: fp32 on CPU (exact), fp16 on CUDA, or ``bf16`` autocast on CPUs with
-native bf16 (AVX512-BF16/AMX): matmuls in bf16, norms and softmax in fp32, the
-weights stay as loaded (no copy). Its deviation from fp32 is measured and shown
-by ``earmark model info``.
+Precision: fp32 on CPU (exact), fp16 on CUDA, or ``bf16`` on CPUs with native
+bf16 (AVX512-BF16/AMX): linear and convolution weights converted to bf16 in place (no second copy), autocast keeping norms and softmax in fp32.
+Its deviation from fp32 is measured and shown by ``earmark model info``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -97,24 +95,28 @@ class ClapBackend:
         self._torch = torch
         self.precision = "fp32"
         self.name = "torch"
-        if precision != "fp32":
-            self._set_precision(precision)
-
-    def _set_precision(self, precision: str) -> None:
-        if precision not in ("fp32", "bf16"):
+        if precision == "bf16":
+            self.to_bf16()
+        elif precision != "fp32":
             raise ConfigError(f"unknown precision {precision!r}; expected fp32 or bf16")
-        if precision == "bf16" and (self.device.type != "cpu" or not bf16_supported()):
-            raise ConfigError(
-                "bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); use the torch or onnx backend"
-            )
-        self.precision = precision
-        self.name = "torch" if precision == "fp32" else f"torch-{precision}"
 
-    def with_precision(self, precision: str) -> ClapBackend:
-        """The same loaded model at another precision (shares the weights; no copy)."""
-        other = copy.copy(self)
-        other._set_precision(precision)
-        return other
+    def to_bf16(self) -> ClapBackend:
+        """Switch this backend to bf16, in place, and return it.
+
+        The weights of linear and convolution layers become bf16 (half their memory, no
+        per-call weight casts: 10 % faster than autocast over fp32 weights here); embeddings and
+        norms stay fp32, and autocast keeps softmax, norms and reductions in fp32.
+        """
+        if self.device.type != "cpu" or not bf16_supported():
+            raise ConfigError("bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); use the torch or onnx backend")
+        torch = self._torch
+        for module in self._model.modules():
+            # embeddings stay fp32: summed in bf16 they cost the text tower most of its margin
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                module.to(torch.bfloat16)
+        self.precision = "bf16"
+        self.name = "torch-bf16"
+        return self
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "bf16":

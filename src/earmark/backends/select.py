@@ -30,7 +30,7 @@ log = logging.getLogger("earmark")
 
 NEAR_EXACT_COSINE = 0.9999
 NEAR_EXACT_GAIN = 1.2
-ROUNDS = 3
+REPEATS = 7
 
 
 def auto_backend(
@@ -92,21 +92,26 @@ def choose(folder: Path, sig: str, kwargs: dict[str, Any]) -> Backend:
         ref = artifacts.reference_embeddings(reference)
         artifacts.save_reference(folder, ref)
     candidates: dict[str, Backend] = {"torch": reference}
-    if bf16_supported():
-        candidates["torch-bf16"] = reference.with_precision("bf16")
     try:
         from .onnx import OnnxBackend
 
         candidates["onnx"] = OnnxBackend(**kwargs, source=reference)
     except Exception as ex:  # missing extra or failed export: say so; the exact torch path still works
         log.warning("onnx backend not measured: %s", ex)
-    timings = _time_all(candidates)
+    timings = {name: _time(b) for name, b in candidates.items()}
     deviations = {name: artifacts.deviation(b, ref) for name, b in candidates.items()}
+    if bf16_supported():
+        # converted in place (no second copy of the weights), so measured after fp32
+        candidates["torch-bf16"] = reference.to_bf16()
+        timings["torch-bf16"] = _time(reference)
+        deviations["torch-bf16"] = artifacts.deviation(reference, ref)
     for name in candidates:
         artifacts.record_backend(folder, name, deviations[name], timings[name], kwargs["threads"])
     best = pick(timings, deviations)
     _remember(folder, sig, best, timings)
     log.info("auto backend: %s (%s)", best, ", ".join(f"{n} {t:.0f} ms" for n, t in sorted(timings.items())))
+    if best == "torch" and reference.precision != "fp32":
+        return get_backend("torch", **kwargs)  # the loaded model became the bf16 candidate
     return candidates[best]
 
 
@@ -135,13 +140,11 @@ def pick(timings: dict[str, float], deviations: dict[str, artifacts.Deviation]) 
     return best
 
 
-def _time_all(candidates: dict[str, Backend]) -> dict[str, float]:
-    # round-robin, so a load change on a shared machine does not favour one candidate
-    runs: dict[str, list[float]] = {n: [] for n in candidates}
-    for _ in range(ROUNDS):
-        for name, backend in candidates.items():
-            runs[name].append(artifacts.time_per_window_ms(backend, repeats=3))
-    return {n: sorted(v)[len(v) // 2] for n, v in runs.items()}
+def _time(backend: Backend) -> float:
+    # one block per candidate after its own warm-up: interleaving two runtimes on the same cores
+    # makes each pay for the other's spinning threads (measured: +15-40 %)
+    artifacts.time_per_window_ms(backend, repeats=2)
+    return artifacts.time_per_window_ms(backend, repeats=REPEATS)
 
 
 def _remember(folder: Path, sig: str, best: str, timings: dict[str, float]) -> None:
