@@ -202,7 +202,53 @@ def _torch_profile(backend: Any, feats: Any) -> list[tuple[str, float]]:
     return [(r.key, r.self_cpu_time_total / 1000.0 / 3) for r in rows]
 
 
-CHILDREN = {"earmark": child_earmark, "pipeline": child_pipeline, "measure": child_measure, "profile": child_profile}
+def child_tagging(args: argparse.Namespace) -> dict[str, Any]:
+    """Tagging loop alone (run under py-spy by the parent)."""
+    from earmark import Classifier
+    from earmark.pipeline import embed_many
+
+    files = make_files(args.files)
+    clf = Classifier(args.model, backend=args.backend, threads=THREADS)
+    clf.classify(files[0], LABELS5)
+    t0 = time.perf_counter()
+    done = sum(1 for _src, emb in embed_many(clf, files) if clf.score(emb, LABELS5))  # type: ignore[arg-type]
+    return {"files_per_s": done / (time.perf_counter() - t0), "backend": clf.backend.name}
+
+
+CATEGORIES = (
+    ("model", ("onnxruntime", "InferenceSession", "get_audio_features", "embed_features", "torch/nn")),
+    ("features", ("_log_mel", "window_features", "scipy")),
+    ("decode+resample", ("_stream_container", "resample", "av/", "iter_windows", "stream (earmark")),
+    ("waiting", ("wait (threading", "get (queue", "put (queue", "_worker (concurrent", "acquire")),
+)
+
+
+def py_spy_profile(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    """Where the tagging loop's threads spend their samples (py-spy, native frames included)."""
+    raw = Path(tempfile.mkdtemp()) / "tagging.txt"
+    env = {**os.environ, "EARMARK_HOME": str(OUT / "home"), "HF_HUB_OFFLINE": "1"}
+    cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-r", "200", "--threads"]
+    cmd += ["--idle", "-o", str(raw), "--", sys.executable, __file__, "--child", "tagging", "--backend", backend]
+    cmd += ["--model", str(args.model), "--files", str(min(args.files, 100))]
+    subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    per_thread: dict[str, dict[str, int]] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        thread = stack.split(";", 1)[0]
+        thread = "decode workers" if "earmark-decode" in thread or "ThreadPool" in thread else "main (model)"
+        cat = next((name for name, keys in CATEGORIES if any(k in stack for k in keys)), "other python")
+        bucket = per_thread.setdefault(thread, {})
+        bucket[cat] = bucket.get(cat, 0) + int(count)
+    return {t: {c: round(100 * n / sum(b.values()), 1) for c, n in sorted(b.items(), key=lambda kv: -kv[1])} for t, b in per_thread.items()}
+
+
+CHILDREN = {
+    "earmark": child_earmark,
+    "pipeline": child_pipeline,
+    "measure": child_measure,
+    "profile": child_profile,
+    "tagging": child_tagging,
+}
 
 
 # ---------------------------------------------------------------- parent
@@ -274,6 +320,7 @@ def main() -> None:
     for name in args.backends.split(","):
         results[name] = run_child("earmark", args, backend=name)
     profiles = {name: run_child("profile", args, backend=name) for name in ("onnx", "torch-bf16")}
+    spy = {name: py_spy_profile(args, name) for name in ("onnx", "torch-bf16")}
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     from engine_report import render
 
@@ -285,10 +332,11 @@ def main() -> None:
         measured=measured,
         first_use=first,
         profiles=profiles,
+        spy=spy,
         files=args.files,
     )
     args.out.write_text(text)
-    (OUT / "bench_engine.json").write_text(json.dumps({"results": results, "measured": measured, "first": first, "profiles": profiles}, indent=1))
+    (OUT / "bench_engine.json").write_text(json.dumps({"results": results, "measured": measured, "first": first, "profiles": profiles, "spy": spy}, indent=1))
     print(text)
 
 

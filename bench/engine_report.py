@@ -92,6 +92,7 @@ def render(
     measured: dict[str, Any],
     first_use: dict[str, Any],
     profiles: dict[str, Any],
+    spy: dict[str, Any],
     files: int,
 ) -> str:
     """The results file: machine, side-by-side table, targets, deviations, profiles, kept notes."""
@@ -135,6 +136,10 @@ def render(
     for name, prof in profiles.items():
         ops = ", ".join(f"{op} {ms:.1f}" for op, ms in prof["ops"])
         lines.append(f"- **{name}**: {ops}")
+    lines += ["", "## Where the tagging loop's time goes (py-spy, % of each thread's samples, idle included)", ""]
+    for name, threads in spy.items():
+        for thread, cats in threads.items():
+            lines.append(f"- **{name}**, {thread}: " + ", ".join(f"{c} {p}%" for c, p in cats.items()))
     lines.append("")
     notes = ""
     if RESULTS.is_file() and MARKER in RESULTS.read_text():

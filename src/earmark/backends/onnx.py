@@ -186,6 +186,9 @@ def _session(file: Path, threads: int | None) -> Any:
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    # no spin-waiting between operators: decoding threads (embed_many) share these cores, and
+    # measured on 2 cores tagging went from ~8 to ~11 files/s with spinning off
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(file), so, providers=["CPUExecutionProvider"])
     except Exception as ex:  # ORT raises its own exception types for a corrupt file
