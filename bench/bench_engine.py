@@ -13,6 +13,7 @@ scores mean nothing and are never reported. Not collected by pytest.
 
     python bench/bench_engine.py                      # everything; writes bench/RESULTS-engine.md
     python bench/bench_engine.py --backends onnx --no-pipeline --files 40   # a quick look
+    python bench/bench_engine.py --only pipeline      # re-run one row (e.g. after a load spike)
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ _WORDS = (
     "crowd baby laugh cough sneeze clap step door knock phone clock typing piano guitar drum violin trumpet "
     "choir train plane boat car truck bus siren gunshot explosion fire"
 ).split()
-LABELS50 = [f"{a} and {b}" for a, b in zip(_WORDS, _WORDS[7:] + _WORDS[:7])][:50]
+LABELS50 = [f"{a} and {b}" for a, b in zip(_WORDS, _WORDS[7:] + _WORDS[:7], strict=True)][:50]
 THREADS = 2
 WARM_RUNS = 20
 
@@ -74,7 +75,19 @@ def make_files(n: int) -> list[Path]:
         f = folder / f"clip-{i:03d}.mp3"
         if not f.is_file():
             wave = synth.make(kinds[i % len(kinds)], 10.0, seed=i)
-            cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "f32le", "-ar", "48000", "-ac", "1"]
+            cmd = [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "f32le",
+                "-ar",
+                "48000",
+                "-ac",
+                "1",
+            ]
             cmd += ["-i", "-", "-c:a", "libmp3lame", "-b:a", "128k", str(f)]
             subprocess.run(cmd, input=wave.tobytes(), check=True)
         files.append(f)
@@ -227,8 +240,27 @@ def py_spy_profile(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     """Where the tagging loop's threads spend their samples (py-spy, native frames included)."""
     raw = Path(tempfile.mkdtemp()) / "tagging.txt"
     env = {**os.environ, "EARMARK_HOME": str(OUT / "home"), "HF_HUB_OFFLINE": "1"}
-    cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-r", "200", "--threads"]
-    cmd += ["--idle", "-o", str(raw), "--", sys.executable, __file__, "--child", "tagging", "--backend", backend]
+    cmd = [
+        str(Path(sys.executable).with_name("py-spy")),
+        "record",
+        "--format",
+        "raw",
+        "-r",
+        "200",
+        "--threads",
+    ]
+    cmd += [
+        "--idle",
+        "-o",
+        str(raw),
+        "--",
+        sys.executable,
+        __file__,
+        "--child",
+        "tagging",
+        "--backend",
+        backend,
+    ]
     cmd += ["--model", str(args.model), "--files", str(min(args.files, 100))]
     subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     per_thread: dict[str, dict[str, int]] = {}
@@ -239,7 +271,10 @@ def py_spy_profile(args: argparse.Namespace, backend: str) -> dict[str, Any]:
         cat = next((name for name, keys in CATEGORIES if any(k in stack for k in keys)), "other python")
         bucket = per_thread.setdefault(thread, {})
         bucket[cat] = bucket.get(cat, 0) + int(count)
-    return {t: {c: round(100 * n / sum(b.values()), 1) for c, n in sorted(b.items(), key=lambda kv: -kv[1])} for t, b in per_thread.items()}
+    return {
+        t: {c: round(100 * n / sum(b.values()), 1) for c, n in sorted(b.items(), key=lambda kv: -kv[1])}
+        for t, b in per_thread.items()
+    }
 
 
 CHILDREN = {
@@ -254,8 +289,15 @@ CHILDREN = {
 # ---------------------------------------------------------------- parent
 
 
-def run_child(kind: str, args: argparse.Namespace, *, backend: str = "auto", home: Path | None = None) -> dict[str, Any]:
-    env = {**os.environ, "EARMARK_HOME": str(home or OUT / "home"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def run_child(
+    kind: str, args: argparse.Namespace, *, backend: str = "auto", home: Path | None = None
+) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "EARMARK_HOME": str(home or OUT / "home"),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     cmd = [sys.executable, __file__, "--child", kind, "--backend", backend, "--model", str(args.model)]
     cmd += ["--files", str(args.files), "--t0", repr(time.time())]
     load_before = os.getloadavg()[0]
@@ -276,7 +318,10 @@ def machine() -> list[str]:
         if key in ("Model name", "CPU(s)", "Thread(s) per core", "L2 cache", "L3 cache", "Hypervisor vendor"):
             lines.append(f"- {line.split(':')[0]}: {line.split(':', 1)[1].strip()}")
     flags = next((x for x in lscpu if x.startswith("Flags")), "")
-    lines.append("- bf16/VNNI flags: " + (", ".join(f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni") if f in flags) or "none"))
+    lines.append(
+        "- bf16/VNNI flags: "
+        + (", ".join(f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni") if f in flags) or "none")
+    )
     mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
     lines.append(f"- memory: {int(mem) // 1024} MiB; Python {platform.python_version()}")
     import numpy
@@ -294,11 +339,17 @@ def machine() -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--model", type=Path, default=None, help="model folder (default: $EARMARK_BENCH_MODEL or bench/fullsize.py's)"
+        "--model",
+        type=Path,
+        default=None,
+        help="model folder (default: $EARMARK_BENCH_MODEL or bench/fullsize.py's)",
     )
     ap.add_argument("--files", type=int, default=200, help="10 s mp3 files for throughput")
     ap.add_argument("--backends", default="torch,torch-bf16,onnx,onnx-int8,auto")
     ap.add_argument("--no-pipeline", action="store_true")
+    ap.add_argument(
+        "--only", default="", help="re-run these rows (e.g. pipeline,onnx), keep the rest of the last run"
+    )
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS-engine.md")
     ap.add_argument("--child", choices=list(CHILDREN))
     ap.add_argument("--backend", default="auto")
@@ -307,20 +358,40 @@ def main() -> None:
     if args.model is None:
         from fullsize import build_fullsize
 
-        args.model = Path(os.environ["EARMARK_BENCH_MODEL"]) if "EARMARK_BENCH_MODEL" in os.environ else build_fullsize()
+        args.model = (
+            Path(os.environ["EARMARK_BENCH_MODEL"])
+            if "EARMARK_BENCH_MODEL" in os.environ
+            else build_fullsize()
+        )
     if args.child:
         print(json.dumps(CHILDREN[args.child](args)))
         return
+    run_all(args)
+
+
+def run_all(args: argparse.Namespace) -> None:
+    """Every runner in its own process, then the results file. ``--only`` re-runs some rows."""
     make_files(args.files)
+    saved = OUT / "bench_engine.json"
+    old: dict[str, Any] = json.loads(saved.read_text()) if args.only and saved.is_file() else {}
     started = time.strftime("%Y-%m-%d %H:%M")
     uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    first = run_child("measure", args, home=Path(tempfile.mkdtemp()))  # a fresh home: first use, export included
-    measured = run_child("measure", args)  # the bench home: exports kept between runs
-    results = {} if args.no_pipeline else {"pipeline": run_child("pipeline", args)}
-    for name in args.backends.split(","):
-        results[name] = run_child("earmark", args, backend=name)
-    profiles = {name: run_child("profile", args, backend=name) for name in ("onnx", "torch-bf16")}
-    spy = {name: py_spy_profile(args, name) for name in ("onnx", "torch-bf16")}
+    if old:
+        first, measured, profiles, spy = old["first"], old["measured"], old["profiles"], old["spy"]
+        results = old["results"]
+        for name in args.only.split(","):
+            kind = "pipeline" if name == "pipeline" else "earmark"
+            results[name] = run_child(kind, args, backend="auto" if kind == "pipeline" else name)
+    else:
+        first = run_child(
+            "measure", args, home=Path(tempfile.mkdtemp())
+        )  # fresh home: first use, export included
+        measured = run_child("measure", args)  # the bench home: exports kept between runs
+        results = {} if args.no_pipeline else {"pipeline": run_child("pipeline", args)}
+        for name in args.backends.split(","):
+            results[name] = run_child("earmark", args, backend=name)
+        profiles = {name: run_child("profile", args, backend=name) for name in ("onnx", "torch-bf16")}
+        spy = {name: py_spy_profile(args, name) for name in ("onnx", "torch-bf16")}
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     from engine_report import render
 
@@ -336,7 +407,8 @@ def main() -> None:
         files=args.files,
     )
     args.out.write_text(text)
-    (OUT / "bench_engine.json").write_text(json.dumps({"results": results, "measured": measured, "first": first, "profiles": profiles, "spy": spy}, indent=1))
+    everything = {"results": results, "measured": measured, "first": first, "profiles": profiles, "spy": spy}
+    saved.write_text(json.dumps(everything, indent=1))
     print(text)
 
 

@@ -144,19 +144,25 @@ def test_onnx_path_runs_without_torch_or_transformers(backends, home: Path, tiny
     assert run.stdout.split() == ["(1,", "32)", "(2,", "32)", "False", "False"]
 
 
-def test_export_is_cached_per_model_and_version(backends, home: Path, tiny_model: str, tmp_path: Path) -> None:
+def test_export_is_cached_per_model_and_version(
+    backends, home: Path, tiny_model: str, tmp_path: Path
+) -> None:
     folder = backends["onnx"].folder
     version = __import__("earmark").__version__
     assert folder.parent == home / "cache" and folder.name.endswith(f"-v{version}-e{artifacts.EXPORT_FORMAT}")
     stamp = (folder / "audio.onnx").stat().st_mtime_ns
     os.environ["EARMARK_HOME"] = str(home)  # restored by the autouse fixture
     again = OnnxBackend(tiny_model, threads=1)
-    assert again.folder == folder and (folder / "audio.onnx").stat().st_mtime_ns == stamp  # not exported again
+    assert (
+        again.folder == folder and (folder / "audio.onnx").stat().st_mtime_ns == stamp
+    )  # not exported again
     copy = Path(shutil.copytree(tiny_model, tmp_path / "tiny-copy"))
     assert artifacts.fingerprint(copy) == artifacts.fingerprint(Path(tiny_model))  # same files: same export
     weights = copy / "model.safetensors"
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
-    assert artifacts.fingerprint(copy) != artifacts.fingerprint(Path(tiny_model))  # replaced weights: new export
+    assert artifacts.fingerprint(copy) != artifacts.fingerprint(
+        Path(tiny_model)
+    )  # replaced weights: new export
     (copy / "config.json").write_text((copy / "config.json").read_text() + " ")
     assert artifacts.artifact_dir(copy, "x") != artifacts.artifact_dir(Path(tiny_model), "x")
 
@@ -202,7 +208,9 @@ def test_auto_measures_once_then_remembers(tiny_model: str, monkeypatch) -> None
 
 
 def _dev(cos: float, diff: float) -> artifacts.Deviation:
-    return artifacts.Deviation(audio_cosine_min=cos, audio_max_diff=diff, text_cosine_min=cos, text_max_diff=diff)
+    return artifacts.Deviation(
+        audio_cosine_min=cos, audio_max_diff=diff, text_cosine_min=cos, text_max_diff=diff
+    )
 
 
 def test_pick_prefers_exact_unless_near_exact_is_clearly_faster() -> None:
@@ -215,7 +223,9 @@ def test_pick_prefers_exact_unless_near_exact_is_clearly_faster() -> None:
     assert select.pick({"onnx": 60, "torch-bf16": 10}, {"onnx": exact, "torch-bf16": far}) == "onnx"
 
 
-def test_model_info_states_each_measured_deviation(backends, home: Path, tiny_model: str, monkeypatch) -> None:
+def test_model_info_states_each_measured_deviation(
+    backends, home: Path, tiny_model: str, monkeypatch
+) -> None:
     monkeypatch.setenv("EARMARK_HOME", str(home))
     runner = CliRunner()
     r = runner.invoke(cli, ["model", "info", tiny_model, "--json"])
@@ -256,7 +266,9 @@ def test_backend_option_and_env_reach_the_classifier(
 
 def test_torch_backend_makes_no_export(tiny_model: str, tmp_path: Path) -> None:
     f = sound_file(tmp_path, "hum", 2, ".wav")
-    r = CliRunner().invoke(cli, ["classify", str(f), "-l", "beep, hum", "-m", tiny_model, "--backend", "torch"])
+    r = CliRunner().invoke(
+        cli, ["classify", str(f), "-l", "beep, hum", "-m", tiny_model, "--backend", "torch"]
+    )
     assert r.exit_code == 0, r.output
     assert not (Path(os.environ["EARMARK_HOME"]) / "cache").exists()
 

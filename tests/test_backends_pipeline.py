@@ -25,7 +25,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     for i, kind in enumerate(["beep", "hum", "noise", "clicks", "chirp", "silence"] * 2):
         ext = [".mp3", ".wav", ".ogg", ".flac"][i % 4]
         files.append(encode(synth.make(kind, 1.5 + (i * 3.7) % 14, seed=i), tmp / f"{kind}-{i}{ext}"))
-    files.insert(2, encode(synth.sequence([("hum", 12), ("clicks", 11), ("chirp", 12)], seed=3), tmp / "long.mp3"))
+    files.insert(
+        2, encode(synth.sequence([("hum", 12), ("clicks", 11), ("chirp", 12)], seed=3), tmp / "long.mp3")
+    )
     (tmp / "text.mp3").write_text("this is not audio\n" * 20)
     files.insert(5, tmp / "text.mp3")
     files.insert(9, tmp / "missing.wav")
@@ -42,7 +44,9 @@ def _sequential(classifier: Classifier, files: Sequence[Path]) -> list[Any]:
     return out
 
 
-def test_results_come_in_input_order_and_equal_one_at_a_time(classifier: Classifier, folder: list[Path]) -> None:
+def test_results_come_in_input_order_and_equal_one_at_a_time(
+    classifier: Classifier, folder: list[Path]
+) -> None:
     want = _sequential(classifier, folder)
     got = list(embed_many(classifier, folder))
     assert [s for s, _ in got] == folder
@@ -59,7 +63,7 @@ def test_results_come_in_input_order_and_equal_one_at_a_time(classifier: Classif
 
 
 def test_a_long_file_keeps_all_its_windows(classifier: Classifier, folder: list[Path]) -> None:
-    (_, emb), = embed_many(classifier, [folder[2]])
+    ((_, emb),) = embed_many(classifier, [folder[2]])
     assert not isinstance(emb, AudioError)
     assert emb.duration_s == pytest.approx(35.0, abs=0.05) and len(emb.spans_s) == 6
     assert emb.spans_s[-1][1] == pytest.approx(emb.duration_s, abs=1e-3)
@@ -130,7 +134,9 @@ def test_stopping_early_leaves_no_worker_behind(classifier: Classifier, folder: 
         next(gen)
     gen.close()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(t.name.startswith("earmark-decode") for t in threading.enumerate()):
+    while time.monotonic() < deadline and any(
+        t.name.startswith("earmark-decode") for t in threading.enumerate()
+    ):
         time.sleep(0.05)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("earmark-decode")]
 

@@ -194,7 +194,9 @@ def _produce(
         put(("crash", ex))
 
 
-def _decode_windows(classifier: Classifier, source: Source, opts: ClassifyOptions, put: Any) -> tuple[str, int]:
+def _decode_windows(
+    classifier: Classifier, source: Source, opts: ClassifyOptions, put: Any
+) -> tuple[str, int]:
     backend = classifier.backend
     rate = backend.sample_rate
     window = int(round(opts.window_s * rate))

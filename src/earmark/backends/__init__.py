@@ -88,7 +88,7 @@ BACKENDS: dict[str, Callable[..., Backend]] = {
 BACKEND_HELP = (
     "auto (default: the fastest exact or near-exact backend here, measured on first use), "
     "torch (PyTorch fp32; fp16 on CUDA), torch-bf16 (CPU bf16 autocast), onnx (ONNX Runtime fp32), "
-    "onnx-int8 (int8 audio tower; only when asked)."
+    "onnx-int8 (int8 towers; only when asked)."
 )
 
 

@@ -195,7 +195,9 @@ def deviation(backend: Any, reference: dict[str, np.ndarray]) -> Deviation:
     wins = probe_windows(backend.sample_rate, backend.window_samples)
     a_cos, a_diff = _compare(backend.embed_audio(wins), reference["audio"])
     t_cos, t_diff = _compare(backend.embed_text(list(PROBE_TEXTS)), reference["text"])
-    return Deviation(audio_cosine_min=a_cos, audio_max_diff=a_diff, text_cosine_min=t_cos, text_max_diff=t_diff)
+    return Deviation(
+        audio_cosine_min=a_cos, audio_max_diff=a_diff, text_cosine_min=t_cos, text_max_diff=t_diff
+    )
 
 
 def reference_embeddings(backend: Any) -> dict[str, np.ndarray]:
@@ -219,7 +221,9 @@ def save_reference(folder: Path, ref: dict[str, np.ndarray]) -> None:
     os.replace(tmp, folder / "reference.npz")
 
 
-def time_per_window_ms(backend: Any, *, repeats: int = 5, windows: Sequence[np.ndarray] | None = None) -> float:
+def time_per_window_ms(
+    backend: Any, *, repeats: int = 5, windows: Sequence[np.ndarray] | None = None
+) -> float:
     """Median milliseconds for one 10 s window, features included, after one warm-up call."""
     win = list(windows or probe_windows(backend.sample_rate, backend.window_samples)[:1])
     backend.embed_audio(win)
@@ -231,7 +235,9 @@ def time_per_window_ms(backend: Any, *, repeats: int = 5, windows: Sequence[np.n
     return float(np.median(times) * 1000.0 / len(win))
 
 
-def record_backend(folder: Path, name: str, dev: Deviation | None, ms: float | None, threads: int | None) -> None:
+def record_backend(
+    folder: Path, name: str, dev: Deviation | None, ms: float | None, threads: int | None
+) -> None:
     """Store what was measured for backend ``name`` on this machine."""
 
     def change(data: dict[str, Any]) -> None:

@@ -68,7 +68,9 @@ class ClapBackend:
 
         from .htsat import use_fast_resize
 
-        self.model_id = models.canonical(str(model or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL))
+        self.model_id = models.canonical(
+            str(model or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL)
+        )
         self.path = path
         self.device = _pick_device(torch, device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -108,7 +110,9 @@ class ClapBackend:
         norms stay fp32, and autocast keeps softmax, norms and reductions in fp32.
         """
         if self.device.type != "cpu" or not bf16_supported():
-            raise ConfigError("bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); use the torch or onnx backend")
+            raise ConfigError(
+                "bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); use the torch or onnx backend"
+            )
         torch = self._torch
         for module in self._model.modules():
             # embeddings stay fp32: summed in bf16 they cost the text tower most of its margin
@@ -172,7 +176,10 @@ class ClapBackend:
 
 def length_buckets(tokenizer: Any, texts: Sequence[str], size: int) -> list[list[int]]:
     """Indices of ``texts`` in groups of ``size`` with similar token counts (less padding)."""
-    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_text_tokens(tokenizer))["input_ids"]]
+    lengths = [
+        len(ids)
+        for ids in tokenizer(list(texts), truncation=True, max_length=max_text_tokens(tokenizer))["input_ids"]
+    ]
     order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
     return [order[i : i + size] for i in range(0, len(order), size)]
 

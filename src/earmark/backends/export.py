@@ -111,7 +111,9 @@ def _export_towers(source: ClapBackend, out: Path) -> None:
         def forward(self, input_features: torch.Tensor) -> torch.Tensor:
             # the fixed policy, and what makes the fusion branch static
             is_longer = torch.ones(input_features.shape[0], 1, dtype=torch.bool)
-            return self.model.get_audio_features(input_features=input_features, is_longer=is_longer).pooler_output
+            return self.model.get_audio_features(
+                input_features=input_features, is_longer=is_longer
+            ).pooler_output
 
     class TextTower(torch.nn.Module):
         def __init__(self) -> None:
@@ -119,9 +121,13 @@ def _export_towers(source: ClapBackend, out: Path) -> None:
             self.model = model
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+            return self.model.get_text_features(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).pooler_output
 
-    feats = torch.from_numpy(source.window_features(artifacts.probe_windows(source.sample_rate, source.window_samples)[:2]))
+    feats = torch.from_numpy(
+        source.window_features(artifacts.probe_windows(source.sample_rate, source.window_samples)[:2])
+    )
     tok = source._tokenizer(list(artifacts.PROBE_TEXTS[:2]), padding=True, return_tensors="pt")
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings about the traced branch
@@ -189,4 +195,6 @@ def _check(out: Path, meta: dict[str, object], ref: dict[str, np.ndarray]) -> No
 
     dev = artifacts.deviation(OnnxBackend.from_folder(out, meta), ref)
     if not dev.exact:
-        raise ValueError(f"the ONNX model differs from PyTorch by {max(dev.audio_max_diff, dev.text_max_diff):.2g}")
+        raise ValueError(
+            f"the ONNX model differs from PyTorch by {max(dev.audio_max_diff, dev.text_max_diff):.2g}"
+        )

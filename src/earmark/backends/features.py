@@ -89,7 +89,9 @@ def _mel_to_hz(mels: np.ndarray, scale: str) -> np.ndarray:
     return np.where(mels >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (mels - 15.0)), freq)
 
 
-def mel_filter_bank(n_bins: int, n_mels: int, min_hz: float, max_hz: float, rate: int, *, slaney: bool) -> np.ndarray:
+def mel_filter_bank(
+    n_bins: int, n_mels: int, min_hz: float, max_hz: float, rate: int, *, slaney: bool
+) -> np.ndarray:
     """(n_bins, n_mels) triangular filters, as transformers' ``mel_filter_bank`` builds them.
 
     Args:
@@ -151,7 +153,9 @@ class LogMel:
         # periodic Hann window, as transformers' window_function(n, "hann")
         self._window = np.hanning(s.fft_size + 1)[:-1]
         self.fusion = s.truncation == "fusion"
-        bank = mel_filter_bank(s.fft_size // 2 + 1, s.n_mels, s.min_hz, s.max_hz, s.sample_rate, slaney=not self.fusion)
+        bank = mel_filter_bank(
+            s.fft_size // 2 + 1, s.n_mels, s.min_hz, s.max_hz, s.sample_rate, slaney=not self.fusion
+        )
         self._bank = np.ascontiguousarray(bank, dtype=np.float32)
         self.channels = 4 if self.fusion else 1
         self.frames = s.max_samples // s.hop_samples + 1
@@ -203,7 +207,9 @@ class LogMel:
             # peak) swamps bins 100 dB down (pure tones), several dB off. scipy's FFT is 3x numpy's.
             spec = scipy.fft.rfft(frames[i : i + FRAME_BLOCK] * self._window, axis=-1, workers=1)
             power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32)
-            np.matmul(power, self._bank, out=mel[i : i + FRAME_BLOCK])  # float32: each bin has its own exponent
+            np.matmul(
+                power, self._bank, out=mel[i : i + FRAME_BLOCK]
+            )  # float32: each bin has its own exponent
         np.maximum(mel, 1e-10, out=mel)
         np.log10(mel, out=mel)
         mel *= 10.0

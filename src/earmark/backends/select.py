@@ -149,6 +149,9 @@ def _time(backend: Backend) -> float:
 
 def _remember(folder: Path, sig: str, best: str, timings: dict[str, float]) -> None:
     def change(data: dict[str, Any]) -> None:
-        data["choices"][sig] = {"backend": best, "ms_per_window": {n: round(t, 2) for n, t in timings.items()}}
+        data["choices"][sig] = {
+            "backend": best,
+            "ms_per_window": {n: round(t, 2) for n, t in timings.items()},
+        }
 
     artifacts.update_records(folder, change)

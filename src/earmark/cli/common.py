@@ -35,7 +35,10 @@ def model_options(f: F) -> F:
         help="Inference backend; auto (default) picks the fastest exact one here, measured once.",
     )(f)
     f = click.option(
-        "--threads", type=click.IntRange(1, 512), default=None, help="CPU threads for the model (default: all cores)."
+        "--threads",
+        type=click.IntRange(1, 512),
+        default=None,
+        help="CPU threads for the model (default: all cores).",
     )(f)
     f = click.option(
         "--device", default=None, envvar="EARMARK_DEVICE", help="auto (default), cpu, cuda or cuda:N."
@@ -60,7 +63,11 @@ def label_options(f: F) -> F:
         help="Text file with one label per line.",
     )(f)
     f = click.option(
-        "-l", "--labels", "labels", multiple=True, help='Candidate labels, e.g. -l "dog, siren, glass breaking".'
+        "-l",
+        "--labels",
+        "labels",
+        multiple=True,
+        help='Candidate labels, e.g. -l "dog, siren, glass breaking".',
     )(f)
     return f
 
