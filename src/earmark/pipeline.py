@@ -136,7 +136,7 @@ class _Stream:
 
 def _run_model(classifier: Classifier, streams: deque[_Stream]) -> None:
     """One model call on the next pieces in order: waits for the first, adds what is ready."""
-    backend = classifier.backend
+    backend: Any = classifier.backend  # window_features/embed_features are optional extras
     limit = int(getattr(backend, "batch_size", 8))
     taken: list[tuple[_Stream, list[tuple[float, float]], Any]] = []
     count = 0
@@ -197,7 +197,7 @@ def _produce(
 def _decode_windows(
     classifier: Classifier, source: Source, opts: ClassifyOptions, put: Any
 ) -> tuple[str, int]:
-    backend = classifier.backend
+    backend: Any = classifier.backend
     rate = backend.sample_rate
     window = int(round(opts.window_s * rate))
     hop = int(round(opts.hop_s * rate))

@@ -217,7 +217,7 @@ def load_reference(folder: Path) -> dict[str, np.ndarray] | None:
 def save_reference(folder: Path, ref: dict[str, np.ndarray]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f"reference.{os.getpid()}.npz"
-    np.savez(tmp, **ref)
+    np.savez(tmp, audio=ref["audio"], text=ref["text"])
     os.replace(tmp, folder / "reference.npz")
 
 

@@ -129,7 +129,8 @@ class ClapBackend:
 
     def features(self, window: np.ndarray) -> np.ndarray:
         """Log-mel features of one window, as the single-clip reference computes them."""
-        return self._mel([np.asarray(window)])[0]
+        out: np.ndarray = self._mel([np.asarray(window)])[0]
+        return out
 
     def window_features(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """Features of a batch of windows (n, channels, frames, mels); thread-safe, no model."""
@@ -197,7 +198,8 @@ def bf16_supported() -> bool:
 def _normalised(emb: torch.Tensor) -> np.ndarray:
     x = emb.float().cpu().numpy()
     # the model normalises already; again in float32 so fp16/bf16 rounding does not leak
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return out
 
 
 def max_text_tokens(tokenizer: Any) -> int:

@@ -76,7 +76,7 @@ def export_onnx(source: ClapBackend, folder: Path) -> None:
         tokens = _save_tokenizer(source, tmp)
         shutil.copy(source.path / "preprocessor_config.json", tmp / "preprocessor_config.json")
         ref = artifacts.reference_embeddings(source)
-        np.savez(tmp / "reference.npz", **ref)
+        np.savez(tmp / "reference.npz", audio=ref["audio"], text=ref["text"])
         meta = {
             "model_id": source.model_id,
             "sample_rate": source.sample_rate,
@@ -111,9 +111,10 @@ def _export_towers(source: ClapBackend, out: Path) -> None:
         def forward(self, input_features: torch.Tensor) -> torch.Tensor:
             # the fixed policy, and what makes the fusion branch static
             is_longer = torch.ones(input_features.shape[0], 1, dtype=torch.bool)
-            return self.model.get_audio_features(
+            out: torch.Tensor = self.model.get_audio_features(
                 input_features=input_features, is_longer=is_longer
             ).pooler_output
+            return out
 
     class TextTower(torch.nn.Module):
         def __init__(self) -> None:
@@ -121,9 +122,10 @@ def _export_towers(source: ClapBackend, out: Path) -> None:
             self.model = model
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.model.get_text_features(
+            out: torch.Tensor = self.model.get_text_features(
                 input_ids=input_ids, attention_mask=attention_mask
             ).pooler_output
+            return out
 
     feats = torch.from_numpy(
         source.window_features(artifacts.probe_windows(source.sample_rate, source.window_samples)[:2])

@@ -59,7 +59,7 @@ def use_fast_resize(encoder: Any, frames: int) -> None:
         # plain ints: while tracing an export, sizes are traced values (and the taps must be constants)
         time_length, freq_length = int(x.shape[2]), int(x.shape[3])
         if time_length >= spec_width or freq_length != spec_height:
-            return original(x)  # nothing to stretch, or also the frequency axis: the original path
+            return original(x)  # type: ignore[no-any-return]  # nothing to stretch, or the frequency axis too
         if time_length not in cache:
             cache[time_length] = _taps(time_length, spec_width)
         idx, w = cache[time_length]
@@ -67,6 +67,6 @@ def use_fast_resize(encoder: Any, frames: int) -> None:
         stretched = x[:, :, idx[0], :] * w[0]
         for k in range(1, TAPS):
             stretched = stretched + x[:, :, idx[k], :] * w[k]
-        return original(stretched)  # now full size: the original only reshapes
+        return original(stretched)  # type: ignore[no-any-return]  # now full size: it only reshapes
 
     encoder.reshape_mel2img = types.MethodType(reshape_mel2img, encoder)

@@ -141,7 +141,8 @@ class OnnxBackend:
 
     def features(self, window: np.ndarray) -> np.ndarray:
         """Log-mel features of one window."""
-        return self._mel([np.asarray(window)])[0]
+        out: np.ndarray = self._mel([np.asarray(window)])[0]
+        return out
 
     def window_features(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """Features of a batch of windows (n, channels, frames, mels); thread-safe, no model."""

@@ -99,9 +99,9 @@ def _echo_backends(backends: dict[str, dict[str, object]], choice: str | None) -
         return
     sig = artifacts.machine_signature(None)
     for bname, rec in sorted(backends.items()):
-        dev = rec.get("deviation") or {}
-        assert isinstance(dev, dict)
-        speed = (rec.get("ms_per_window") or {}).get(sig)  # type: ignore[union-attr]
+        dev: dict[str, float] = rec.get("deviation") or {}  # type: ignore[assignment]
+        speeds: dict[str, float] = rec.get("ms_per_window") or {}  # type: ignore[assignment]
+        speed = speeds.get(sig)
         kind = "exact" if rec.get("exact") else "approx"
         line = (
             f"backend {bname:11} {kind:6} vs fp32: audio cosine {dev.get('audio_cosine_min', float('nan')):.6f}"
