@@ -103,3 +103,17 @@ def library_copy(tagged_library, tmp_path):  # type: ignore[no-untyped-def]
         c.execute("UPDATE lib_files SET path = ? || substr(path, ?)", (str(tmp_path / "library"), len(str(root)) + 1))
     db.close()
     return tmp_path / "library", manifest, tmp_path / "library.db"
+
+
+# Tests run on the exact PyTorch backend unless they name another (EARMARK_TEST_BACKEND picks
+# another for the whole suite). Set at import, so session-scoped fixtures get it too.
+os.environ["EARMARK_BACKEND"] = os.environ.get("EARMARK_TEST_BACKEND", "torch")
+
+
+@pytest.fixture(autouse=True)
+def _pinned_backend(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test starts on the suite's backend: ``auto`` would measure every backend on a model's
+    first use in each test's fresh EARMARK_HOME (seconds per test); tests/test_backends.py covers it."""
+    name = os.environ.get("EARMARK_TEST_BACKEND", "torch")
+    monkeypatch.setenv("EARMARK_BACKEND", name)
+    return name

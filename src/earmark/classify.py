@@ -61,7 +61,9 @@ class Classifier:
         device: ``auto``, ``cpu``, ``cuda``...
         threads: CPU threads for the model (default: all cores).
         options: default :class:`ClassifyOptions` for every call.
-        backend: an already-built backend (then ``model``/``device``/``threads`` are unused).
+        backend: a backend name (``auto``, ``torch``, ``torch-bf16``, ``onnx``, ``onnx-int8``;
+            default ``$EARMARK_BACKEND`` or ``auto``), or an already-built backend (then
+            ``model``/``device``/``threads`` are unused).
         limits: audio limits for every decode.
         text_cache_size: label embeddings kept (keyed by model, template, label).
     """
@@ -73,11 +75,13 @@ class Classifier:
         device: str | None = None,
         threads: int | None = None,
         options: ClassifyOptions | None = None,
-        backend: Backend | None = None,
+        backend: Backend | str | None = None,
         limits: _audio.AudioLimits = _audio.DEFAULT_LIMITS,
         text_cache_size: int = 4096,
     ) -> None:
-        self.backend = backend or get_backend("torch", model=model, device=device, threads=threads)
+        if backend is None or isinstance(backend, str):
+            backend = get_backend(backend, model=model, device=device, threads=threads)
+        self.backend = backend
         self.options = options or ClassifyOptions()
         self.limits = limits
         self._text_cache: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()

@@ -8,6 +8,7 @@ nothing until it is used.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["BACKENDS", "Backend", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "backend_name", "get_backend"]
 
 
 @runtime_checkable
@@ -46,19 +47,66 @@ class Backend(Protocol):
         ...
 
 
-def _clap(**kwargs: Any) -> Backend:
+def _torch(**kwargs: Any) -> Backend:
     from .clap import ClapBackend
 
     return ClapBackend(**kwargs)
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {"torch": _clap}
+def _torch_bf16(**kwargs: Any) -> Backend:
+    from .clap import ClapBackend
+
+    return ClapBackend(precision="bf16", **kwargs)
 
 
-def get_backend(name: str = "torch", **kwargs: Any) -> Backend:
-    """Create a backend by name (``torch``), passing ``kwargs`` to it."""
+def _onnx(**kwargs: Any) -> Backend:
+    from .onnx import OnnxBackend
+
+    return OnnxBackend(**kwargs)
+
+
+def _onnx_int8(**kwargs: Any) -> Backend:
+    from .onnx import OnnxBackend
+
+    return OnnxBackend(int8=True, **kwargs)
+
+
+def _auto(**kwargs: Any) -> Backend:
+    from .select import auto_backend
+
+    return auto_backend(**kwargs)
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {
+    "auto": _auto,
+    "torch": _torch,
+    "torch-bf16": _torch_bf16,
+    "onnx": _onnx,
+    "onnx-int8": _onnx_int8,
+}
+
+BACKEND_HELP = (
+    "auto (default: the fastest exact or near-exact backend here, measured on first use), "
+    "torch (PyTorch fp32; fp16 on CUDA), torch-bf16 (CPU bf16 autocast), onnx (ONNX Runtime fp32), "
+    "onnx-int8 (int8 towers; only when asked)."
+)
+
+
+def backend_name(name: str | None = None) -> str:
+    """The backend asked for: ``name``, else ``$EARMARK_BACKEND``, else ``auto``."""
+    return (name or os.environ.get("EARMARK_BACKEND") or "auto").strip().lower()
+
+
+def get_backend(name: str | None = None, **kwargs: Any) -> Backend:
+    """Create a backend by name (see :data:`BACKENDS`), passing ``kwargs`` to it.
+
+    Args:
+        name: a key of :data:`BACKENDS`; default ``$EARMARK_BACKEND`` or ``auto``.
+        kwargs: ``model``, ``device``, ``threads``, ``batch_size``.
+    """
+    key = backend_name(name)
     try:
-        factory = BACKENDS[name]
+        factory = BACKENDS[key]
     except KeyError:
-        raise ConfigError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}") from None
+        raise ConfigError(f"unknown backend {key!r}; expected one of: {', '.join(BACKENDS)}") from None
     return factory(**kwargs)

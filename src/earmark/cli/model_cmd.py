@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -42,10 +43,17 @@ def import_cmd(folder: Path, name: str | None) -> None:
 @model_group.command("info")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info_cmd(name: str | None, as_json: bool) -> None:
-    """Size, fused or not, sample rate and location of a model."""
+@click.option(
+    "--measure", is_flag=True, help="Measure every backend's speed and deviation from fp32 here first (once)."
+)
+def info_cmd(name: str | None, as_json: bool, measure: bool) -> None:
+    """Size, fused or not, sample rate and location of a model; backends measured on this machine."""
+    from ..backends import artifacts
+
     info = models.model_info(name)
-    rows = {
+    if measure:
+        _measure(name)
+    rows: dict[str, object] = {
         "name": info.name,
         "path": str(info.path),
         "size_mb": round(info.size_bytes / 1e6, 1),
@@ -54,13 +62,57 @@ def info_cmd(name: str | None, as_json: bool) -> None:
         "window_s": info.window_s,
         "embedding_dim": info.projection_dim,
     }
+    model_id = models.canonical(name or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL)
+    folder = artifacts.artifact_dir(info.path, model_id)
+    records = artifacts.read_records(folder)
+    choice = records["choices"].get(artifacts.machine_signature(None), {}).get("backend")
+    rows["backends"] = records["backends"]
+    rows["auto_backend"] = choice
     if as_json:
         import json
 
         click.echo(json.dumps(rows))
-    else:
-        for k, v in rows.items():
+        return
+    for k, v in rows.items():
+        if k not in ("backends", "auto_backend"):
             click.echo(f"{k:14} {v}")
+    _echo_backends(records["backends"], choice)
+
+
+def _measure(name: str | None) -> None:
+    from ..backends import get_backend
+    from ..errors import EarmarkError
+
+    get_backend("auto", model=name)
+    try:
+        get_backend("onnx-int8", model=name)
+    except EarmarkError as ex:  # e.g. the onnx extra is missing: say so, keep the rest
+        click.echo(f"onnx-int8 not measured: {ex}", err=True)
+
+
+def _echo_backends(backends: dict[str, dict[str, object]], choice: str | None) -> None:
+    """One line per measured backend: exact or not, deviation from PyTorch fp32, speed here."""
+    from ..backends import artifacts
+
+    if not backends:
+        click.echo("backends       not measured yet (earmark model info NAME --measure)")
+        return
+    sig = artifacts.machine_signature(None)
+    for bname, rec in sorted(backends.items()):
+        dev: dict[str, float] = rec.get("deviation") or {}  # type: ignore[assignment]
+        speeds: dict[str, float] = rec.get("ms_per_window") or {}  # type: ignore[assignment]
+        speed = speeds.get(sig)
+        kind = "exact" if rec.get("exact") else "approx"
+        line = (
+            f"backend {bname:11} {kind:6} vs fp32: audio cosine {dev.get('audio_cosine_min', float('nan')):.6f}"
+            f" max diff {dev.get('audio_max_diff', float('nan')):.1e},"
+            f" text cosine {dev.get('text_cosine_min', float('nan')):.6f}"
+            f" max diff {dev.get('text_max_diff', float('nan')):.1e}"
+        )
+        if speed is not None:
+            line += f"; {speed:.1f} ms per 10 s window here"
+        click.echo(line)
+    click.echo(f"auto backend   {choice or 'not chosen yet on this machine'}")
 
 
 COMMANDS = [model_group]
