@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from helpers import TINY_MODEL
 # No test may reach a model hub: a missing model must fail fast and clearly.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Session fixtures are built before any per-test home exists: never let them touch the user's home.
+os.environ["EARMARK_HOME"] = tempfile.mkdtemp(prefix="earmark-test-home-")
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from earmark.library import FileTagged, ModelRef, TagOptions
@@ -44,7 +45,11 @@ def test_ray_pipeline_writes_the_same_records_as_a_local_run(ray_cluster, tagged
     assert set(remote) == set(files)
     for path in files:
         status, top, score, error, spans, vectors, scores = remote[path]
-        assert (status, top, error, spans, vectors) == (local[path][:2] + local[path][3:6]), path  # bit-identical
+        assert (status, top, error, spans) == (local[path][:2] + local[path][3:5]), path
+        # windows batched across files on the actor vs per file locally: equal to float rounding (stored as float16)
+        if vectors is not None:
+            mine, theirs = np.frombuffer(vectors, np.float16), np.frombuffer(local[path][5], np.float16)
+            np.testing.assert_allclose(mine.astype(np.float32), theirs.astype(np.float32), atol=2e-3)
         # label embeddings come from a model with other torch thread counts: equal to float rounding
         assert score == (None if score is None else pytest.approx(local[path][2], abs=1e-5))
         if scores:
