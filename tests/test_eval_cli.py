@@ -73,14 +73,17 @@ def test_report_numbers_match_a_hand_count(small_set: Path, tiny_model: str, tmp
 def test_second_run_with_other_labels_and_templates_embeds_nothing(
     small_set: Path, tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import earmark.eval_cache as eval_cache
+
     calls: list[str] = []
-    real_embed = Classifier.embed
+    real_embed_many = eval_cache.embed_many
 
-    def counting_embed(self: Classifier, source: object, **kw: object) -> object:
-        calls.append(str(source))
-        return real_embed(self, source, **kw)  # type: ignore[arg-type]
+    def counting_embed_many(classifier: Classifier, sources: list[object], **kw: object):  # type: ignore[no-untyped-def]
+        for source, result in real_embed_many(classifier, sources, **kw):  # type: ignore[arg-type]
+            calls.append(str(source))  # every file that was decoded and embedded
+            yield source, result
 
-    monkeypatch.setattr(Classifier, "embed", counting_embed)
+    monkeypatch.setattr(eval_cache, "embed_many", counting_embed_many)
     code, _, err = _eval([str(small_set), "-o", str(tmp_path / "a"), "--no-plots"], tiny_model)
     assert code == 0, err
     assert len(calls) == 10
