@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,19 +100,25 @@ def unique_name(folder: str, name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _target_folder(row: sqlite3.Row, opts: FilingOptions, min_confidence: float) -> str | None:
+def _target_folder(
+    row: sqlite3.Row, opts: FilingOptions, min_confidence: float, label_thresholds: Mapping[str, float]
+) -> str | None:
     out = str(opts.sort_into)
     if row["review_label"]:
         return os.path.join(out, folder_name(row["review_label"]))
     if row["status"] == "error" or row["top_label"] is None:
         return None
-    if row["top_score"] >= min_confidence:
+    if row["top_score"] >= label_thresholds.get(row["top_label"], min_confidence):
         return os.path.join(out, folder_name(row["top_label"]))
     return None if opts.review_in_place else os.path.join(out, REVIEW_FOLDER)
 
 
 def plan_filing(
-    conn: sqlite3.Connection, file_ids: Iterable[int], opts: FilingOptions, min_confidence: float
+    conn: sqlite3.Connection,
+    file_ids: Iterable[int],
+    opts: FilingOptions,
+    min_confidence: float,
+    label_thresholds: Mapping[str, float] | None = None,
 ) -> list[PlannedOp]:
     """The operations that put each file where it belongs; files already there need none.
 
@@ -125,7 +131,7 @@ def plan_filing(
     plan = []
     for file_id in file_ids:
         row = conn.execute("SELECT * FROM lib_files WHERE id=?", (file_id,)).fetchone()
-        folder = _target_folder(row, opts, min_confidence) if row else None
+        folder = _target_folder(row, opts, min_confidence, label_thresholds or {}) if row else None
         if folder is None:
             continue
         placed = conn.execute("SELECT path FROM lib_placements WHERE file_id=? AND out_root=?",

@@ -250,8 +250,10 @@ def _set_result(c: sqlite3.Connection, ctx: _Ctx, file_id: int, **fields: Any) -
               (*fields.values(), file_id))  # fmt: skip
 
 
-def _status(ctx: _Ctx, top_score: float) -> str:
-    return "auto" if top_score >= ctx.options.min_confidence else "review"
+def _status(ctx: _Ctx, top_label: str, top_score: float) -> str:
+    # a calibrated per-label threshold (earmark calibrate) replaces --min-confidence for its label
+    bar = dict(ctx.copts.label_thresholds).get(top_label, ctx.options.min_confidence)
+    return "auto" if top_score >= bar else "review"
 
 
 def _tagged(ctx: _Ctx, path: str, file_id: int, how: str, status: str, **kw: Any) -> FileTagged:
@@ -298,7 +300,7 @@ def _from_store(ctx: _Ctx, fp: _Print, queue: dict[str, list[tuple[str, int]]]) 
     else:
         pred_id, top_label, top_score = int(pred["id"]), pred["top_label"], float(pred["top_score"])
     with ctx.db.transaction() as c:
-        status = _status(ctx, top_score)
+        status = _status(ctx, top_label, top_score)
         _set_result(c, ctx, file_id, status=status, error=None, embedding_id=emb["id"], prediction_id=pred_id,
                     top_label=top_label, top_score=top_score, duration_s=emb["duration_s"],
                     preprocess=ctx.key.preprocess)  # fmt: skip
@@ -360,14 +362,14 @@ def _store_embedded(
             if pred is None:
                 fields.update(status="error", top_label=None, top_score=None)
             else:
-                fields.update(status=_status(ctx, pred.top.probability), top_label=pred.top.label,
+                fields.update(status=_status(ctx, pred.top.label, pred.top.probability), top_label=pred.top.label,
                               top_score=pred.top.probability, duration_s=emb.duration_s if emb else None)
             _set_result(c, ctx, file_id, **fields)
     for path, file_id in files:
         if pred is None:
             yield _tagged(ctx, path, file_id, "embedded", "error", error=error)
         else:
-            yield _tagged(ctx, path, file_id, "embedded", _status(ctx, pred.top.probability),
+            yield _tagged(ctx, path, file_id, "embedded", _status(ctx, pred.top.label, pred.top.probability),
                           top_label=pred.top.label, top_score=pred.top.probability, note=note)  # fmt: skip
 
 
@@ -375,7 +377,7 @@ def _file_all(ctx: _Ctx, file_ids: list[int], filing: FilingOptions) -> Iterator
     out = os.path.abspath(filing.sort_into)
     filing = replace(filing, sort_into=type(filing.sort_into)(out))
     ids = [i for i in file_ids if i]
-    plan = plan_filing(ctx.db.conn, ids, filing, ctx.options.min_confidence)
+    plan = plan_filing(ctx.db.conn, ids, filing, ctx.options.min_confidence, dict(ctx.copts.label_thresholds))
     if filing.dry_run:
         for p in plan:
             ctx.count("planned")
