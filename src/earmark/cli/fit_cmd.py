@@ -40,7 +40,7 @@ def _embedded(clf: Any, ds: Any, window_s: float, hop_s: float, cache: Any) -> t
 @click.option("-p", "--target-precision", type=click.FloatRange(0, 1, min_open=True), default=0.9,
               show_default=True, help="Wanted share of right answers among the answers given.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("thresholds.json"),
-              show_default=True, help="Thresholds file to write (read by classify/tag/monitor --thresholds).")
+              show_default=True, help="Thresholds file to write (read by classify and tag --thresholds).")
 @click.option("--cv-folds", type=click.IntRange(2), default=5, show_default=True,
               help="Folds of the held-out check of the thresholds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the thresholds file to standard output too.")
