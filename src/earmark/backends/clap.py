@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import models
 from ..errors import ConfigError, ModelError
-from .features import LogMel, MelSettings
+from .features import FeaturesMixin, LogMel, MelSettings
 
 if TYPE_CHECKING:
     import torch
@@ -41,7 +41,7 @@ TEXT_BATCH = 16
 CPU_RUN = 1
 
 
-class ClapBackend:
+class ClapBackend(FeaturesMixin):
     """A CLAP checkpoint on PyTorch.
 
     Args:
@@ -126,15 +126,6 @@ class ClapBackend:
         if self.precision == "bf16":
             return self._torch.autocast("cpu", dtype=self._torch.bfloat16)
         return contextlib.nullcontext()
-
-    def features(self, window: np.ndarray) -> np.ndarray:
-        """Log-mel features of one window, as the single-clip reference computes them."""
-        out: np.ndarray = self._mel([np.asarray(window)])[0]
-        return out
-
-    def window_features(self, windows: Sequence[np.ndarray]) -> np.ndarray:
-        """Features of a batch of windows (n, channels, frames, mels); thread-safe, no model."""
-        return self._mel(windows)
 
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
         """Audio embeddings from a batch of features (n, channels, frames, mels)."""

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-__all__ = ["LogMel", "MelSettings", "mel_filter_bank"]
+__all__ = ["FeaturesMixin", "LogMel", "MelSettings", "mel_filter_bank"]
 
 FRAME_BLOCK = 128
 
@@ -214,3 +214,18 @@ class LogMel:
         np.log10(mel, out=mel)
         mel *= 10.0
         return mel
+
+
+class FeaturesMixin:
+    """``features`` / ``window_features`` for a backend holding a :class:`LogMel` as ``self._mel``."""
+
+    _mel: LogMel
+
+    def features(self, window: np.ndarray) -> np.ndarray:
+        """Log-mel features of one window, as the single-clip reference computes them."""
+        out: np.ndarray = self._mel([np.asarray(window)])[0]
+        return out
+
+    def window_features(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        """Features of a batch of windows (n, channels, frames, mels); thread-safe, no model."""
+        return self._mel(windows)

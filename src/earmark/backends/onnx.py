@@ -28,7 +28,7 @@ import numpy as np
 from .. import models
 from ..errors import ConfigError, MissingExtraError, ModelError
 from . import artifacts
-from .features import LogMel, MelSettings
+from .features import FeaturesMixin, LogMel, MelSettings
 
 if TYPE_CHECKING:
     from .clap import ClapBackend
@@ -48,7 +48,7 @@ def _ort() -> Any:
     return onnxruntime
 
 
-class OnnxBackend:
+class OnnxBackend(FeaturesMixin):
     """A CLAP checkpoint on ONNX Runtime, exported on first use.
 
     Args:
@@ -138,15 +138,6 @@ class OnnxBackend:
             artifacts.record_backend(
                 self.folder, self.name, artifacts.deviation(self, ref), None, self._threads
             )
-
-    def features(self, window: np.ndarray) -> np.ndarray:
-        """Log-mel features of one window."""
-        out: np.ndarray = self._mel([np.asarray(window)])[0]
-        return out
-
-    def window_features(self, windows: Sequence[np.ndarray]) -> np.ndarray:
-        """Features of a batch of windows (n, channels, frames, mels); thread-safe, no model."""
-        return self._mel(windows)
 
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
         """Audio embeddings from a batch of features."""
