@@ -231,14 +231,7 @@ def load_thresholds(path: str | os.PathLike[str], *, model: str | None = None) -
         ConfigError: unreadable file, another format, a newer version, or a threshold outside 0..1.
     """
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as ex:
-        raise ConfigError(f"cannot read thresholds file {p}: {getattr(ex, 'strerror', None) or ex}") from None
-    except json.JSONDecodeError as ex:
-        raise ConfigError(f"thresholds file {p} is not valid JSON: {ex}") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"thresholds file {p} must hold a JSON object")
+    doc = read_json_object(p, "thresholds file")
     if "format" in doc:
         if doc["format"] != FORMAT:
             raise ConfigError(f"{p} is a {doc['format']!r} file, not a thresholds file")
@@ -255,3 +248,16 @@ def load_thresholds(path: str | os.PathLike[str], *, model: str | None = None) -
             raise ConfigError(f"{p}: threshold of {label!r} must be a number between 0 and 1, got {value!r}")
         out.append((str(label), float(value)))
     return tuple(out)
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from a file, or a ConfigError naming ``what`` and the file."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as ex:
+        raise ConfigError(f"cannot read {what} {path}: {getattr(ex, 'strerror', None) or ex}") from None
+    except json.JSONDecodeError as ex:
+        raise ConfigError(f"{what} {path} is not valid JSON: {ex}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{what} {path} must hold a JSON object")
+    return doc

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import fewshot
-from .calibrate import calibrate
+from .calibrate import calibrate, read_json_object
 from .errors import ConfigError
 from .evaluate import compute_metrics
 from .scoring import build_prediction
@@ -186,13 +186,8 @@ def load_pack(path: str | os.PathLike[str]) -> ClassifierPack:
         ConfigError: unreadable, not a pack, a newer version, or damaged.
     """
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as ex:
-        raise ConfigError(f"cannot read classifier pack {p}: {getattr(ex, 'strerror', None) or ex}") from None
-    except json.JSONDecodeError as ex:
-        raise ConfigError(f"{p} is not a classifier pack (not JSON: {ex})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    doc = read_json_object(p, "classifier pack")
+    if doc.get("format") != FORMAT:
         raise ConfigError(f"{p} is not a classifier pack (no 'format: {FORMAT}')")
     if int(doc.get("version", 0)) > VERSION:
         raise ConfigError(f"{p} is pack version {doc['version']}; this earmark reads up to {VERSION}: upgrade it")

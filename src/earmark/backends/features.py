@@ -217,9 +217,20 @@ class LogMel:
 
 
 class FeaturesMixin:
-    """``features`` / ``window_features`` for a backend holding a :class:`LogMel` as ``self._mel``."""
+    """``features``, ``window_features`` and ``embed_audio`` for a backend holding a :class:`LogMel`
+    as ``self._mel`` and implementing ``embed_features``."""
 
     _mel: LogMel
+    dim: int
+
+    def embed_features(self, feats: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_audio(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, dim) L2-normalised embeddings of windows of at most the model's window length."""
+        if not len(windows):
+            return np.zeros((0, self.dim), np.float32)
+        return self.embed_features(self.window_features(windows))
 
     def features(self, window: np.ndarray) -> np.ndarray:
         """Log-mel features of one window, as the single-clip reference computes them."""

@@ -148,11 +148,6 @@ class OnnxBackend(FeaturesMixin):
         ]
         return _normalised(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
 
-    def embed_audio(self, windows: Sequence[np.ndarray]) -> np.ndarray:
-        if not len(windows):
-            return np.zeros((0, self.dim), np.float32)
-        return self.embed_features(self.window_features(windows))
-
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
