@@ -45,16 +45,51 @@ def classifier(tiny_model: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def nonsense_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(train, held, label map): 5 and 8 files per class of two classes whose labels ("class A",
+    "class B") the tiny model never read, plus noise. Read-only for tests."""
+    import json
+
+    from earmark import synth
+    from helpers import labelled_folder
+
+    root = tmp_path_factory.mktemp("fewshot")
+    kinds = {"class_a": "beep", "class_b": "hum", "noise": "noise"}
+    train = labelled_folder(root / "train", {c: [synth.make(k, 1.0, seed=s) for s in range(5)] for c, k in kinds.items()})
+    held = labelled_folder(root / "held", {c: [synth.make(k, 1.0, seed=50 + s) for s in range(8)]
+                                           for c, k in kinds.items()})  # fmt: skip
+    (root / "map.json").write_text(json.dumps({"class_a": "class A", "class_b": "class B"}))
+    return train, held, root / "map.json"
+
+
+@pytest.fixture(scope="session")
+def fitted_pack(nonsense_sets: tuple[Path, Path, Path], tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``ab.pack.json``: a classifier pack fitted by `earmark fit` on ``nonsense_sets`` (labels class A,
+    class B, noise; calibrated to precision 0.9). Read-only for tests."""
+    from click.testing import CliRunner
+
+    from earmark.cli import cli
+
+    train, _, label_map = nonsense_sets
+    out = tmp_path_factory.mktemp("pack") / "ab.pack.json"
+    result = CliRunner().invoke(cli, ["fit", str(train), "-o", str(out), "-m", tiny_model, "--threads", "1",
+                                      "--label-map", str(label_map), "--target-precision", "0.9", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def served(fitted_pack: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One real `earmark serve` on the tiny model for the session (added by the web feature).
 
-    Small queue (capacity 4) for the overload test; a short live window for the browser's Live tab test.
+    Small queue (capacity 4) for the overload test; a short live window for the browser's Live tab test;
+    the few-shot pack ``fitted_pack`` served as ``ab``.
     """
     from helpers import ServerProcess
 
     server = ServerProcess(
         "--setting", "decode_workers", "1", "--setting", "max_queue", "3",
-        "--setting", "live_window_s", "3", "--setting", "live_every_s", "1",
+        "--setting", "live_window_s", "3", "--setting", "live_every_s", "1", "--pack", str(fitted_pack),
         home=tmp_path_factory.mktemp("served-home"),
     )  # fmt: skip
     yield server

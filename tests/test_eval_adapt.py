@@ -116,18 +116,6 @@ def test_thresholds_file_round_trip_and_errors(tmp_path: Path) -> None:
         load_thresholds(tmp_path / "pack.json")
 
 
-@pytest.fixture(scope="module")
-def nonsense_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """Train (5 per class) and held-out (8 per class) folders whose two labels the tiny model never read."""
-    root = tmp_path_factory.mktemp("fewshot")
-    kinds = {"class_a": "beep", "class_b": "hum", "noise": "noise"}
-    train = labelled_folder(root / "train", {c: [synth.make(k, 1.0, seed=s) for s in range(5)] for c, k in kinds.items()})
-    held = labelled_folder(root / "held", {c: [synth.make(k, 1.0, seed=50 + s) for s in range(8)]
-                                           for c, k in kinds.items()})  # fmt: skip
-    (root / "map.json").write_text(json.dumps({"class_a": "class A", "class_b": "class B"}))
-    return train, held, root / "map.json"
-
-
 def test_pack_beats_zero_shot_on_labels_the_text_side_confuses(
     nonsense_sets: tuple[Path, Path, Path], tiny_model: str, tmp_path: Path
 ) -> None:

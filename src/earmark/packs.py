@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +44,7 @@ from .types import ClassifyOptions, Prediction
 if TYPE_CHECKING:
     from .classify import AudioEmbedding, Classifier
 
-__all__ = ["ClassifierPack", "fit_pack", "load_pack"]
+__all__ = ["ClassifierPack", "fit_pack", "load_pack", "pack_name"]
 
 FORMAT = "earmark-pack"
 VERSION = 1
@@ -80,6 +82,35 @@ class ClassifierPack:
     def dim(self) -> int:
         return int(self.directions.shape[1])
 
+    @cached_property
+    def digest(self) -> str:
+        """Identity of what the pack computes (labels, head, thresholds), not of its file or training notes.
+
+        Stored results scored by a pack are keyed by it, so a re-fitted pack
+        re-scores a library and the same pack under another name does not.
+        """
+        h = hashlib.sha256()
+        head = [list(self.labels), self.model, list(self.templates), self.scale, self.reject_cosine,
+                sorted(self.label_thresholds)]  # fmt: skip
+        h.update(json.dumps(head).encode())
+        h.update(np.ascontiguousarray(self.directions, dtype="<f4").tobytes())
+        return h.hexdigest()[:32]
+
+    def window_probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """(windows, classes) probabilities of L2-normalised window embeddings, as :meth:`predict` computes them.
+
+        With a "none of these" floor the probabilities of a window unlike every class sum to well under 1.
+        """
+        vectors = self._checked(vectors)
+        cos = vectors.astype(np.float64) @ self.directions.astype(np.float64).T
+        return fewshot.probabilities(cos, self.scale, self.reject_cosine)
+
+    def _checked(self, vectors: Any) -> np.ndarray:
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim != 2 or v.shape[1] != self.dim:
+            raise ConfigError(f"pack expects {self.dim}-dim embeddings from {self.model}; got {v.shape[-1]}")
+        return v
+
     def options(self, options: ClassifyOptions | None = None) -> ClassifyOptions:
         """``options`` with the pack's thresholds under any per-label thresholds the caller gave."""
         opts = options or ClassifyOptions()
@@ -98,9 +129,7 @@ class ClassifierPack:
         Returns:
             A :class:`Prediction` over the pack's labels.
         """
-        vectors = np.asarray(embedding.vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ConfigError(f"pack expects {self.dim}-dim embeddings from {self.model}; got {vectors.shape[-1]}")
+        vectors = self._checked(embedding.vectors)
         opts = self.options(options)
         labels, audio, text = self.labels, vectors, self.directions
         if self.reject_cosine is not None:
@@ -179,6 +208,14 @@ def _decode(d: Any, what: str, path: Path) -> np.ndarray:
         raise ConfigError(f"{path}: {what} is damaged ({ex})") from None
 
 
+def pack_name(path: str | os.PathLike[str]) -> str:
+    """How a pack file is named to users: ``bearings.pack.json`` -> ``bearings``."""
+    name = Path(path).name
+    for suffix in (".json", ".pack"):
+        name = name.removesuffix(suffix)
+    return name or Path(path).name
+
+
 def load_pack(path: str | os.PathLike[str]) -> ClassifierPack:
     """Read a classifier pack file.
 
@@ -210,7 +247,6 @@ def load_pack(path: str | os.PathLike[str]) -> ClassifierPack:
     if directions.shape[0] != len(labels) or len(labels) < 2:
         raise ConfigError(f"{p}: {directions.shape[0]} class directions for {len(labels)} labels")
     return pack
-
 
 
 def fit_pack(
