@@ -300,7 +300,7 @@ def fit_pack(
     training: dict[str, Any] = {
         "method": opts.method, "text_prior": opts.text_prior, "l2": opts.l2, "iterations": opts.iterations,
         "reject_quantile": opts.reject_quantile, "target_precision": opts.target_precision,
-        "examples": {label: int(c) for label, c in zip(labels, counts)},
+        "examples": {label: int(c) for label, c in zip(labels, counts, strict=True)},
         "cv_folds": len(np.unique(folds)), "cv_accuracy": cv.accuracy, "cv_macro_f1": cv.macro_f1,
         "fitted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip

@@ -44,6 +44,8 @@ def last_model(db: Any) -> str | None:
               help="Top score needed to file a file under its label; below it, it goes to review.")
 @click.option("--thresholds", "thresholds_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Per-label thresholds file from 'earmark calibrate' (over --min-confidence).")
+@click.option("--pack", "pack_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Classifier pack from 'earmark fit': tag with its labels and trained head (no -l needed).")
 @click.option("--sort-into", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="File into OUT/<label>/ (and OUT/_review/).")
 @click.option("--move", is_flag=True, help="Move files instead of copying them.")
@@ -60,7 +62,7 @@ def last_model(db: Any) -> str | None:
 @click.option("--gpus-per-actor", type=float, default=0.0, help="GPUs per model actor with --ray.")
 def tag_cmd(inputs: tuple[Path, ...], labels: tuple[str, ...], labels_file: Path | None, model: str | None,
             device: str | None, threads: int | None, db_path: Path | None, min_confidence: float,
-            thresholds_path: Path | None, sort_into: Path | None, move: bool, review_in_place: bool, dry_run: bool, denoise: bool,
+            thresholds_path: Path | None, pack_path: Path | None, sort_into: Path | None, move: bool, review_in_place: bool, dry_run: bool, denoise: bool,
             retry_errors: bool, window_s: float, hop_s: float, templates: tuple[str, ...],
             ray_address: str | None, actors: int | None, gpus_per_actor: float) -> None:  # fmt: skip
     """Tag every audio file in DIRS (recursively) into the library database.
@@ -70,18 +72,21 @@ def tag_cmd(inputs: tuple[Path, ...], labels: tuple[str, ...], labels_file: Path
     copied (or moved) into OUT/<label>/ and the rest into OUT/_review/; every
     file operation is journalled, so `earmark undo RUN_ID` puts them back.
     Files that do not decode are recorded as errors; the exit status is 1 only
-    when a copy or move failed.
+    when a copy or move failed. With --pack, a classifier pack from 'earmark
+    fit' scores its own labels (stored embeddings are re-scored, not decoded).
     """
     from ..calibrate import load_thresholds
     from ..library import FilingOptions, ModelRef, TagOptions, tag_paths
+    from ..packs import load_pack
     from ..types import DEFAULT_TEMPLATE, ClassifyOptions
 
-    label_set = collect_labels(labels, labels_file)
+    pack = load_pack(pack_path) if pack_path else None
+    label_set = collect_labels(labels, labels_file) if pack is None or labels or labels_file else ()
     options = TagOptions(labels=label_set, min_confidence=min_confidence, denoise=denoise, retry_errors=retry_errors,
-                         classify=ClassifyOptions(window_s=window_s, hop_s=hop_s,
-                                                  templates=templates or (DEFAULT_TEMPLATE,),
-                                                  label_thresholds=load_thresholds(thresholds_path)
-                                                  if thresholds_path else ()))  # fmt: skip
+                         pack=pack, classify=ClassifyOptions(window_s=window_s, hop_s=hop_s,
+                                                             templates=templates or (DEFAULT_TEMPLATE,),
+                                                             label_thresholds=load_thresholds(thresholds_path)
+                                                             if thresholds_path else ())).resolved()  # fmt: skip
     filing = None
     if sort_into is not None:
         filing = FilingOptions(sort_into=sort_into, move=move, review_in_place=review_in_place, dry_run=dry_run)

@@ -22,6 +22,10 @@ from .common import collect_labels, label_options, model_options
 @click.option("-a", "--alert", "alerts", multiple=True,
               help="Quick start: label(s) to alert on; the other labels are the background.")
 @click.option("-t", "--threshold", type=click.FloatRange(0, 1), default=0.75, show_default=True)
+@click.option("--thresholds", "thresholds_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Per-label thresholds file from 'earmark calibrate', for every rule (a rule's own win).")
+@click.option("--pack", "pack_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Quick start: a classifier pack from 'earmark fit' scores its labels (no -l needed).")
 @click.option("-k", "k", type=click.IntRange(1), default=3, show_default=True, help="Hits needed among the last N.")
 @click.option("-n", "n", type=click.IntRange(1), default=3, show_default=True, help="Windows looked at.")
 @click.option("--cooldown-s", type=float, default=60.0, show_default=True)
@@ -47,7 +51,7 @@ from .common import collect_labels, label_options, model_options
 @click.option("--check", is_flag=True, help="Check the configuration and exit.")
 @model_options
 def monitor_cmd(source: str | None, config_path: Path | None, check: bool, db: Path | None, model: str | None,
-                device: str | None, threads: int | None, **quick: Any) -> None:  # fmt: skip
+                device: str | None, threads: int | None, thresholds_path: Path | None, **quick: Any) -> None:  # fmt: skip
     """Listen to live audio and raise events when rules match.
 
     With --config: everything from the YAML file (see docs/monitor.md). Quick
@@ -61,16 +65,20 @@ def monitor_cmd(source: str | None, config_path: Path | None, check: bool, db: P
     """
     import dataclasses
 
+    from ..calibrate import load_thresholds
     from ..monitor.config import load_config
 
+    thresholds = load_thresholds(thresholds_path) if thresholds_path else None
     if config_path is not None:
         if source is not None:
             raise click.UsageError("give either SOURCE (quick start) or --config, not both")
-        config = load_config(config_path)
+        if quick["pack_path"] is not None:
+            raise click.UsageError("with --config, name a rule's pack in the file (pack: FILE)")
+        config = load_config(config_path, thresholds=thresholds)
     elif source is None:
         raise click.UsageError("give a SOURCE to listen to, or --config monitor.yaml")
     else:
-        config = _quick_config(source, **quick)
+        config = _quick_config(source, thresholds=thresholds or (), **quick)
     overrides: dict[str, Any] = {k: v for k, v in (("model", model), ("device", device), ("threads", threads), ("database", db))
                  if v is not None}  # fmt: skip
     config = dataclasses.replace(config, **overrides)
@@ -82,21 +90,27 @@ def monitor_cmd(source: str | None, config_path: Path | None, check: bool, db: P
 
 
 def _quick_config(source: str, *, labels: tuple[str, ...], labels_file: Path | None, alerts: tuple[str, ...],
-                  **o: Any) -> Any:  # fmt: skip
+                  pack_path: Path | None, thresholds: tuple[tuple[str, float], ...], **o: Any) -> Any:  # fmt: skip
     from ..monitor.config import ClipOptions, MonitorConfig, SinkSpec
     from ..monitor.mqtt import MqttOptions
-    from ..monitor.rules import Rule
+    from ..monitor.rules import Rule, layered_thresholds
     from ..monitor.sinks import WebhookOptions
     from ..monitor.sources import SourceSpec
+    from ..packs import load_pack
 
-    label_set = collect_labels(labels, labels_file)
+    pack = load_pack(pack_path) if pack_path else None
+    label_set = pack.labels if pack and not (labels or labels_file) else collect_labels(labels, labels_file)
     if not alerts:
         raise click.UsageError('name the label(s) to alert on with --alert, e.g. --alert "glass breaking"')
     folded = {x.casefold(): x for x in label_set}
     alert_labels = tuple(folded.get(a.strip().casefold(), a.strip()) for a in alerts)
+    if pack is not None and not set(alert_labels) <= set(pack.labels):
+        raise click.UsageError(f"--alert names a label the pack does not score; its labels: {', '.join(pack.labels)}")
     against = tuple(x for x in label_set if x not in alert_labels)
+    layers = (pack.label_thresholds if pack else (), thresholds)
     rule = Rule(name="alert", labels=alert_labels, against=against, threshold=o["threshold"], k=o["k"], n=o["n"],
-                cooldown_s=o["cooldown_s"], max_quiet_s=o["max_quiet_s"])  # fmt: skip
+                cooldown_s=o["cooldown_s"], max_quiet_s=o["max_quiet_s"], pack=pack,
+                label_thresholds=layered_thresholds(alert_labels, *layers))  # fmt: skip
     spec = SourceSpec(name=_source_name(source), **_source_kind(source), realtime=not o["fast"],
                       input_rate_hz=o["rate"], channels=o["channels"], sample_format=o["pcm_format"],
                       gate_dbfs=o["gate_dbfs"])  # fmt: skip

@@ -47,10 +47,15 @@ def model_key(model: str) -> str:
     return os.path.abspath(model) if os.path.isdir(model) else model
 
 
-def labels_key(key: EmbeddingKey, labels: tuple[str, ...], options: ClassifyOptions) -> str:
-    """Hash of everything a prediction depends on besides the audio (label order does not matter)."""
+def labels_key(key: EmbeddingKey, labels: tuple[str, ...], options: ClassifyOptions, *, pack: str | None = None) -> str:
+    """Hash of everything a prediction depends on besides the audio (label order does not matter).
+
+    ``pack`` is the digest of the classifier pack that scores instead of label texts, if any.
+    """
     parts = [key.model, key.window_s, key.hop_s, key.preprocess, sorted(labels), list(options.templates),
              options.aggregate]  # fmt: skip
+    if pack is not None:  # appended only with a pack, so zero-shot keys of existing libraries stay valid
+        parts.append(["pack", pack])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 

@@ -25,13 +25,13 @@ import sqlite3
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..audio import AudioWarning, describe
 from ..classify import AudioEmbedding, Classifier
-from ..errors import AudioError
+from ..errors import AudioError, LabelError
 from ..labels import parse_labels
 from ..store import Database
 from ..types import ClassifyOptions
@@ -40,6 +40,10 @@ from .events import FileFiled, FileTagged, RunFinished, RunStarted, TagEvent
 from .filing import FilingOptions, OpResult, check_writable, execute, plan_filing
 from .journal import finish_run, start_run, writer
 from .scan import content_hash, ordered_map, stat_file, walk_audio
+
+if TYPE_CHECKING:
+    from ..packs import ClassifierPack
+    from ..types import Prediction
 
 __all__ = ["ModelRef", "TagOptions", "tag_paths"]
 
@@ -51,7 +55,7 @@ class TagOptions:
     """What a tagging run asks.
 
     Attributes:
-        labels: candidate labels (at least 2).
+        labels: candidate labels (at least 2); with ``pack``, empty or the pack's labels.
         min_confidence: top probability at or above which a file is ``auto``;
             below it the file goes to ``review``.
         classify: windows, hop, templates, aggregation (its threshold is
@@ -59,14 +63,31 @@ class TagOptions:
         denoise: spectral-gating noise reduction before embedding (``noisereduce``).
         retry_errors: decode again files whose same bytes failed before.
         hash_workers: threads fingerprinting files ahead of the model.
+        pack: a few-shot classifier pack (``earmark fit``) scoring its own labels
+            instead of label texts; its calibrated thresholds apply under
+            ``classify.label_thresholds``.
     """
 
-    labels: tuple[str, ...]
+    labels: tuple[str, ...] = ()
     min_confidence: float = 0.8
     classify: ClassifyOptions = field(default_factory=ClassifyOptions)
     denoise: bool = False
     retry_errors: bool = False
     hash_workers: int = 2
+    pack: ClassifierPack | None = None
+
+    def resolved(self) -> TagOptions:
+        """Labels parsed (the pack's when there is one), the pack's thresholds merged in.
+
+        Raises:
+            LabelError: unusable labels, or labels other than the pack's.
+        """
+        if self.pack is None:
+            return replace(self, labels=parse_labels(self.labels))
+        if self.labels and set(parse_labels(self.labels)) != set(self.pack.labels):
+            raise LabelError("a classifier pack tags with its own labels (" + ", ".join(self.pack.labels) + "); "
+                             "leave the labels out or give exactly those")  # fmt: skip
+        return replace(self, labels=self.pack.labels, classify=self.pack.options(self.classify))
 
 
 class ModelRef:
@@ -83,6 +104,7 @@ class ModelRef:
         self.name = canonical(name)
         self._loader = loader or (lambda: Classifier(name))
         self._classifier: Classifier | None = None
+        self._checks: list[Callable[[Classifier], None]] = []
 
     @classmethod
     def of(cls, classifier: Classifier) -> ModelRef:
@@ -98,10 +120,19 @@ class ModelRef:
     def loaded(self) -> bool:
         return self._classifier is not None
 
+    def check_on_load(self, check: Callable[[Classifier], None]) -> None:
+        """Run ``check`` on the classifier as soon as it is loaded (now, if it is)."""
+        self._checks.append(check)
+        if self._classifier is not None:
+            check(self._classifier)
+
     def get(self) -> Classifier:
         if self._classifier is None:
             log.info("loading model %s", self.name)
-            self._classifier = self._loader()
+            classifier = self._loader()
+            for check in self._checks:
+                check(classifier)
+            self._classifier = classifier
         return self._classifier
 
 
@@ -164,10 +195,12 @@ def tag_paths(
         LabelError: unusable labels. StoreError: another process is writing.
         FilingError: the output folder cannot be written (tagging results are kept).
     """
-    labels = parse_labels(options.labels)
+    options = options.resolved()
     ref = model if isinstance(model, ModelRef) else ModelRef.of(model)
+    if options.pack is not None:
+        ref.check_on_load(options.pack.check)  # a pack fitted on another model fails before any file is scored
     with writer(db):
-        ctx = _context(db, ref, replace(options, labels=labels), filing)
+        ctx = _context(db, ref, options, filing)
         ctx.embedder = embedder
         state = "failed"
         try:
@@ -192,9 +225,11 @@ def _context(db: Database, ref: ModelRef, options: TagOptions, filing: FilingOpt
     copts = replace(options.classify, threshold=options.min_confidence)
     key = records.EmbeddingKey(model=ref.key, window_s=copts.window_s, hop_s=copts.hop_s,
                                preprocess="noisereduce" if options.denoise else "none")  # fmt: skip
-    lkey = records.labels_key(key, options.labels, copts)
+    pack = options.pack
+    lkey = records.labels_key(key, options.labels, copts, pack=pack.digest if pack else None)
     run_opts = {"min_confidence": options.min_confidence, "window_s": copts.window_s, "hop_s": copts.hop_s,
-                "templates": list(copts.templates), "aggregate": copts.aggregate, "preprocess": key.preprocess}
+                "templates": list(copts.templates), "aggregate": copts.aggregate, "preprocess": key.preprocess,
+                **({"pack": {"model": pack.model, "digest": pack.digest}} if pack else {})}
     run_id = start_run(
         db, "tag", model=ref.key, labels=json.dumps(list(options.labels)), labels_key=lkey,
         options=json.dumps(run_opts), sort_into=str(filing.sort_into) if filing else None,
@@ -307,8 +342,13 @@ def _from_store(ctx: _Ctx, fp: _Print, queue: dict[str, list[tuple[str, int]]]) 
     return _tagged(ctx, fp.path, file_id, how, status, top_label=top_label, top_score=top_score)
 
 
+def _predict(ctx: _Ctx, emb: AudioEmbedding) -> Prediction:
+    pack = ctx.options.pack
+    return ctx.model.get().score(emb, None if pack else ctx.options.labels, options=ctx.copts, pack=pack)
+
+
 def _score(ctx: _Ctx, emb: AudioEmbedding, embedding_id: int) -> tuple[int, str, float]:
-    pred = ctx.model.get().score(emb, ctx.options.labels, options=ctx.copts)
+    pred = _predict(ctx, emb)
     with ctx.db.transaction() as c:
         pred_id = records.save_prediction(c, embedding_id, ctx.labels_key, pred)
     return pred_id, pred.top.label, pred.top.probability
@@ -351,7 +391,7 @@ def _store_embedded(
 ) -> Iterator[FileTagged]:
     """Write one content's embedding (or error), prediction and file rows in one transaction."""
     emb = as_stored(result) if isinstance(result, AudioEmbedding) else None
-    pred = ctx.model.get().score(emb, ctx.options.labels, options=ctx.copts) if emb is not None else None
+    pred = _predict(ctx, emb) if emb is not None else None
     error = result.reason if isinstance(result, AudioError) else None
     with ctx.db.transaction() as c:
         emb_id = records.save_embedding(c, digest, ctx.key, emb, error)

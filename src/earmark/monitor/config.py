@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..types import DEFAULT_TEMPLATE
+
+if TYPE_CHECKING:
+    from ..packs import ClassifierPack
 from .clips import CLIP_FORMATS
 from .mqtt import MqttOptions
-from .rules import WEEKDAYS, Rule, Schedule, parse_time_range
+from .rules import WEEKDAYS, Rule, Schedule, layered_thresholds, parse_time_range
 from .sinks import RetryOptions, WebhookOptions
 from .sources import PCM_FORMATS, ReconnectOptions, SourceSpec
 from .yamldoc import Node, at_least, between, load_yaml, one_of, positive
@@ -97,24 +100,34 @@ class MonitorConfig:
         return tuple(r for r in self.rules if r.applies_to(source))
 
 
-def load_config(path: str | os.PathLike[str], text: str | None = None) -> MonitorConfig:
+Thresholds = tuple[tuple[str, float], ...]
+
+
+def load_config(
+    path: str | os.PathLike[str], text: str | None = None, *, thresholds: Thresholds | None = None
+) -> MonitorConfig:
     """Read and check a monitor configuration file.
 
     Args:
         path: the YAML file (also names it in errors; relative paths inside are relative to its folder).
         text: its content, if already read.
+        thresholds: per-label thresholds for every rule (``--thresholds FILE``), used
+            instead of the file's top-level ``thresholds:`` file; a rule's own win.
 
     Raises:
         ConfigError: with the file, line and key of the first problem.
     """
     root = load_yaml(path, text).root()
+    shared = _thresholds_file(root, "thresholds") if root.has("thresholds") else ()
+    if thresholds is not None:
+        shared = thresholds
     label_sets = _label_sets(root)
     sources = tuple(_source(n, i) for i, n in enumerate(root.items("sources")))
     if not sources:
         raise root.error("sources", "at least one source is needed")
     _unique(root, "sources", [s.name for s in sources])
     names = {s.name for s in sources}
-    rules = tuple(_rule(n, i, label_sets, names) for i, n in enumerate(root.items("rules")))
+    rules = tuple(_rule(n, i, label_sets, names, shared) for i, n in enumerate(root.items("rules")))
     if not rules:
         raise root.error("rules", "at least one rule is needed")
     _unique(root, "rules", [r.name for r in rules])
@@ -211,16 +224,15 @@ def _reconnect(n: Node) -> ReconnectOptions:
     return ReconnectOptions(**values)
 
 
-def _rule(n: Node, i: int, label_sets: dict[str, tuple[str, ...]], sources: set[str]) -> Rule:
+def _rule(n: Node, i: int, label_sets: dict[str, tuple[str, ...]], sources: set[str], shared: Thresholds) -> Rule:
     name = n.get("name", str, None) or f"rule-{i + 1}"
     labels = _labels(n, "labels", label_sets, required=True)
-    against = _labels(n, "against", label_sets, required=True)
-    thresholds = n.get("thresholds", dict, {})
-    for label, value in thresholds.items():
-        if label not in labels:
-            raise n.doc.error(n.path + ("thresholds", label), f"{label!r} is not one of this rule's labels")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise n.doc.error(n.path + ("thresholds", label), f"must be a number from 0 to 1, not {value!r}")
+    pack = _pack(n)
+    if pack is None:
+        against = _labels(n, "against", label_sets, required=True)
+    else:
+        against = _pack_background(n, pack, labels)
+    own = _rule_thresholds(n, labels)
     rule_sources = n.strings("sources")
     for j, s in enumerate(rule_sources):
         if s not in sources:
@@ -231,13 +243,59 @@ def _rule(n: Node, i: int, label_sets: dict[str, tuple[str, ...]], sources: set[
         raise n.error("k", f"cannot be more than n ({nn}): k of the last n windows must be hits")
     rule = Rule(
         name=name, labels=labels, against=against, threshold=n.get("threshold", float, 0.7, check=between(0, 1)),
-        label_thresholds=tuple((str(a), float(b)) for a, b in thresholds.items()), k=k, n=nn,
+        label_thresholds=layered_thresholds(labels, pack.label_thresholds if pack else (), shared, own), k=k, n=nn,
         cooldown_s=n.get("cooldown_s", float, 60.0, check=at_least(0)),
         max_quiet_s=n.get("max_quiet_s", float, 10.0, check=at_least(0)),
-        schedule=_schedule(n), sources=rule_sources,
+        schedule=_schedule(n), sources=rule_sources, pack=pack,
     )  # fmt: skip
     n.done()
     return rule
+
+
+def _pack(n: Node) -> ClassifierPack | None:
+    """The rule's classifier pack (``pack: bearings.pack.json``), loaded and checked as a file."""
+    path = n.path_value("pack")
+    if path is None:
+        return None
+    from ..packs import load_pack
+
+    try:
+        return load_pack(path)
+    except ConfigError as ex:
+        raise n.error("pack", str(ex)) from None
+
+
+def _pack_background(n: Node, pack: ClassifierPack, labels: tuple[str, ...]) -> tuple[str, ...]:
+    """With a pack, alert labels are some of its labels and the rest (plus "none of these") are the background."""
+    for label in labels:
+        if label not in pack.labels:
+            raise n.error("labels", f"{label!r} is not a label of this pack ({', '.join(pack.labels)})")
+    if n.has("against"):
+        raise n.error("against", "a rule with a pack scores against the pack's other labels: leave against out")
+    return tuple(x for x in pack.labels if x not in labels)
+
+
+def _rule_thresholds(n: Node, labels: tuple[str, ...]) -> Thresholds:
+    """``thresholds:`` as a mapping {label: threshold}, or a thresholds file from ``earmark calibrate``."""
+    if isinstance(n.raw("thresholds"), str):
+        return _thresholds_file(n, "thresholds")
+    thresholds = n.get("thresholds", dict, {})
+    for label, value in thresholds.items():
+        if label not in labels:
+            raise n.doc.error(n.path + ("thresholds", label), f"{label!r} is not one of this rule's labels")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise n.doc.error(n.path + ("thresholds", label), f"must be a number from 0 to 1, not {value!r}")
+    return tuple((str(a), float(b)) for a, b in thresholds.items())
+
+
+def _thresholds_file(n: Node, key: str) -> Thresholds:
+    from ..calibrate import load_thresholds
+
+    path = n.path_value(key)
+    try:
+        return load_thresholds(path) if path is not None else ()
+    except ConfigError as ex:
+        raise n.error(key, str(ex)) from None
 
 
 def _labels(n: Node, key: str, label_sets: dict[str, tuple[str, ...]], *, required: bool) -> tuple[str, ...]:

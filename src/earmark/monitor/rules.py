@@ -30,13 +30,20 @@ gets its start from the rise.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from typing import TYPE_CHECKING
 
 from ..errors import RuleError
 
-__all__ = ["Closed", "Opened", "Rule", "RuleState", "Schedule", "TimeRange", "Window", "parse_time_range"]
+if TYPE_CHECKING:
+    from ..packs import ClassifierPack
+
+__all__ = [
+    "Closed", "Opened", "Rule", "RuleState", "Schedule", "TimeRange", "Window", "layered_thresholds",
+    "parse_time_range",
+]  # fmt: skip
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RISE = 0.05  # a probability change smaller than this is noise, not the sound coming or going
@@ -108,6 +115,9 @@ class Rule:
         max_quiet_s: how long a label must go unheard before its event closes.
         schedule: when the rule may open events (``None``: always).
         sources: source names the rule applies to (empty: all).
+        pack: a few-shot classifier pack scoring the window instead of label
+            texts; ``labels`` and ``against`` are then its labels, and its
+            "none of these" floor is background too (``against`` may be empty).
     """
 
     name: str
@@ -121,11 +131,15 @@ class Rule:
     max_quiet_s: float = 10.0
     schedule: Schedule | None = None
     sources: tuple[str, ...] = ()
+    pack: ClassifierPack | None = None
 
     def __post_init__(self) -> None:
         if not self.labels:
             raise RuleError(f"rule {self.name!r}: names no label to alert on")
-        if not self.against:
+        if self.pack is not None and set(self.candidates) != set(self.pack.labels):
+            raise RuleError(f"rule {self.name!r}: its labels and background must be the pack's labels "
+                            f"({', '.join(self.pack.labels)})")  # fmt: skip
+        if not self.against and self.pack is None:
             raise RuleError(f"rule {self.name!r}: needs other labels to score against (against: ...)")
         clash = {x.casefold() for x in self.labels} & {x.casefold() for x in self.against}
         if clash:
@@ -151,6 +165,20 @@ class Rule:
 
     def applies_to(self, source: str) -> bool:
         return not self.sources or source in self.sources
+
+
+def layered_thresholds(
+    labels: Iterable[str], *layers: Iterable[tuple[str, float]]
+) -> tuple[tuple[str, float], ...]:
+    """Per-label thresholds for ``labels`` from several sources; a later layer wins over an earlier one.
+
+    E.g. a pack's calibrated thresholds, then a thresholds file, then the rule's own
+    ``thresholds:``. Thresholds for other labels are dropped (one file serves many rules).
+    """
+    wanted, out = set(labels), dict[str, float]()
+    for layer in layers:
+        out.update((label, value) for label, value in layer if label in wanted)
+    return tuple(out.items())
 
 
 @dataclass(frozen=True, kw_only=True)

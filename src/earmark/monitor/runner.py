@@ -31,7 +31,7 @@ from .clips import write_clip
 from .config import MonitorConfig
 from .events import EventLog, event_id, utc_iso
 from .metrics import MonitorMetrics
-from .rules import Closed, Opened, Window
+from .rules import Closed, Opened, Rule, Window
 from .sinks import Dispatcher, Sink
 from .sources import SourceWorker
 from .streams import Marker, PendingWindow, Stream
@@ -90,7 +90,11 @@ class Monitor:
         self.sinks = sinks if sinks is not None else build_sinks(config)
         self.clips_dir = config.clips.dir or earmark_home() / "clips"
         self._stdin, self._on_window = stdin, on_window
-        self._text = {r.name: classifier.text_embeddings(r.candidates, config.templates) for r in config.rules}
+        for rule in config.rules:
+            if rule.pack is not None:
+                rule.pack.check(classifier)  # fitted on another model: refuse before listening
+        self._text = {r.name: classifier.text_embeddings(r.candidates, config.templates)
+                      for r in config.rules if r.pack is None}  # fmt: skip
         self._queue: queue.Queue[PendingWindow | Marker] = queue.Queue()
         self.streams = [self._stream(spec) for spec in config.sources]
         self._workers: list[SourceWorker] = []
@@ -282,8 +286,7 @@ class Monitor:
         for rule in s.rules:
             probs = None
             if vector is not None:
-                p, _ = window_scores(vector[None, :], self._text[rule.name], self.clf.backend.logit_scale)
-                probs = {label: round(float(p[0, j]), DECIMALS) for j, label in enumerate(rule.candidates)}
+                probs = self._probs(rule, vector)
                 result.probs[rule.name] = probs
                 for label in rule.labels:
                     m.scores.labels(rule.name, label).observe(probs[label])
@@ -301,6 +304,15 @@ class Monitor:
             m.rtf.labels(s.name).set(seconds / self.config.hop_s)
         if self._on_window is not None:
             self._on_window(result)
+
+    def _probs(self, rule: Rule, vector: np.ndarray) -> dict[str, float]:
+        """label -> probability of one window for one rule: its pack's head, or its labels' texts."""
+        if rule.pack is not None:
+            labels, p = rule.pack.labels, rule.pack.window_probabilities(vector[None, :])
+        else:
+            labels = rule.candidates
+            p, _ = window_scores(vector[None, :], self._text[rule.name], self.clf.backend.logit_scale)
+        return {label: round(float(p[0, j]), DECIMALS) for j, label in enumerate(labels)}
 
     def _close_all(self, s: Stream, reason: str) -> None:
         now_s = s.windower.position / self.rate
