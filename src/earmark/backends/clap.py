@@ -77,10 +77,11 @@ class ClapBackend(FeaturesMixin):
         self.threads = threads
         if self.device.type == "cpu":
             torch.set_num_threads(threads or os.cpu_count() or 1)
-        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         try:
             self._mel = LogMel(MelSettings.from_folder(path))
-            self._model = ClapModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+            loaded = ClapModel.from_pretrained(path, dtype=self.dtype)
+            self._model = loaded.to(self.device).eval()  # type: ignore[arg-type]
             self._tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError, KeyError, RuntimeError) as ex:
             raise ModelError(f"cannot load the CLAP model in {path}: {ex}") from None
@@ -197,10 +198,10 @@ def max_text_tokens(tokenizer: Any) -> int:
 def _pick_device(torch: Any, device: str | None) -> torch.device:
     want = (device or os.environ.get("EARMARK_DEVICE") or "auto").lower()
     if want == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")  # type: ignore[no-any-return]
     if want.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {want!r} asked for, but no CUDA GPU is available; use --device cpu")
     try:
-        return torch.device(want)
+        return torch.device(want)  # type: ignore[no-any-return]
     except RuntimeError:
         raise ConfigError(f"unknown device {want!r}; expected auto, cpu, cuda or cuda:N") from None
