@@ -179,6 +179,10 @@ def test_pack_library_api_and_file_checks(
     via_pack = pack.predict(emb)
     assert via_pack.label == "class B" and [w.probabilities for w in via_pack.windows]
     assert classifier.classify(path, pack=pack) == classifier.score(emb, pack=pack) == via_pack
+    many = list(classifier.classify_many([path, str(held / "missing.wav")], pack=pack))
+    assert many[0] == via_pack and "missing.wav" in str(many[1])  # a bad file is reported, the rest go on
+    np.testing.assert_allclose(pack.window_probabilities(emb.vectors), [w.probabilities for w in via_pack.windows],
+                               atol=1e-6)  # fmt: skip
     assert len(via_pack.windows[0].probabilities) == 3 and via_pack.to_dict()["label"] == "class B"
     with pytest.raises(LabelError, match="scores its own labels"):
         classifier.classify(path, ["x", "y"], pack=pack)

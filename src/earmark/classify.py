@@ -282,21 +282,24 @@ class Classifier:
     def classify_many(
         self,
         sources: Iterable[_audio.Source],
-        labels: str | Iterable[str],
+        labels: str | Iterable[str] | None = None,
         *,
         options: ClassifyOptions | None = None,
+        pack: ClassifierPack | None = None,
         **overrides: Any,
     ) -> Iterator[Prediction | AudioError]:
         """Classify sources one after another; a bad file yields its ``AudioError`` and the rest go on.
 
         Each source is embedded on its own, so its result never depends on its neighbours.
+        With ``pack``, the pack scores its own labels (as in :meth:`classify`).
         """
         opts = self.resolve_options(options, **overrides)
-        labels_t = parse_labels(labels)
-        self.text_embeddings(labels_t, opts.templates)  # warm the cache once
+        labels_t = self._check_labels(labels, pack)  # before any audio; warms the text cache
+        if labels_t is not None:
+            self.text_embeddings(labels_t, opts.templates)
         for source in sources:
             try:
-                yield self.score(self.embed(source, options=opts), labels_t, options=opts)
+                yield self.score(self.embed(source, options=opts), labels_t, options=opts, pack=pack)
             except AudioError as ex:
                 yield ex
 
