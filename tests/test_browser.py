@@ -55,10 +55,11 @@ def _open(browser: Any, served: ServerProcess, locale: str = "en-US") -> Any:
     return page
 
 
-def _classify(page: Any, audio: Path, labels: str) -> None:
+def _classify(page: Any, audio: Path, labels: str | None) -> None:
     page.locator("#em-audio input[type=file]").set_input_files(str(audio))
     page.wait_for_selector("#em-audio [data-testid='waveform-controls']")  # uploaded, the player is there
-    page.locator("#em-labels textarea").fill(labels)
+    if labels is not None:
+        page.locator("#em-labels textarea").fill(labels)
     page.locator("#em-classify").click()
     page.wait_for_selector("#em-summary .em-summary")
 
@@ -91,6 +92,7 @@ def test_a_long_file_shows_its_timeline_in_chinese(browser: Any, served: ServerP
     page = _open(browser, served, locale="zh-CN")
     try:
         assert page.get_by_role("tab").all_inner_texts()[:2] == ["分类", "实时"]
+        assert page.locator("#em-pack input").input_value() == "零样本（使用下方标签）"
         _classify(page, encode(wave, tmp_path / "sequence.mp3"), "hum, clicks, beep, 狗叫")
         timeline = page.locator("#em-timeline svg[data-testid='timeline-svg']")
         timeline.wait_for(state="visible")
@@ -100,6 +102,39 @@ def test_a_long_file_shows_its_timeline_in_chinese(browser: Any, served: ServerP
         warning = page.locator("#em-summary .em-warning")
         assert warning.is_visible() and "狗叫" in warning.inner_text() and "英文" in warning.inner_text()
         _shot(page, "classify-timeline-zh.png")
+    finally:
+        page.context.close()
+
+
+def test_a_classifier_pack_picked_on_the_page(browser: Any, served: ServerProcess, nonsense_sets: Any) -> None:
+    page = _open(browser, served)
+    try:
+        choice = page.locator("#em-pack input")
+        assert choice.input_value() == "zero-shot (labels below)"
+        choice.click()
+        page.get_by_role("option", name="ab", exact=True).click()
+        labels = page.locator("#em-labels textarea")
+        page.wait_for_function("() => document.querySelector('#em-labels textarea').value === 'class A, class B, noise'")
+        assert labels.is_disabled()  # the pack's labels, not typed ones
+        assert page.locator("#em-preset_test").is_disabled() and page.locator("#em-template textarea").is_disabled()
+        note = page.locator("#em-pack-note .em-pack-note")
+        assert note.get_attribute("data-pack") == "ab" and "15 training examples" in note.inner_text()
+        # a hum the pack never heard: zero-shot answers "noise" for it (the tiny model never read "class B")
+        _classify(page, nonsense_sets[1] / "class_b" / "class_b-0.wav", None)
+        assert page.locator("#em-summary .em-summary").get_attribute("data-label") == "class B"
+        rows = page.locator("#em-bars .em-bar-row").evaluate_all("rs => rs.map(r => r.dataset.label)")
+        assert rows[0] == "class B" and sorted(rows) == ["class A", "class B", "noise"]
+        _shot(page, "classify-pack.png")
+        choice.click()
+        page.get_by_role("option", name="zero-shot (labels below)").click()
+        page.wait_for_function("() => !document.querySelector('#em-labels textarea').disabled")
+        assert not note.is_visible()
+        # the Live tab offers the same choice
+        page.get_by_role("tab", name="Live").click()
+        page.locator("#em-live-pack input").click()
+        page.get_by_role("option", name="ab", exact=True).click()
+        page.wait_for_function("() => document.querySelector('#em-live-labels textarea').value === 'class A, class B, noise'")
+        assert page.locator("#em-live-labels textarea").is_disabled()
     finally:
         page.context.close()
 

@@ -294,3 +294,125 @@ def test_page_is_mounted_with_the_mic_script_and_refuses_url_values(classifier) 
             asyncio.run(component.async_move_resource_to_block_cache("https://example.org/a.wav"))
         with pytest.raises(gr.Error, match="never fetches URLs"):
             component.move_resource_to_block_cache("http://169.254.169.254/latest/meta-data")
+
+
+# --- classifier packs (issue 5): `served` runs `earmark serve --pack ab.pack.json` ---
+
+PACK_LABELS = ["class A", "class B", "noise"]
+
+
+def _held(nonsense_sets, kind: str = "class_b") -> Path:  # type: ignore[no-untyped-def]
+    return nonsense_sets[1] / kind / f"{kind}-0.wav"
+
+
+def _classify_served(served, path: Path, **form: str):  # type: ignore[no-untyped-def]
+    import httpx
+
+    return httpx.post(served.url + "/api/v1/classify", files={"file": (path.name, path.read_bytes())}, data=form,
+                      timeout=60)  # fmt: skip
+
+
+def test_a_served_pack_hears_what_zero_shot_cannot(served, nonsense_sets, fitted_pack, classifier) -> None:  # type: ignore[no-untyped-def]
+    from earmark.packs import load_pack
+
+    held = _held(nonsense_sets)  # a hum the pack never saw; it learned "class B" from 5 other hums
+    r = _classify_served(served, held, pack="ab")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["pack"] == "ab" and body["labels"] == PACK_LABELS
+    assert body["label"] == "class B" and body["scores"]["class B"] > 0.9
+    library = classifier.classify(held, pack=load_pack(fitted_pack))
+    assert body["scores"] == pytest.approx({s.label: s.probability for s in library.scores}, abs=1e-5)
+    # the same labels as text: the tiny model never read "class A" or "class B", and a hum is closest to
+    # its "noise" caption, so zero-shot answers noise (0.83 seen) and gives class B under 0.1
+    zero_shot = _classify_served(served, held, labels=", ".join(PACK_LABELS)).json()
+    assert "pack" not in zero_shot and zero_shot["label"] != "class B"
+    assert zero_shot["scores"]["class B"] < 0.5 < body["scores"]["class B"]
+    # the pack's own labels, in any order, are the same request
+    again = _classify_served(served, held, pack="ab", labels="noise\nclass B, class A").json()
+    assert again == body == _classify_served(served, held, pack="ab", labels="").json()
+
+
+def test_pack_requests_are_checked_and_never_name_files(served, nonsense_sets, fitted_pack) -> None:  # type: ignore[no-untyped-def]
+    held = _held(nonsense_sets)
+    message = _error(_classify_served(served, held, pack="nope"), 422, "unknown_pack")
+    assert message == "no classifier pack named 'nope' is served here; served packs: ab"
+    # a client names packs, never files: paths (even the served pack's own) are just unknown names
+    for name in ("../../etc/passwd", "/etc/passwd", str(fitted_pack), "ab.pack.json"):
+        assert "served packs: ab" in _error(_classify_served(served, held, pack=name), 422, "unknown_pack")
+    message = _error(_classify_served(served, held), 422, "invalid_labels")
+    assert message == "no labels given: send the candidate labels as `labels`, or name a classifier pack as `pack` (ab)"
+    message = _error(_classify_served(served, held, pack="ab", labels="beep, hum"), 422, "invalid_labels")
+    assert "scores its own labels (class A, class B, noise)" in message
+
+
+def test_served_packs_are_listed_and_documented(served, fitted_pack, nonsense_sets) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    from earmark.packs import load_pack
+
+    pack = load_pack(fitted_pack)
+    r = httpx.get(served.url + "/api/v1/packs", timeout=10)
+    assert r.status_code == 200
+    (info,) = r.json()["packs"]
+    training = info.pop("training")
+    assert info == {
+        "name": "ab", "labels": PACK_LABELS, "model": pack.model, "digest": pack.digest,
+        "examples": {"class A": 5, "class B": 5, "noise": 5}, "cv_accuracy": pack.training["cv_accuracy"],
+        "label_thresholds": dict(pack.label_thresholds),
+    }  # fmt: skip
+    assert training["cv_folds"] == pack.training["cv_folds"] and training["method"] == pack.training["method"]
+    assert "data" not in training and str(nonsense_sets[0]) not in r.text  # where it was trained stays private
+    api = httpx.get(served.url + "/openapi.json", timeout=10).json()
+    assert "get" in api["paths"]["/api/v1/packs"]
+    form = api["components"]["schemas"]["Body_classify_api_v1_classify_post"]
+    assert "pack" in form["properties"] and "labels" not in form.get("required", [])
+    assert "pack" in api["components"]["schemas"]["ClassifyResponse"]["properties"]
+    assert {"name", "labels", "digest", "examples", "cv_accuracy"} <= set(api["components"]["schemas"]["PackInfo"]["properties"])
+
+
+def test_pack_results_do_not_depend_on_the_batch(classifier, fitted_pack, nonsense_sets, files) -> None:  # type: ignore[no-untyped-def]
+    from earmark.packs import load_pack
+    from earmark.server.engine import ServingEngine
+
+    pack = load_pack(fitted_pack)
+    engine = ServingEngine(classifier, ServerSettings(decode_workers=2, max_batch_size=4, max_wait_ms=200))
+    held = [_held(nonsense_sets, kind) for kind in ("class_a", "class_b", "noise")]
+    opts = engine.options()
+
+    async def one(path: Path, with_pack: bool):  # type: ignore[no-untyped-def]
+        if with_pack:
+            return await engine.classify(path.read_bytes(), None, opts, name=path.name, pack=pack)
+        return await engine.classify(path.read_bytes(), LABELS, opts, name=path.name)
+
+    async def run(jobs: list[tuple[Path, bool]]):  # type: ignore[no-untyped-def]
+        return await asyncio.gather(*(one(p, w) for p, w in jobs))
+
+    jobs = [(held[0], True), (files["seq"], False), (held[1], True), (held[2], True)]
+    try:
+        alone = [asyncio.run(run([job]))[0] for job in jobs]
+        together = asyncio.run(run(jobs))
+    finally:
+        engine.close()
+    assert together == alone  # bit for bit, packs or not
+    assert [p.label for p in together[::2]] == ["class A", "class B"] and together[3].label == "noise"
+    assert together[1].labels == tuple(LABELS.split(", "))
+    library = classifier.classify(held[1], pack=pack)
+    assert [s.label for s in together[2].scores] == [s.label for s in library.scores]
+    assert [s.probability for s in together[2].scores] == pytest.approx([s.probability for s in library.scores], abs=1e-5)
+
+
+def test_the_live_tab_classifies_with_a_chosen_pack(classifier, fitted_pack, nonsense_sets, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from earmark.packs import load_pack
+    from earmark.server.ui import DirectRunner
+    from earmark.server.ui_live import make_handler
+
+    settings = ServerSettings(live_window_s=1, live_every_s=1)
+    on_chunk = make_handler(DirectRunner(classifier), settings, {"ab": load_pack(fitted_pack)})
+    chunk = _held(nonsense_sets)  # 1 s of hum, sent as the page sends microphone chunks (a WAV file)
+    html, state = asyncio.run(on_chunk(str(chunk), "ignored, labels", 0.7, None, "ab", None))
+    assert [r.top for r in state.history] == ["class B"] and 'data-label="class B"' in html
+    html, state = asyncio.run(on_chunk(str(chunk), "ignored, labels", 0.7, state, "gone", None))
+    assert "Cannot classify: no classifier pack named &#x27;gone&#x27;" in html and len(state.history) == 1
+    html, state = asyncio.run(on_chunk(str(chunk), "class A, class B, noise", 0.7, state, "", None))
+    assert state.history[-1].top == "noise"  # zero-shot: the tiny model never read "class B"

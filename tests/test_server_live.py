@@ -144,7 +144,7 @@ def test_the_page_api_never_fetches_a_url(served: ServerProcess) -> None:
     value = {"path": "https://example.org/x.wav", "url": "https://example.org/x.wav",
              "meta": {"_type": "gradio.FileData"}}  # fmt: skip
     r = httpx.post(served.url + "/ui/gradio_api/call/classify",
-                   json={"data": [value, "a, b", 0.7, "This is {label}."]})  # fmt: skip
+                   json={"data": [value, "a, b", 0.7, "This is {label}.", ""]})  # fmt: skip
     assert r.status_code == 200
     events = httpx.get(served.url + f"/ui/gradio_api/call/classify/{r.json()['event_id']}", timeout=30).text
     assert "event: error" in events and "never fetches URLs" in events
@@ -186,3 +186,48 @@ def test_sigterm_answers_everything_in_flight_then_exits_0(tmp_path: Path) -> No
 def _queue_depth(metrics: httpx.Response) -> float:
     m = re.search(r"^earmark_queue_depth (\S+)$", metrics.text, re.MULTILINE)
     return float(m.group(1)) if m else 0.0
+
+
+# --- classifier packs (issue 5) ---
+
+
+def _serve_in_process(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[object, list[object]]:
+    """`earmark serve ARGS` on the tiny model, stopped just before uvicorn would listen: (result, apps)."""
+    from earmark.cli import serve_cmd
+    from helpers import TINY_MODEL
+
+    apps: list[object] = []
+    monkeypatch.setattr(serve_cmd, "_run", lambda app, *a, **k: apps.append(app))
+    result = CliRunner().invoke(cli, ["serve", "--model", str(TINY_MODEL), "--port", "0", "--threads", "1",
+                                      "--setting", "decode_workers", "1", "--no-ui", *args])  # fmt: skip
+    return result, apps
+
+
+def test_serve_names_its_packs_and_refuses_bad_ones(fitted_pack: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    result, apps = _serve_in_process(monkeypatch, "--pack", str(fitted_pack), "--pack", f"again={fitted_pack}")
+    assert result.exit_code == 0, result.output
+    assert sorted(apps[0].state.packs) == ["ab", "again"]  # type: ignore[attr-defined]
+    # two packs under one name
+    result, apps = _serve_in_process(monkeypatch, "--pack", str(fitted_pack), "--pack", f"ab={fitted_pack}")
+    assert result.exit_code == 2 and not apps
+    assert "two classifier packs are named 'ab'" in result.output and "--pack NAME=PATH" in result.output
+    # a missing file, and a file that is not a pack
+    result, apps = _serve_in_process(monkeypatch, "--pack", str(tmp_path / "gone.pack.json"))
+    assert result.exit_code == 1 and not apps
+    assert f"Error: --pack gone: cannot read classifier pack {tmp_path / 'gone.pack.json'}" in result.output
+    (tmp_path / "thresholds.json").write_text("{}")
+    result, apps = _serve_in_process(monkeypatch, "--pack", str(tmp_path / "thresholds.json"))
+    assert result.exit_code == 1 and "is not a classifier pack" in result.output and not apps
+
+
+def test_serve_refuses_a_pack_fitted_on_another_model(fitted_pack: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    doc = json.loads(fitted_pack.read_text())
+    doc["text"]["base64"] = doc["directions"]["base64"]  # what another model would compute for its labels
+    other = tmp_path / "other.pack.json"
+    other.write_text(json.dumps(doc))
+    result, apps = _serve_in_process(monkeypatch, "--pack", str(fitted_pack), "--pack", str(other))
+    assert result.exit_code == 1 and not apps  # the server never started
+    assert "Error: classifier pack 'other': this classifier pack was fitted on" in result.output
+    assert "computes different embeddings. Load it with --model" in result.output

@@ -35,6 +35,9 @@ TINY_MODEL_HINT = (
               help="SQLite store for the library and events tabs (default: $EARMARK_HOME/earmark.db).")
 @click.option("--setting", "setting_pairs", type=(str, str), multiple=True, metavar="NAME VALUE",
               help="Change a server setting, e.g. --setting max_queue 64 (see docs/server.md).")
+@click.option("--pack", "pack_specs", multiple=True, metavar="[NAME=]PATH",
+              help="Serve a classifier pack from 'earmark fit' (repeatable); clients pick it by NAME "
+                   "(default: the file name, ab.pack.json -> ab).")
 @click.option("--no-ui", is_flag=True, help="REST API only, without the web page.")
 def serve_cmd(
     host: str,
@@ -45,13 +48,15 @@ def serve_cmd(
     api_key: str | None,
     db_path: Path | None,
     setting_pairs: tuple[tuple[str, str], ...],
+    pack_specs: tuple[str, ...],
     no_ui: bool,
 ) -> None:
     """Serve the web page (/ui) and REST API (/api/v1, /docs) on HOST:PORT.
 
     Stops gracefully on SIGTERM or Ctrl-C: /readyz turns 503, requests in
     flight are answered, then the process exits 0. --threads defaults to the
-    cores left after the decode workers (at least 1).
+    cores left after the decode workers (at least 1). Each --pack is loaded and
+    checked against the model before the server starts.
     """
     from ..server.settings import ServerSettings, is_loopback, parse_setting
 
@@ -63,16 +68,53 @@ def serve_cmd(
             f"refusing to listen on {host} without an API key: anyone who can reach this machine could use it.\n"
             "Set --api-key KEY (or EARMARK_API_KEY), or listen on 127.0.0.1."
         )
+    pack_paths = _pack_paths(pack_specs)
     from ..server.api import create_app  # checks the server extra before the slow model load
     from ..store import Database
 
     # leave the decode workers their cores: on a busy 2-core machine two OpenMP threads next to a decoding
     # process ran 9x slower per window than one thread (bench/RESULTS-serve.md)
     threads = threads or max(1, (os.cpu_count() or 1) - settings.decode_workers)
+    packs = _load_packs(pack_paths)  # a bad file fails before the slow model load
     classifier, load_s = _load(model, device, threads)
     db = Database(db_path)
-    app = create_app(classifier, db=db, settings=settings, ui=not no_ui, model_load_s=load_s)
+    app = create_app(classifier, db=db, settings=settings, ui=not no_ui, model_load_s=load_s, packs=packs)
     _run(app, host, port, settings, ui=not no_ui)
+
+
+def _pack_paths(specs: tuple[str, ...]) -> dict[str, Path]:
+    """``--pack [NAME=]PATH`` values as name -> path; two packs under one name are a usage error."""
+    from ..packs import pack_name
+
+    paths: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        # a file whose own name holds "=" is a path, not NAME=PATH
+        if sep and name.strip() and not Path(spec).is_file():
+            name, path = name.strip(), Path(rest)
+        else:
+            path = Path(spec)
+            name = pack_name(path)
+        if name in paths:
+            raise click.UsageError(
+                f"two classifier packs are named {name!r} ({paths[name]} and {path}); "
+                "name them apart with --pack NAME=PATH", ctx=click.get_current_context(silent=True)
+            )
+        paths[name] = path
+    return paths
+
+
+def _load_packs(paths: dict[str, Path]) -> dict[str, Any]:
+    from ..errors import ConfigError
+    from ..packs import load_pack
+
+    packs = {}
+    for name, path in paths.items():
+        try:
+            packs[name] = load_pack(path)
+        except ConfigError as ex:
+            raise click.ClickException(f"--pack {name}: {ex}") from None
+    return packs
 
 
 def _load(model: str | None, device: str | None, threads: int | None) -> tuple[Any, float]:
@@ -137,6 +179,8 @@ def _announce(server: Any, host: str, app: Any, ui: bool) -> None:
     model = app.state.classifier.model_id
     page = f"{base}/ui/" if ui else f"{base}/docs"
     click.echo(f"earmark is serving {model} at {page}  (API: {base}/api/v1, docs: {base}/docs)", err=False)
+    for name, pack in app.state.packs.items():
+        click.echo(f"classifier pack {name}: {', '.join(pack.labels)}", err=False)
 
 
 COMMANDS = [serve_cmd]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from ..errors import (
     ModelError,
     StoreError,
 )
-from .errors import NotAudio, RequestDeadline, ServerBusy
+from .errors import NotAudio, RequestDeadline, ServerBusy, UnknownPack
 from .settings import ServerSettings
 
 try:
@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover - depends on the install
 
 if TYPE_CHECKING:
     from ..classify import Classifier
+    from ..packs import ClassifierPack
     from ..store import Database
 
 __all__ = ["create_app", "error_status"]
@@ -54,6 +55,7 @@ _STATUS: tuple[tuple[type[EarmarkError], int, str], ...] = (
     (NotAudio, 415, "not_audio"),
     (AudioError, 422, "undecodable_audio"),
     (LabelError, 422, "invalid_labels"),
+    (UnknownPack, 422, "unknown_pack"),
     (ConfigError, 422, "invalid_options"),
     (ModelError, 503, "model_unavailable"),
     (StoreError, 503, "store_unavailable"),
@@ -79,6 +81,7 @@ def create_app(
     ui: bool = True,
     ui_tabs: Sequence[UiTab] = (),
     model_load_s: float | None = None,
+    packs: Mapping[str, ClassifierPack] | None = None,
 ) -> FastAPI:
     """Build the earmark web app around one loaded classifier.
 
@@ -89,9 +92,14 @@ def create_app(
         ui: mount the Gradio page at ``/ui`` (``/`` redirects there).
         ui_tabs: extra page tabs, ``(title, build_fn)``; see :func:`earmark.server.ui.build_ui`.
         model_load_s: how long the model took to load, for ``/metrics``.
+        packs: classifier packs clients may pick by name (``pack`` field, the page's
+            Classifier choice), each checked here to run on ``classifier``'s model.
 
     Returns:
         The FastAPI app; run it with uvicorn (``earmark serve`` does).
+
+    Raises:
+        ConfigError: a pack was fitted on another model.
     """
     from .compat import compat
     from .events_routes import router as events
@@ -99,8 +107,10 @@ def create_app(
     from .library_routes import router as library
     from .metrics import Metrics, MetricsMiddleware
     from .routes import health, v1
+    from .served_packs import check_packs
 
     settings.check()
+    served = check_packs(classifier, packs or {})
     metrics = Metrics()
     metrics.queue_capacity.set(settings.capacity)
     if model_load_s is not None:
@@ -113,6 +123,7 @@ def create_app(
     )
     app.state.classifier = classifier
     app.state.db = db
+    app.state.packs = served
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.engine = None
@@ -132,7 +143,7 @@ def create_app(
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     if ui:
-        _mount_ui(app, classifier, db, settings, [*_store_tabs(classifier, db), *ui_tabs])
+        _mount_ui(app, classifier, db, settings, [*_store_tabs(classifier, db), *ui_tabs], served)
     return app
 
 
@@ -155,10 +166,10 @@ def _store_tabs(classifier: Classifier, db: Database | None) -> list[UiTab]:
 
 
 def _mount_ui(app: FastAPI, classifier: Classifier, db: Database | None, settings: ServerSettings,
-              tabs: Sequence[UiTab]) -> None:  # fmt: skip
+              tabs: Sequence[UiTab], packs: Mapping[str, ClassifierPack]) -> None:  # fmt: skip
     from .ui import AppRunner, build_ui, mount_ui
 
-    blocks = build_ui(classifier, db, extra_tabs=tabs, runner=AppRunner(app), settings=settings)
+    blocks = build_ui(classifier, db, extra_tabs=tabs, runner=AppRunner(app), settings=settings, packs=packs)
     mount_ui(app, blocks, settings, path="/ui")
 
     @app.get("/", include_in_schema=False)

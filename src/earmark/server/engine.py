@@ -18,19 +18,22 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from .. import audio as _audio
 from ..classify import AudioEmbedding, Classifier
-from ..errors import AudioError
+from ..errors import AudioError, LabelError
 from ..labels import parse_labels
 from ..types import ClassifyOptions, Prediction
 from .batching import Admission, ModelBatcher
 from .decoding import Data, DecoderPool
 from .errors import RequestDeadline
 from .settings import ServerSettings
+
+if TYPE_CHECKING:
+    from ..packs import ClassifierPack
 
 __all__ = ["ServingEngine"]
 
@@ -86,9 +89,17 @@ class ServingEngine:
         return self.classifier.resolve_options(None, **overrides)
 
     async def classify(
-        self, data: Data, labels: str | Iterable[str], options: ClassifyOptions, *, name: str
+        self, data: Data, labels: str | Iterable[str] | None, options: ClassifyOptions, *, name: str,
+        pack: ClassifierPack | None = None,
     ) -> Prediction:
         """Decode an upload in a worker, embed it in shared batches, score it.
+
+        Args:
+            data: the upload (bytes, or a path to its private temporary file).
+            labels: candidate labels; with ``pack``, ``None`` or exactly the pack's labels.
+            options: from :meth:`options`.
+            name: how the upload is named in the result and in errors.
+            pack: a classifier pack (already loaded by the server) scores instead of label texts.
 
         Raises:
             ServerBusy: the queue is full (429).
@@ -96,17 +107,20 @@ class ServingEngine:
             AudioError, DecodeTimeout: the upload cannot be decoded in time.
             RequestDeadline: the whole request ran past ``request_timeout_s``.
         """
-        labels_t = parse_labels(labels)
+        labels_t = _check_labels(labels, pack)
         with self.admission.slot():
-            return await self._deadline(self._score(self._embed_upload(data, options, name), labels_t, options))
+            embedding = self._embed_upload(data, options, name)
+            return await self._deadline(self._score(embedding, labels_t, options, pack))
 
     async def classify_samples(
-        self, samples: np.ndarray, labels: str | Iterable[str], options: ClassifyOptions, *, name: str
+        self, samples: np.ndarray, labels: str | Iterable[str] | None, options: ClassifyOptions, *, name: str,
+        pack: ClassifierPack | None = None,
     ) -> Prediction:
         """Classify float32 mono samples already at the model's rate (the live microphone)."""
-        labels_t = parse_labels(labels)
+        labels_t = _check_labels(labels, pack)
         with self.admission.slot():
-            return await self._deadline(self._score(self._embed_samples(samples, options, name), labels_t, options))
+            embedding = self._embed_samples(samples, options, name)
+            return await self._deadline(self._score(embedding, labels_t, options, pack))
 
     async def embed_upload(self, data: Data, options: ClassifyOptions, *, name: str) -> AudioEmbedding:
         """Window embeddings of an upload (L2-normalised), decoded in a worker."""
@@ -185,12 +199,27 @@ class ServingEngine:
             sample_rate=rate,
         )
 
-    async def _score(self, embedding: Any, labels: tuple[str, ...], options: ClassifyOptions) -> Prediction:
+    async def _score(self, embedding: Any, labels: tuple[str, ...] | None, options: ClassifyOptions,
+                     pack: ClassifierPack | None) -> Prediction:  # fmt: skip
         emb = await embedding
-        return await self._on_model(partial(self.classifier.score, emb, labels, options=options))
+        # on the model thread: a pack's model check may embed its label texts
+        return await self._on_model(partial(self.classifier.score, emb, labels, options=options, pack=pack))
 
     async def _on_model(self, fn: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.batcher.call(fn))
+
+
+def _check_labels(labels: str | Iterable[str] | None, pack: ClassifierPack | None) -> tuple[str, ...] | None:
+    """Parsed labels, checked before any work; ``None`` when a pack scores its own labels."""
+    if labels is None:
+        if pack is None:
+            raise LabelError("no labels given: send the candidate labels, or name a classifier pack")
+        return None
+    labels_t = parse_labels(labels)
+    if pack is not None and set(labels_t) != set(pack.labels):
+        raise LabelError(f"the classifier pack scores its own labels ({', '.join(pack.labels)}); "
+                         "leave the labels out or give exactly those")  # fmt: skip
+    return labels_t
 
 
 def _auto_batch_size(backend: Any) -> int:

@@ -5,15 +5,17 @@
     EarmarkError
     ├── ServerBusy        the queue is full: 429 + Retry-After
     ├── RequestDeadline   a request ran past its deadline: 504
+    ├── ConfigError
+    │   └── UnknownPack   a classifier pack name the server does not serve: 422
     └── AudioError
         └── NotAudio      an upload that is plainly something else (an image, a PDF...): 415
 """
 
 from __future__ import annotations
 
-from ..errors import AudioError, EarmarkError
+from ..errors import AudioError, ConfigError, EarmarkError
 
-__all__ = ["NotAudio", "RequestDeadline", "ServerBusy"]
+__all__ = ["NotAudio", "RequestDeadline", "ServerBusy", "UnknownPack"]
 
 
 class ServerBusy(EarmarkError):
@@ -30,3 +32,7 @@ class RequestDeadline(EarmarkError):
 
 class NotAudio(AudioError):
     """The upload is recognisably not audio."""
+
+
+class UnknownPack(ConfigError):
+    """A request named a classifier pack the server does not serve (clients name packs, never files)."""

@@ -23,6 +23,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "audio": "Audio: drop a file, record, or pick an example",
         "labels": "Labels (commas or new lines)",
         "labels_placeholder": "dog barking, glass breaking, smoke alarm",
+        "pack": "Classifier",
+        "pack_zero_shot": "zero-shot (labels below)",
+        "pack_note": (
+            "Labels come from classifier pack {name} ({n} training examples, cross-validated accuracy {acc}); "
+            "its trained head scores them. Choose zero-shot to type your own labels."
+        ),
         "preset": "Label presets",
         "preset_home": "Home security",
         "preset_industrial": "Industrial",
@@ -76,6 +82,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "audio": "音频：拖入文件、录音或选择示例",
         "labels": "标签（用逗号或换行分隔）",
         "labels_placeholder": "dog barking, glass breaking, smoke alarm",
+        "pack": "分类器",
+        "pack_zero_shot": "零样本（使用下方标签）",
+        "pack_note": "标签来自分类器包 {name}（{n} 个训练样本，交叉验证准确率 {acc}），由其训练好的分类头打分。选择零样本即可输入自己的标签。",
         "preset": "标签预设",
         "preset_home": "家居安防",
         "preset_industrial": "工业",

@@ -17,7 +17,8 @@ from ..labels import MAX_LABEL_CHARS, MAX_LABELS
 from ..types import Prediction
 from .errors import ServerBusy
 from .i18n import foreign_script_labels, t
-from .schemas import ClassifyResponse, EmbedResponse, ErrorResponse
+from .schemas import ClassifyResponse, EmbedResponse, ErrorResponse, PacksResponse
+from .served_packs import pack_summary, pick_pack
 from .uploads import upload_source
 
 __all__ = ["ERROR_RESPONSES", "engine_of", "health", "v1"]
@@ -63,7 +64,10 @@ async def metrics(request: Request) -> Response:
 async def classify(
     request: Request,
     file: Annotated[UploadFile, File(description="The audio file (wav, mp3, ogg, flac, opus, m4a, webm...).")],
-    labels: Annotated[str, Form(description="Candidate labels, separated by commas or new lines (2 to 1000).")],
+    labels: Annotated[str | None, Form(description="Candidate labels, separated by commas or new lines (2 to 1000). "
+                                       "With `pack`: leave out, or exactly the pack's labels.")] = None,
+    pack: Annotated[str | None, Form(description="Name of a classifier pack this server serves (see "
+                                     "`GET /api/v1/packs`): its trained head scores its own labels.")] = None,
     threshold: Annotated[float | None, Form(ge=0, le=1, description="Below it the answer is uncertain.")] = None,
     top_k: Annotated[int | None, Form(ge=1, description="How many best labels `top_k` holds.")] = None,
     template: Annotated[list[str] | None, Form(description="Prompt template(s) with {label}.")] = None,
@@ -72,13 +76,29 @@ async def classify(
     aggregate: Annotated[Literal["mean", "max"] | None, Form(description="Clip score from windows.")] = None,
     windows: Annotated[bool, Form(description="Include per-window scores.")] = False,
 ) -> dict[str, Any]:
-    """Classify one audio file against free-text labels."""
+    """Classify one audio file against free-text labels, or with a served classifier pack."""
     engine = engine_of(request)
+    packs = request.app.state.packs
+    chosen = pick_pack(packs, pack)
+    labels = labels if labels and labels.strip() else None  # an empty form field is a field left out
+    if chosen is None and labels is None:
+        hint = f", or name a classifier pack as `pack` ({', '.join(sorted(packs))})" if packs else ""
+        raise LabelError(f"no labels given: send the candidate labels as `labels`{hint}")
     opts = engine.options(threshold=threshold, top_k=top_k, templates=tuple(template) if template else None,
                           window_s=window_s, hop_s=hop_s, aggregate=aggregate)  # fmt: skip
     async with upload_source(file) as (data, name):
-        prediction = await engine.classify(data, labels, opts, name=name)
-    return prediction_json(prediction, windows=windows)
+        prediction = await engine.classify(data, labels, opts, name=name, pack=chosen)
+    out = prediction_json(prediction, windows=windows)
+    if chosen is not None and pack is not None:
+        out["pack"] = pack.strip()
+    return out
+
+
+@v1.get("/packs", response_model=PacksResponse)
+async def list_packs(request: Request) -> dict[str, Any]:
+    """The classifier packs this server serves; name one as `pack` when classifying."""
+    served = request.app.state.packs
+    return {"packs": [pack_summary(name, p) for name, p in sorted(served.items())]}
 
 
 @v1.post("/embed", response_model=EmbedResponse, response_model_exclude_unset=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 __all__ = [
@@ -11,6 +13,8 @@ __all__ = [
     "ErrorResponse",
     "GradioLabel",
     "LegacyPredictResponse",
+    "PackInfo",
+    "PacksResponse",
 ]
 
 
@@ -63,7 +67,25 @@ class ClassifyResponse(BaseModel):
     cosines: dict[str, float] = Field(description="Every label's raw cosine similarity.")
     timeline: list[SegmentRow] = Field(description="Stretches where a label is heard above threshold.")
     windows: list[WindowRow] | None = Field(default=None, description="Per-window scores when `windows=true`.")
+    pack: str | None = Field(default=None, description="The classifier pack that scored, when `pack` was given; "
+                             "absent for zero-shot.")
     warnings: list[str] = Field(default_factory=list)
+
+
+class PackInfo(BaseModel):
+    name: str = Field(description="What to send as `pack` when classifying.")
+    labels: list[str] = Field(description="The classes the pack scores, in its order.")
+    model: str = Field(description="The model it was fitted on (the server checked it is the one loaded).")
+    digest: str = Field(description="Identity of what the pack computes (labels, head, thresholds).")
+    examples: dict[str, int] = Field(description="Training examples per class.")
+    cv_accuracy: float | None = Field(description="Cross-validated accuracy on its training data, if recorded.")
+    label_thresholds: dict[str, float] = Field(description="Calibrated per-label thresholds (may be empty).")
+    training: dict[str, Any] = Field(description="Training summary: method, folds, macro-F1, zero-shot "
+                                     "accuracy on the same data, when fitted.")
+
+
+class PacksResponse(BaseModel):
+    packs: list[PackInfo] = Field(description="The classifier packs this server serves, by name.")
 
 
 class EmbedResponse(BaseModel):

@@ -11,7 +11,7 @@ the page runs on its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..classify import Classifier
+    from ..packs import ClassifierPack
     from ..store import Database
 
 __all__ = ["AppRunner", "DirectRunner", "build_ui", "mount_ui", "page_assets", "ui_text"]
@@ -92,13 +93,15 @@ class DirectRunner:
     def options(self, **overrides: Any) -> ClassifyOptions:
         return self.classifier.resolve_options(None, **overrides)
 
-    async def classify(self, data: Any, labels: Any, options: ClassifyOptions, *, name: str) -> Prediction:
-        return await asyncio.to_thread(partial(self.classifier.classify, data, labels, name=name, options=options))
+    async def classify(self, data: Any, labels: Any, options: ClassifyOptions, *, name: str,
+                       pack: ClassifierPack | None = None) -> Prediction:  # fmt: skip
+        fn = partial(self.classifier.classify, data, labels, name=name, options=options, pack=pack)
+        return await asyncio.to_thread(fn)
 
     async def classify_samples(self, samples: np.ndarray, labels: Any, options: ClassifyOptions, *,
-                               name: str) -> Prediction:  # fmt: skip
+                               name: str, pack: ClassifierPack | None = None) -> Prediction:  # fmt: skip
         fn = partial(self.classifier.classify, samples, labels, input_rate=self.sample_rate, name=name,
-                     options=options)  # fmt: skip
+                     options=options, pack=pack)  # fmt: skip
         return await asyncio.to_thread(fn)
 
 
@@ -121,12 +124,14 @@ class AppRunner:
     def options(self, **overrides: Any) -> ClassifyOptions:
         return self.app.state.classifier.resolve_options(None, **overrides)  # type: ignore[no-any-return]
 
-    async def classify(self, data: Any, labels: Any, options: ClassifyOptions, *, name: str) -> Prediction:
-        return await self._engine().classify(data, labels, options, name=name)  # type: ignore[no-any-return]
+    async def classify(self, data: Any, labels: Any, options: ClassifyOptions, *, name: str,
+                       pack: ClassifierPack | None = None) -> Prediction:  # fmt: skip
+        return await self._engine().classify(data, labels, options, name=name, pack=pack)  # type: ignore[no-any-return]
 
     async def classify_samples(self, samples: np.ndarray, labels: Any, options: ClassifyOptions, *,
-                               name: str) -> Prediction:  # fmt: skip
-        return await self._engine().classify_samples(samples, labels, options, name=name)  # type: ignore[no-any-return]
+                               name: str, pack: ClassifierPack | None = None) -> Prediction:  # fmt: skip
+        return await self._engine().classify_samples(samples, labels, options, name=name,  # type: ignore[no-any-return]
+                                                     pack=pack)  # fmt: skip
 
 
 def build_ui(
@@ -136,6 +141,7 @@ def build_ui(
     *,
     runner: Any = None,
     settings: ServerSettings | None = None,
+    packs: Mapping[str, ClassifierPack] | None = None,
 ) -> gr.Blocks:
     """The page: Classify and Live tabs, then ``extra_tabs``.
 
@@ -146,6 +152,8 @@ def build_ui(
             its ``gr.Tab`` and adds that tab's components and events.
         runner: how handlers classify (default: the classifier directly, in a thread).
         settings: live window/cadence and concurrency (default :class:`ServerSettings`).
+        packs: classifier packs the Classify and Live tabs offer by name (checked to run on
+            ``classifier``'s model by whoever loaded them: ``create_app`` does).
 
     Returns:
         The ``gr.Blocks``; mount it with :func:`mount_ui` (``create_app`` does).
@@ -162,9 +170,9 @@ def build_ui(
         gr.Markdown(i18n("intro"))
         with gr.Tabs():
             with gr.Tab(i18n("tab_classify"), id="classify"):
-                build_classify_tab(runner, settings, i18n, examples)
+                build_classify_tab(runner, settings, i18n, examples, packs or {})
             with gr.Tab(i18n("tab_live"), id="live"):
-                build_live_tab(runner, settings, i18n)
+                build_live_tab(runner, settings, i18n, packs or {})
             for title, build_fn in extra_tabs:
                 with gr.Tab(title):
                     build_fn()

@@ -8,9 +8,9 @@ import tempfile
 import time
 import uuid
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import numpy as np
@@ -21,7 +21,11 @@ from .errors import ServerBusy
 from .i18n import pick_language, t
 from .presets import PRESETS
 from .settings import ServerSettings
+from .ui_packs import labels_and_pack, on_pack_change, pack_choice
 from .ui_render import bars_html, export_csv, export_json, summary_html, timeline_html
+
+if TYPE_CHECKING:
+    from ..packs import ClassifierPack
 
 __all__ = ["build_classify_tab", "make_examples"]
 
@@ -74,17 +78,18 @@ class _Exports:
         return [str(json_path), str(csv_path)]
 
 
-def make_handler(runner: Any, exports: _Exports) -> Callable[..., Any]:
+def make_handler(runner: Any, exports: _Exports, packs: Mapping[str, ClassifierPack]) -> Callable[..., Any]:
     """The Classify button: one prediction, rendered for the asker's language."""
-    async def on_classify(audio_path: str | None, labels: str, threshold: float, template: str,
+    async def on_classify(audio_path: str | None, labels: str, threshold: float, template: str, choice: str | None,
                           request: gr.Request) -> tuple[Any, ...]:  # fmt: skip
         lang = pick_language(request.headers.get("accept-language") if request else None)
         if not audio_path:
             raise gr.Error(t("no_audio", lang))
         try:
+            label_set, pack = labels_and_pack(packs, choice, labels)
             templates = (template.strip(),) if template and template.strip() else None
             opts = runner.options(threshold=threshold, templates=templates)
-            p = await runner.classify(Path(audio_path), labels, opts, name=os.path.basename(audio_path))
+            p = await runner.classify(Path(audio_path), label_set, opts, name=os.path.basename(audio_path), pack=pack)
         except ServerBusy as ex:
             raise gr.Error(t("busy", lang, s=ex.retry_after_s)) from None
         except EarmarkError as ex:
@@ -96,14 +101,16 @@ def make_handler(runner: Any, exports: _Exports) -> Callable[..., Any]:
     return on_classify
 
 
-def build_classify_tab(runner: Any, settings: ServerSettings, i18n: Any, examples: list[list[str]]) -> None:
-    """Components and events of the Classify tab (call inside ``gr.Tab``)."""
+def build_classify_tab(runner: Any, settings: ServerSettings, i18n: Any, examples: list[list[str]],
+                       packs: Mapping[str, ClassifierPack]) -> None:  # fmt: skip
+    """Components and events of the Classify tab (call inside ``gr.Tab``); ``packs`` adds the Classifier choice."""
     with gr.Row():
         with gr.Column(scale=1):
             # Gradio 6 shows an i18n label on Audio as "[object Object]": the caption is a Markdown instead
             gr.Markdown(i18n("audio"), elem_classes="em-caption")
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="audio", show_label=False,
                              elem_id="em-audio")  # fmt: skip
+            pack, pack_note = pack_choice(packs, i18n, elem_id="em-pack")
             labels = gr.Textbox(label=i18n("labels"), lines=3, placeholder=t("labels_placeholder"),
                                 elem_id="em-labels")  # fmt: skip
             with gr.Row(elem_id="em-presets"):
@@ -121,6 +128,7 @@ def build_classify_tab(runner: Any, settings: ServerSettings, i18n: Any, example
                                 elem_id="em-downloads")  # fmt: skip
     for key, btn in preset_buttons.items():  # filled in by the browser: no server round trip
         btn.click(None, None, labels, js=f"() => {json.dumps(PRESETS[key])}")
-    handler = make_handler(runner, _Exports())
-    button.click(handler, [audio, labels, threshold, template], [summary, bars, timeline, downloads],
+    on_pack_change(pack, pack_note, labels, [*preset_buttons.values(), template], packs)
+    handler = make_handler(runner, _Exports(), packs)
+    button.click(handler, [audio, labels, threshold, template, pack], [summary, bars, timeline, downloads],
                  api_name="classify", concurrency_limit=settings.capacity)  # fmt: skip

@@ -10,10 +10,10 @@ process), resampled to the model's rate and kept in a rolling buffer.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import numpy as np
@@ -23,7 +23,11 @@ from ..errors import AudioError, EarmarkError
 from .errors import ServerBusy
 from .i18n import pick_language, t
 from .settings import ServerSettings
+from .ui_packs import labels_and_pack, on_pack_change, pack_choice
 from .ui_render import LiveResult, live_html, warnings_html
+
+if TYPE_CHECKING:
+    from ..packs import ClassifierPack
 
 __all__ = ["LiveState", "build_live_tab", "read_wav"]
 
@@ -104,10 +108,11 @@ def chunk_samples(path: str, model_rate: int) -> np.ndarray:
     return _audio.decode(x, input_rate=rate, sample_rate=model_rate, name="microphone")
 
 
-def make_handler(runner: Any, settings: ServerSettings) -> Callable[..., Any]:
+def make_handler(runner: Any, settings: ServerSettings,
+                 packs: Mapping[str, ClassifierPack] | None = None) -> Callable[..., Any]:  # fmt: skip
     """The stream handler: buffer each chunk; every ``live_every_s`` of audio, classify the window."""
     async def on_chunk(path: str | None, labels: str, threshold: float, state: LiveState | None,
-                       request: gr.Request) -> tuple[Any, LiveState]:  # fmt: skip
+                       choice: str | None, request: gr.Request) -> tuple[Any, LiveState]:  # fmt: skip
         lang = pick_language(request.headers.get("accept-language") if request else None)
         state = state if isinstance(state, LiveState) else LiveState()
         if not path:
@@ -120,8 +125,9 @@ def make_handler(runner: Any, settings: ServerSettings) -> Callable[..., Any]:
             return gr.skip(), state
         state.next_at_s = state.heard_s + settings.live_every_s
         try:
+            label_set, pack = labels_and_pack(packs or {}, choice, labels)
             opts = runner.options(threshold=threshold, window_s=settings.live_window_s, hop_s=settings.live_window_s)
-            p = await runner.classify_samples(state.buffer, labels, opts, name="microphone")
+            p = await runner.classify_samples(state.buffer, label_set, opts, name="microphone", pack=pack)
         except ServerBusy as ex:
             return _message(t("busy", lang, s=ex.retry_after_s)), state
         except EarmarkError as ex:
@@ -142,14 +148,15 @@ def _message(text: str) -> str:
     return f'<div class="em-live em-error" role="alert">{escape(text)}</div>'
 
 
-def build_live_tab(runner: Any, settings: ServerSettings, i18n: Any) -> None:
-    """Components and events of the Live tab (call inside ``gr.Tab``)."""
+def build_live_tab(runner: Any, settings: ServerSettings, i18n: Any, packs: Mapping[str, ClassifierPack]) -> None:
+    """Components and events of the Live tab (call inside ``gr.Tab``); ``packs`` adds the Classifier choice."""
     gr.Markdown(i18n("live_intro"))
     with gr.Row():
         with gr.Column(scale=1):
             gr.Markdown(i18n("live_mic"), elem_classes="em-caption")
             mic = gr.Audio(sources=["microphone"], streaming=True, type="filepath", label="microphone",
                            show_label=False, elem_id="em-live-mic")  # fmt: skip
+            pack, pack_note = pack_choice(packs, i18n, elem_id="em-live-pack")
             labels = gr.Textbox(label=i18n("labels"), lines=2, value="speech, music, dog barking, silence",
                                 elem_id="em-live-labels")  # fmt: skip
             threshold = gr.Slider(0, 1, value=0.7, step=0.01, label=i18n("threshold"), elem_id="em-live-threshold")
@@ -158,7 +165,8 @@ def build_live_tab(runner: Any, settings: ServerSettings, i18n: Any) -> None:
         with gr.Column(scale=2):
             panel = gr.HTML(elem_id="em-live-panel")
     state = gr.State(None)
-    mic.stream(make_handler(runner, settings), [mic, labels, threshold, state], [panel, state],
+    on_pack_change(pack, pack_note, labels, [], packs)
+    mic.stream(make_handler(runner, settings, packs), [mic, labels, threshold, state, pack], [panel, state],
                stream_every=0.5, time_limit=None, concurrency_limit=settings.live_sessions,
                show_progress="hidden", api_name="live_chunk")  # fmt: skip
     # a new recording starts a new window; the history stays until cleared
