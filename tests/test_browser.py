@@ -124,6 +124,7 @@ def test_a_classifier_pack_picked_on_the_page(browser: Any, served: ServerProces
         assert page.locator("#em-summary .em-summary").get_attribute("data-label") == "class B"
         rows = page.locator("#em-bars .em-bar-row").evaluate_all("rs => rs.map(r => r.dataset.label)")
         assert rows[0] == "class B" and sorted(rows) == ["class A", "class B", "noise"]
+        assert "scored by classifier pack ab" in page.locator("#em-summary .em-meta").inner_text()
         _shot(page, "classify-pack.png")
         choice.click()
         page.get_by_role("option", name="zero-shot (labels below)").click()

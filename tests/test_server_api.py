@@ -269,7 +269,7 @@ def test_concurrent_requests_share_batches_and_results_do_not_depend_on_them(cla
     assert sum(batches) == 12 and len(batches) < 5
     assert together == alone  # bit for bit: every batch has the same shape
     library = classifier.classify(files["seq"].read_bytes(), LABELS, name="seq30.mp3")
-    for got, want in zip(together[0].scores, library.scores):
+    for got, want in zip(together[0].scores, library.scores, strict=True):
         assert got.label == want.label and got.probability == pytest.approx(want.probability, abs=1e-5)
 
 

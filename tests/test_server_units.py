@@ -140,13 +140,13 @@ def _prediction(labels: tuple[str, ...], windows: list[list[float]], threshold: 
     order = np.argsort(-clip, kind="stable")
     spans = [(i * 5.0, i * 5.0 + 10.0) for i in range(len(windows))]
     segs = tuple(Segment(label=labels[int(np.argmax(w))], start_s=s, end_s=e, score=float(max(w)))
-                 for (s, e), w in zip(spans, windows) if max(w) >= threshold)  # fmt: skip
+                 for (s, e), w in zip(spans, windows, strict=True) if max(w) >= threshold)  # fmt: skip
     return Prediction(
         source="a.wav", model="m", labels=labels, threshold=threshold, top_k=3, sample_rate=48000,
         duration_s=spans[-1][1],
         scores=tuple(Score(label=labels[j], probability=float(clip[j]), cosine=0.1) for j in order),
         windows=tuple(WindowScores(start_s=s, end_s=e, probabilities=tuple(w), cosines=tuple(w))
-                      for (s, e), w in zip(spans, windows)),
+                      for (s, e), w in zip(spans, windows, strict=True)),
         timeline=segs,
     )  # fmt: skip
 
@@ -209,21 +209,22 @@ class _NumpyBackend:
 
 
 def test_batcher_coalesces_concurrent_windows_and_results_do_not_depend_on_batching() -> None:
-    backend = _NumpyBackend(delay_s=0.05)
+    # the first window holds the model long enough for the rest to queue even on a loaded machine
+    backend = _NumpyBackend(delay_s=0.3)
     windows = [np.random.default_rng(i).normal(size=300).astype(np.float32) for i in range(12)]
     alone = [backend.embed_audio([w])[0] for w in windows]
     backend.calls.clear()
     backend.shapes.clear()
     batcher = ModelBatcher(backend, batch_size=8, max_wait_ms=0)
     try:
-        first = batcher.embed(windows[:1])  # occupies the model for 50 ms while the rest queue up
+        first = batcher.embed(windows[:1])  # occupies the model for 300 ms while the rest queue up
         time.sleep(0.01)
         rest = [batcher.embed([w]) for w in windows[1:]]
         results = [f.result(5) for f in first + [r[0] for r in rest]]
     finally:
         batcher.close()
     assert backend.calls == [1, 8, 3] and backend.shapes == [8, 8, 8]  # always one shape: padded
-    for got, want in zip(results, alone):
+    for got, want in zip(results, alone, strict=True):
         np.testing.assert_array_equal(got, want)
 
 

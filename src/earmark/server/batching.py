@@ -154,7 +154,7 @@ class ModelBatcher:
             for w in live:
                 w.future.set_exception(ex)
             return
-        for w, v in zip(live, vectors):
+        for w, v in zip(live, vectors, strict=True):
             w.future.set_result(v)
         if self._on_batch:
             self._on_batch(len(live), time.perf_counter() - start)

@@ -54,6 +54,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "col_end": "end (s)",
         "col_peak": "peak",
         "duration": "{s} s of audio, {n} window(s), model {model}",
+        "pack_used": "scored by classifier pack {name}",
         "warn_script": (
             "Some labels are not in the Latin script ({labels}). The model's text encoder was trained on "
             "English text, so their scores will be poor: use English labels."
@@ -110,6 +111,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "col_end": "结束（秒）",
         "col_peak": "峰值",
         "duration": "音频 {s} 秒，{n} 个窗口，模型 {model}",
+        "pack_used": "由分类器包 {name} 打分",
         "warn_script": (
             "部分标签不是拉丁字母（{labels}）。模型的文本编码器只用英文训练，这些标签的得分会很差：请使用英文标签。"
         ),

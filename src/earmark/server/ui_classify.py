@@ -64,7 +64,7 @@ class _Exports:
         self._dir = tempfile.TemporaryDirectory(prefix="earmark-results-")
         self.path = Path(self._dir.name)
 
-    def write(self, p: Prediction) -> list[str]:
+    def write(self, p: Prediction, pack: str | None = None) -> list[str]:
         now = time.time()
         for old in self.path.iterdir():
             if now - old.stat().st_mtime > _EXPORT_MAX_AGE_S:
@@ -73,7 +73,7 @@ class _Exports:
         folder.mkdir()
         stem = Path(p.source).stem or "audio"
         json_path, csv_path = folder / f"{stem}.earmark.json", folder / f"{stem}.earmark.csv"
-        json_path.write_text(export_json(p), encoding="utf-8")
+        json_path.write_text(export_json(p, pack=pack), encoding="utf-8")
         csv_path.write_text(export_csv(p), encoding="utf-8")
         return [str(json_path), str(csv_path)]
 
@@ -96,7 +96,8 @@ def make_handler(runner: Any, exports: _Exports, packs: Mapping[str, ClassifierP
             raise gr.Error(t("error", lang, reason=str(ex))) from None
         long_audio = len(p.windows) > 1
         timeline = gr.update(value=timeline_html(p, lang) if long_audio else "", visible=long_audio)
-        return summary_html(p, lang), bars_html(p, lang), timeline, exports.write(p)
+        name = choice if pack is not None else None
+        return summary_html(p, lang, pack=name), bars_html(p, lang), timeline, exports.write(p, name)
 
     return on_classify
 

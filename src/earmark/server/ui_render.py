@@ -43,8 +43,8 @@ def warnings_html(labels: Sequence[str], lang: str) -> str:
     return f'<div class="em-warning" role="alert">⚠ {escape(text)}</div>'
 
 
-def summary_html(p: Prediction, lang: str) -> str:
-    """The answer (or "uncertain"), the top 3, what was heard, and label warnings."""
+def summary_html(p: Prediction, lang: str, *, pack: str | None = None) -> str:
+    """The answer (or "uncertain"), the top 3, what was heard (and the pack that scored), label warnings."""
     top = p.top
     if p.uncertain:
         detail = t("uncertain_detail", lang, label=top.label, p=_pct(top.probability), t=_pct(p.threshold))
@@ -57,6 +57,8 @@ def summary_html(p: Prediction, lang: str) -> str:
         f'<li data-label="{escape(s.label)}">{escape(s.label)}: {_pct(s.probability)}</li>' for s in p.scores[:3]
     )
     meta = t("duration", lang, s=f"{p.duration_s:.1f}", n=len(p.windows) or 1, model=p.model)
+    if pack is not None:
+        meta += "; " + t("pack_used", lang, name=pack)
     return (
         f'<div class="em-summary" data-label="{escape(p.label or "")}" data-top="{escape(top.label)}" '
         f'data-uncertain="{str(p.uncertain).lower()}">{answer}'
@@ -115,7 +117,7 @@ def timeline_html(p: Prediction, lang: str) -> str:
         color = label_color(label)
         parts.append(f'<text x="{left - 6}" y="{y + 17}" text-anchor="end" class="em-lane-label">'
                      f'{escape(label[:18])}</text>')  # fmt: skip
-        for (a, b), w in zip(_cell_edges(p), p.windows):
+        for (a, b), w in zip(_cell_edges(p), p.windows, strict=True):
             prob = w.probabilities[j]
             parts.append(f'<rect x="{x(a):.1f}" y="{y + 3}" width="{max(x(b) - x(a), 0.5):.1f}" height="{lane_h - 6}" '
                          f'fill="{color}" fill-opacity="{0.08 + 0.6 * prob:.3f}"><title>{escape(label)} '
@@ -205,9 +207,12 @@ def live_html(history: Sequence[LiveResult], lang: str, *, window_s: float, ever
     )
 
 
-def export_json(p: Prediction) -> str:
-    """The full result, per-window scores included."""
-    return json.dumps(p.to_dict(windows=True), ensure_ascii=False, indent=2)
+def export_json(p: Prediction, *, pack: str | None = None) -> str:
+    """The full result, per-window scores included (and the classifier pack that scored it, if any)."""
+    doc = p.to_dict(windows=True)
+    if pack is not None:
+        doc["pack"] = pack
+    return json.dumps(doc, ensure_ascii=False, indent=2)
 
 
 def export_csv(p: Prediction) -> str:
