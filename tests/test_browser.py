@@ -130,6 +130,14 @@ def test_a_classifier_pack_picked_on_the_page(browser: Any, served: ServerProces
         page.get_by_role("option", name="zero-shot (labels below)").click()
         page.wait_for_function("() => !document.querySelector('#em-labels textarea').disabled")
         assert not note.is_visible()
+        # an example brings its own labels: picking one while a pack is chosen goes back to zero-shot
+        choice.click()
+        page.get_by_role("option", name="ab", exact=True).click()
+        page.wait_for_function("() => document.querySelector('#em-labels textarea').disabled")
+        page.get_by_text("beep (5 s)", exact=True).click()
+        page.wait_for_function("() => !document.querySelector('#em-labels textarea').disabled")
+        assert choice.input_value() == "zero-shot (labels below)"
+        assert "beep" in labels.input_value() and "class A" not in labels.input_value()
         # the Live tab offers the same choice
         page.get_by_role("tab", name="Live").click()
         page.locator("#em-live-pack input").click()

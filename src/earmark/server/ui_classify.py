@@ -21,7 +21,7 @@ from .errors import ServerBusy
 from .i18n import pick_language, t
 from .presets import PRESETS
 from .settings import ServerSettings
-from .ui_packs import labels_and_pack, on_pack_change, pack_choice
+from .ui_packs import ZERO_SHOT, labels_and_pack, on_pack_change, pack_choice
 from .ui_render import bars_html, export_csv, export_json, summary_html, timeline_html
 
 if TYPE_CHECKING:
@@ -119,8 +119,8 @@ def build_classify_tab(runner: Any, settings: ServerSettings, i18n: Any, example
             threshold = gr.Slider(0, 1, value=0.7, step=0.01, label=i18n("threshold"), elem_id="em-threshold")
             template = gr.Textbox(value=DEFAULT_TEMPLATE, label=i18n("template"), elem_id="em-template")
             button = gr.Button(i18n("classify"), variant="primary", elem_id="em-classify")
-            gr.Examples(examples, inputs=[audio, labels], label=i18n("examples"),
-                        example_labels=["beep (5 s)", "hum → clicks → beep (30 s)"])  # fmt: skip
+            shown = gr.Examples(examples, inputs=[audio, labels], label=i18n("examples"),
+                                example_labels=["beep (5 s)", "hum → clicks → beep (30 s)"])  # fmt: skip
         with gr.Column(scale=1):
             summary = gr.HTML(elem_id="em-summary")
             bars = gr.HTML(elem_id="em-bars")
@@ -130,6 +130,8 @@ def build_classify_tab(runner: Any, settings: ServerSettings, i18n: Any, example
     for key, btn in preset_buttons.items():  # filled in by the browser: no server round trip
         btn.click(None, None, labels, js=f"() => {json.dumps(PRESETS[key])}")
     on_pack_change(pack, pack_note, labels, [*preset_buttons.values(), template], packs)
+    if packs:  # the examples come with their own labels: picking one goes back to zero-shot
+        shown.dataset.click(None, None, pack, js=f"() => {json.dumps(ZERO_SHOT)}")
     handler = make_handler(runner, _Exports(), packs)
     button.click(handler, [audio, labels, threshold, template, pack], [summary, bars, timeline, downloads],
                  api_name="classify", concurrency_limit=settings.capacity)  # fmt: skip
