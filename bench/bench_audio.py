@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from earmark import audio, synth
-from earmark.isolate import DecoderPool
-from helpers import CODECS, encode
+from earmark import audio, synth  # noqa: E402 - after the path set-up above
+from earmark.isolate import DecoderPool  # noqa: E402
+from helpers import CODECS, encode  # noqa: E402
 
 RATE = 48_000
 
@@ -161,15 +161,9 @@ def transfer() -> list[str]:
 
 
 def machine() -> str:
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in ln
-        ),
-        platform.processor(),
-    )
-    load = subprocess.run(["uptime"], check=False, capture_output=True, text=True).stdout.strip()
+    from host import cpu_name, uptime
+
+    cpu, load = cpu_name(), uptime()
     import av
 
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, PyAV {av.__version__}. `uptime`: {load}"

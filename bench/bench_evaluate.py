@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -109,16 +108,9 @@ def bench_fit() -> dict[str, float]:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; `uptime`: {uptime}"
+    from host import cpu_name, uptime
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; `uptime`: {uptime()}"
 
 
 def main() -> None:

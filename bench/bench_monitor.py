@@ -20,7 +20,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,21 +35,16 @@ HOP_S = 2.0
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
+    from host import cpu_name
 
-    return f"{cpu}; {os.cpu_count()} logical cores; Python {platform.python_version()}; torch {torch.__version__}"
+    return f"{cpu_name()}; {os.cpu_count()} logical cores; Python {platform.python_version()}; torch {torch.__version__}"
 
 
 def load_avg() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    from host import uptime
+
+    return uptime()
 
 
 def model_path() -> str:

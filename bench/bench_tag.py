@@ -237,9 +237,9 @@ def bench_text_query(threads: int, windows: int) -> dict[str, float]:
 
 
 def machine() -> dict[str, object]:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    return {"cpu": cpu, "cores": os.cpu_count(), "uptime": subprocess.run(["uptime"], capture_output=True,
-                                                                          text=True).stdout.strip()}  # fmt: skip
+    from host import cpu_name, uptime
+
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "uptime": uptime()}
 
 
 def main() -> None:
