@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from earmark import audio, synth  # noqa: E402 - after the path set-up above
-from earmark.isolate import DecoderPool  # noqa: E402
+from earmark.audio.isolate import DecoderPool  # noqa: E402
 from helpers import CODECS, encode  # noqa: E402
 
 RATE = 48_000
@@ -187,7 +187,7 @@ def main() -> None:
             "",
             *thirty_minutes(d),
             "",
-            "## Isolation in worker processes (`earmark.isolate.DecoderPool`)",
+            "## Isolation in worker processes (`earmark.audio.isolate.DecoderPool`)",
             "",
             *pool_costs(d),
             *transfer(),

@@ -100,7 +100,7 @@ def make_files(n: int) -> list[Path]:
 def child_earmark(args: argparse.Namespace) -> dict[str, Any]:
     from earmark import Classifier
     from earmark.audio import decode
-    from earmark.pipeline import embed_many
+    from earmark.stage import embed_many
 
     files = make_files(args.files)
     clf = Classifier(args.model, backend=args.backend, threads=THREADS)
@@ -218,7 +218,7 @@ def _torch_profile(backend: Any, feats: Any) -> list[tuple[str, float]]:
 def child_tagging(args: argparse.Namespace) -> dict[str, Any]:
     """Tagging loop alone (run under py-spy by the parent)."""
     from earmark import Classifier
-    from earmark.pipeline import embed_many
+    from earmark.stage import embed_many
 
     files = make_files(args.files)
     clf = Classifier(args.model, backend=args.backend, threads=THREADS)

@@ -44,8 +44,8 @@ def _clips(root: Path, n: int) -> Path:
 
 def bench_cache(model: str, n_files: int, threads: int | None) -> dict[str, float]:
     from earmark import Classifier, datasets
-    from earmark.eval_cache import EmbeddingCache
-    from earmark.eval_run import EvalOptions, run_eval
+    from earmark.evaluate.cache import EmbeddingCache
+    from earmark.evaluate.runs import EvalOptions, run_eval
     from earmark.store import Database
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,8 +59,12 @@ def bench_cache(model: str, n_files: int, threads: int | None) -> dict[str, floa
         first = run_eval([clf], ds, options=EvalOptions(baseline=True), cache=cache)
         first_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        second = run_eval([clf], ds, options=EvalOptions(templates=("{label}", "the sound of {label}"),
-                                                         average_templates=True), cache=cache)  # fmt: skip
+        second = run_eval(
+            [clf],
+            ds,
+            options=EvalOptions(templates=("{label}", "the sound of {label}"), average_templates=True),
+            cache=cache,
+        )
         second_s = time.perf_counter() - t0
         files = first.files[clf.model_id]
         assert all(e.cached for e in second.files[clf.model_id])
@@ -76,9 +80,9 @@ def bench_cache(model: str, n_files: int, threads: int | None) -> dict[str, floa
 
 def bench_fit() -> dict[str, float]:
     from earmark import fewshot
-    from earmark.calibrate import calibrate, held_out_check
-    from earmark.evaluate import compute_metrics
-    from earmark.packs import fit_pack
+    from earmark.adapt.calibrate import calibrate, held_out_check
+    from earmark.adapt.packs import fit_pack
+    from earmark.evaluate.metrics import compute_metrics
 
     rng = np.random.default_rng(0)
     n_classes, per, dim, scale = 50, 40, 512, 33.0
@@ -90,13 +94,22 @@ def bench_fit() -> dict[str, float]:
     labels = [f"class {c}" for c in range(n_classes)]
     out: dict[str, float] = {}
     t0 = time.perf_counter()
-    pack = fit_pack(x, y, labels, text=text, scale=scale, model="m", templates=("{label}",),
-                    options=fewshot.FitOptions(target_precision=0.9))  # fmt: skip
+    pack = fit_pack(
+        x,
+        y,
+        labels,
+        text=text,
+        scale=scale,
+        model="m",
+        templates=("{label}",),
+        options=fewshot.FitOptions(target_precision=0.9),
+    )
     out["fit_pack_s"] = time.perf_counter() - t0
     out["fit_cv_accuracy"] = pack.training["cv_accuracy"]  # noisy clusters: not trivially separable
     t0 = time.perf_counter()
-    cos, _ = fewshot.cross_val_cosines(x, y, n_classes, text=None, scale=scale,
-                                       options=fewshot.FitOptions(text_prior=0.0))  # fmt: skip
+    cos, _ = fewshot.cross_val_cosines(
+        x, y, n_classes, text=None, scale=scale, options=fewshot.FitOptions(text_prior=0.0)
+    )
     out["probe_cv_s"] = time.perf_counter() - t0
     probs = fewshot.probabilities(cos, scale, None)
     t0 = time.perf_counter()
@@ -129,26 +142,26 @@ def main() -> None:
 
 Machine: {machine_before}
 Model: full-size `clap-htsat-fused` architecture with random weights (speed only; its scores are not reported).
-Threads: {args.threads or 'all cores'}.
+Threads: {args.threads or "all cores"}.
 
-## Embedding cache (`run_eval`, {cache['files']} synthetic 5 s WAV clips)
+## Embedding cache (`run_eval`, {cache["files"]} synthetic 5 s WAV clips)
 
 | step | seconds |
 |---|---:|
-| load model + one warm-up clip | {cache['load_and_warm_s']:.1f} |
-| first run: decode + embed every clip, 1 template + linear probe | {cache['first_s']:.2f} |
-| mean decode + embed time per clip | {cache['per_file_s']:.3f} |
-| second run, {cache['second_variants']} variants (3 template sets + probe), all from the cache | {cache['second_s']:.2f} |
+| load model + one warm-up clip | {cache["load_and_warm_s"]:.1f} |
+| first run: decode + embed every clip, 1 template + linear probe | {cache["first_s"]:.2f} |
+| mean decode + embed time per clip | {cache["per_file_s"]:.3f} |
+| second run, {cache["second_variants"]} variants (3 template sets + probe), all from the cache | {cache["second_s"]:.2f} |
 
 ## ESC-50 scale, pure numpy (2000 clips, 50 classes, 512-d)
 
 | step | seconds |
 |---|---:|
-| `fit_pack` (logreg, 5-fold cross-validation + final fit, calibration) | {fit['fit_pack_s']:.2f} |
-| linear-probe 5-fold cross-validation | {fit['probe_cv_s']:.2f} |
-| metrics + calibration + cross-validated calibration check | {fit['metrics_and_calibration_s']:.3f} |
+| `fit_pack` (logreg, 5-fold cross-validation + final fit, calibration) | {fit["fit_pack_s"]:.2f} |
+| linear-probe 5-fold cross-validation | {fit["probe_cv_s"]:.2f} |
+| metrics + calibration + cross-validated calibration check | {fit["metrics_and_calibration_s"]:.3f} |
 
-Load after the run: {_machine().split('`uptime`: ')[1]}
+Load after the run: {_machine().split("`uptime`: ")[1]}
 
 The machine is shared with other jobs; with a load average above the core
 count every time here is an upper bound. What the cache saves (second run vs

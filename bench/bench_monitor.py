@@ -78,9 +78,11 @@ def window_cost(clf: object, batch_sizes: list[int], reps: int) -> list[tuple[in
                 walls.append((time.perf_counter() - w0) / b)
                 cpus.append((time.process_time() - c0) / b)
             out.append((threads, b, statistics.median(walls), statistics.median(cpus)))
-            print(f"threads {threads} batch {b:2d}: {out[-1][2] * 1000:.0f} ms wall, {out[-1][3]:.3f} core-s"
-                  f" per window -> one stream at a {HOP_S:g} s hop = {100 * out[-1][3] / HOP_S:.1f} % of a core",
-                  flush=True)  # fmt: skip
+            print(
+                f"threads {threads} batch {b:2d}: {out[-1][2] * 1000:.0f} ms wall, {out[-1][3]:.3f} core-s"
+                f" per window -> one stream at a {HOP_S:g} s hop = {100 * out[-1][3] / HOP_S:.1f} % of a core",
+                flush=True,
+            )
     torch.set_num_threads(given)
     return out
 
@@ -101,13 +103,19 @@ def run_streams(clf: object, n: int, seconds: float, tmp: Path) -> dict[str, flo
     for i in range(n):
         wave = synth.sequence([("hum", 8.0), ("beep", 4.0), ("noise", 8.0)], seed=i)
         path = encode(wave, tmp / f"s{i}.flac")
-        sources.append(SourceSpec(name=f"s{i}", kind="file", target=str(path), realtime=True, loop=True,
-                                  gate_dbfs=None))  # fmt: skip
+        sources.append(
+            SourceSpec(name=f"s{i}", kind="file", target=str(path), realtime=True, loop=True, gate_dbfs=None)
+        )
     labels = ("glass breaking", "a smoke alarm", "a dry bearing squealing")
     against = ("people talking", "a machine humming", "silence", "music", "traffic")
     rule = Rule(name="r", labels=labels, against=against, threshold=0.75, k=3, n=3)
-    cfg = MonitorConfig(sources=tuple(sources), rules=(rule,), hop_s=HOP_S, batch_max_windows=32,
-                        clips=ClipOptions(enabled=False))  # fmt: skip
+    cfg = MonitorConfig(
+        sources=tuple(sources),
+        rules=(rule,),
+        hop_s=HOP_S,
+        batch_max_windows=32,
+        clips=ClipOptions(enabled=False),
+    )
     lags: list[float] = []
     t0 = [0.0]
 
@@ -139,7 +147,9 @@ def run_streams(clf: object, n: int, seconds: float, tmp: Path) -> dict[str, flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=40.0, help="run time per stream count")
-    ap.add_argument("--streams", default="1,4,8,12,16", help="stream counts to try (stops when one falls behind)")
+    ap.add_argument(
+        "--streams", default="1,4,8,12,16", help="stream counts to try (stops when one falls behind)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS-monitor.md")
     args = ap.parse_args()
@@ -154,9 +164,12 @@ def main() -> None:
         for n in (int(x) for x in args.streams.split(",")):
             r = run_streams(clf, n, args.seconds, Path(tmp))
             runs.append(r)
-            print(f"{n:2d} streams: {r['cpu_per_stream_pct']:.1f} % of a core each ({r['process_cores']:.2f} cores"
-                  f" used), lag p50 {r['lag_p50']:.2f} s "
-                  f"p95 {r['lag_p95']:.2f} s, {r['windows']}/{r['expected']:.0f} windows", flush=True)  # fmt: skip
+            print(
+                f"{n:2d} streams: {r['cpu_per_stream_pct']:.1f} % of a core each ({r['process_cores']:.2f} cores"
+                f" used), lag p50 {r['lag_p50']:.2f} s "
+                f"p95 {r['lag_p95']:.2f} s, {r['windows']}/{r['expected']:.0f} windows",
+                flush=True,
+            )
             if r["lag_p95"] > 2 * HOP_S or r["windows"] < 0.9 * r["expected"]:
                 break  # this many streams no longer keep up
     after = load_avg()
@@ -189,8 +202,10 @@ def write_results(out: Path, costs: list, runs: list, before: str, after: str, c
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
-        lines.append(f"| {r['streams']} | {r['cpu_per_stream_pct']:.1f} | {r['process_cores']:.2f} | {r['lag_p50']:.2f} |"
-                     f" {r['lag_p95']:.2f} | {r['windows']} / {r['expected']:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {r['streams']} | {r['cpu_per_stream_pct']:.1f} | {r['process_cores']:.2f} | {r['lag_p50']:.2f} |"
+            f" {r['lag_p95']:.2f} | {r['windows']} / {r['expected']:.0f} |"
+        )
     lines += verdict(costs, runs)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
@@ -201,13 +216,19 @@ def verdict(costs: list, runs: list) -> list[str]:
     best = min(costs, key=lambda c: c[3])
     held = [r["streams"] for r in runs if r["lag_p95"] <= 2 * HOP_S and r["windows"] >= 0.9 * r["expected"]]
     pct = 100 * best[3] / HOP_S
-    line1 = (f"- One stream at a {HOP_S:g} s hop costs {pct:.1f} % of a core at best (torch threads {best[0]},"
-             f" batch {best[1]}): the target of 5 % is {'met' if pct <= 5 else 'missed'}.")  # fmt: skip
-    line2 = (f"- The model's forward pass bounds it: {best[3]:.3f} core-s per 10 s window (HTSAT on the fused"
-             " mel input); feature extraction is about a tenth of that. On a CPU, batching windows of many"
-             " streams does not reduce the work per window; it only saves per-call overhead.")  # fmt: skip
-    line3 = (f"- Streams held in real time here (lag p95 <= {2 * HOP_S:g} s): up to {max(held) if held else 0}"
-             " of those tried; see the load above (a shared, busy machine) and the cores the process got.")  # fmt: skip
+    line1 = (
+        f"- One stream at a {HOP_S:g} s hop costs {pct:.1f} % of a core at best (torch threads {best[0]},"
+        f" batch {best[1]}): the target of 5 % is {'met' if pct <= 5 else 'missed'}."
+    )
+    line2 = (
+        f"- The model's forward pass bounds it: {best[3]:.3f} core-s per 10 s window (HTSAT on the fused"
+        " mel input); feature extraction is about a tenth of that. On a CPU, batching windows of many"
+        " streams does not reduce the work per window; it only saves per-call overhead."
+    )
+    line3 = (
+        f"- Streams held in real time here (lag p95 <= {2 * HOP_S:g} s): up to {max(held) if held else 0}"
+        " of those tried; see the load above (a shared, busy machine) and the cores the process got."
+    )
     return ["", "## Verdict", "", line1, line2, line3]
 
 

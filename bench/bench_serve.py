@@ -48,9 +48,30 @@ def make_clips(folder: Path, n: int = 16) -> list[bytes]:
     for i in range(n):
         wave = synth.make(kinds[i % len(kinds)], 10.0, seed=i)
         path = folder / f"clip{i}.mp3"
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "f32le", "-ar", "48000", "-ac", "1",
-                        "-i", "-", "-c:a", "libmp3lame", "-b:a", "128k", str(path)],
-                       input=wave.tobytes(), check=True)  # fmt: skip
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "f32le",
+                "-ar",
+                "48000",
+                "-ac",
+                "1",
+                "-i",
+                "-",
+                "-c:a",
+                "libmp3lame",
+                "-b:a",
+                "128k",
+                str(path),
+            ],
+            input=wave.tobytes(),
+            check=True,
+        )
         clips.append(path.read_bytes())
     return clips
 
@@ -98,9 +119,16 @@ class RssSampler:
         self._thread.join()
 
 
-def start_server(model: Path, threads: int | None, home: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], str, float]:
-    env = dict(os.environ, EARMARK_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(ROOT / "src"))  # fmt: skip
+def start_server(
+    model: Path, threads: int | None, home: Path, extra: list[str]
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    env = dict(
+        os.environ,
+        EARMARK_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=str(ROOT / "src"),
+    )
     cmd = [sys.executable, "-m", "earmark", "serve", "--model", str(model), "--port", "0"]
     if threads:
         cmd += ["--threads", str(threads)]
@@ -150,7 +178,9 @@ async def run_level(url: str, clips: list[bytes], concurrency: int, seconds: flo
         while time.perf_counter() < until:
             clip = clips[next(counter) % len(clips)]
             start = time.perf_counter()
-            r = await client.post("/api/v1/classify", files={"file": ("clip.mp3", clip)}, data={"labels": LABELS})
+            r = await client.post(
+                "/api/v1/classify", files={"file": ("clip.mp3", clip)}, data={"labels": LABELS}
+            )
             if not record:
                 continue
             if r.status_code == 200:
@@ -169,7 +199,9 @@ async def run_level(url: str, clips: list[bytes], concurrency: int, seconds: flo
         after = _metrics((await client.get("/metrics")).text)
     windows = after["batch_size_sum"] - before["batch_size_sum"]
     if windows:
-        level.model_ms_per_window = 1000 * (after["batch_seconds_sum"] - before["batch_seconds_sum"]) / windows
+        level.model_ms_per_window = (
+            1000 * (after["batch_seconds_sum"] - before["batch_seconds_sum"]) / windows
+        )
     decodes = after["decode_seconds_count"] - before["decode_seconds_count"]
     if decodes:
         level.decode_ms = 1000 * (after["decode_seconds_sum"] - before["decode_seconds_sum"]) / decodes
@@ -191,8 +223,10 @@ def machine() -> str:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     import torch
 
-    return (f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB RAM, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__} (CPU)")  # fmt: skip
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, torch {torch.__version__} (CPU)"
+    )
 
 
 def report(levels: list[Level], info: dict[str, str], out: Path) -> str:
@@ -207,19 +241,27 @@ def report(levels: list[Level], info: dict[str, str], out: Path) -> str:
         f"Run {info['date']} by `python bench/bench_serve.py {info['argv']}`.",
         "",
         f"- Machine: {info['machine']}.",
-        (f"- Load (`uptime` load averages 1/5/15 min): before {info['load_before']}, after {info['load_after']}."
-        " Other jobs shared the machine; figures on a quiet one are better."),
-        (f"- Model: full-size `clap-htsat-fused` with random weights (`bench/fullsize.py`): speed and memory only;"
-        f" its scores are meaningless. Server: {info['server']}."),
-        (f"- Requests: `POST /api/v1/classify`, 10 s mp3 (128 kbps, 48 kHz, 16 different clips), 5 labels;"
-        f" a closed loop keeps N in flight for {info['seconds']} s after {info['warm']} s of warm-up."),
+        (
+            f"- Load (`uptime` load averages 1/5/15 min): before {info['load_before']}, after {info['load_after']}."
+            " Other jobs shared the machine; figures on a quiet one are better."
+        ),
+        (
+            f"- Model: full-size `clap-htsat-fused` with random weights (`bench/fullsize.py`): speed and memory only;"
+            f" its scores are meaningless. Server: {info['server']}."
+        ),
+        (
+            f"- Requests: `POST /api/v1/classify`, 10 s mp3 (128 kbps, 48 kHz, 16 different clips), 5 labels;"
+            f" a closed loop keeps N in flight for {info['seconds']} s after {info['warm']} s of warm-up."
+        ),
         "",
         "| concurrency | requests/s | p50 ms | p95 ms | p99 ms | answered | errors | model ms/window | decode ms |",
         "|---|---|---|---|---|---|---|---|---|",
         rows,
         "",
-        (f"Server memory: {info['start_kind']} start to ready {info['cold_s']} s; RSS idle {info['idle_rss']} MiB;"
-        f" peak {info['peak_self']} MiB (server process), {info['peak_total']} MiB with its decode workers."),
+        (
+            f"Server memory: {info['start_kind']} start to ready {info['cold_s']} s; RSS idle {info['idle_rss']} MiB;"
+            f" peak {info['peak_self']} MiB (server process), {info['peak_total']} MiB with its decode workers."
+        ),
         "",
         "Against the targets:",
         "",
@@ -258,13 +300,22 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--threads", type=int, default=None, help="model threads (default: all cores)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS-serve.md")
-    ap.add_argument("--setting", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                    help="server setting for this run (repeatable)")
+    ap.add_argument(
+        "--setting",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="server setting for this run (repeatable)",
+    )
     ap.add_argument("--append", action="store_true", help="add this run to --out instead of replacing it")
     ap.add_argument("--title", default="Default settings", help="heading of this run's section")
-    ap.add_argument("--prestart", action="store_true",
-                    help="start and stop the server once first, so the measured start finds the model cache warm "
-                         "(the ONNX export and backend choice made) as every start after the first does")
+    ap.add_argument(
+        "--prestart",
+        action="store_true",
+        help="start and stop the server once first, so the measured start finds the model cache warm "
+        "(the ONNX export and backend choice made) as every start after the first does",
+    )
     args = ap.parse_args()
     if args.model is None:
         from fullsize import build_fullsize
@@ -289,8 +340,11 @@ def main() -> None:
             for c in args.concurrency:
                 levels.append(asyncio.run(run_level(url, clips, c, args.seconds, args.warm)))
                 lv = levels[-1]
-                print(f"c={c}: {lv.throughput:.2f} req/s p50 {lv.pct_ms(50):.0f} p99 {lv.pct_ms(99):.0f} ms "
-                      f"errors {lv.errors} model {lv.model_ms_per_window:.0f} ms/window", flush=True)  # fmt: skip
+                print(
+                    f"c={c}: {lv.throughput:.2f} req/s p50 {lv.pct_ms(50):.0f} p99 {lv.pct_ms(99):.0f} ms "
+                    f"errors {lv.errors} model {lv.model_ms_per_window:.0f} ms/window",
+                    flush=True,
+                )
         finally:
             sampler.stop()
             proc.send_signal(signal.SIGTERM)
@@ -304,8 +358,10 @@ def main() -> None:
         "machine": machine(),
         "load_before": load_before,
         "load_after": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "server": (f"settings {' '.join(extra) or 'default'}, page mounted,"
-                   f" model threads {args.threads or 'default (cores left after the decode workers)'}"),
+        "server": (
+            f"settings {' '.join(extra) or 'default'}, page mounted,"
+            f" model threads {args.threads or 'default (cores left after the decode workers)'}"
+        ),
         "seconds": f"{args.seconds:g}",
         "warm": f"{args.warm:g}",
         "cold_s": f"{cold_s:.1f}",

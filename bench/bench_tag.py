@@ -91,9 +91,18 @@ def child_tag(folder: str, db_path: str, model: str, threads: int) -> None:
             n += 1
             first = first or time.perf_counter()
     t_end = time.perf_counter()
-    print(json.dumps({"files": n, "load_s": t_load - t0, "tag_s": t_end - t_load,
-                      "files_per_s": n / (t_end - t_load), "steady_files_per_s": (n - 1) / (t_end - first),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "files": n,
+                "load_s": t_load - t0,
+                "tag_s": t_end - t_load,
+                "files_per_s": n / (t_end - t_load),
+                "steady_files_per_s": (n - 1) / (t_end - first),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def parts(paths: list[Path], model: str, threads: int) -> dict[str, float]:
@@ -131,8 +140,13 @@ def bench_tag(n: int, threads: int) -> dict[str, object]:
         folder = OUT / "tag-mp3"
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads)}
-        out = subprocess.run([sys.executable, __file__, "--child-tag", str(folder), f"{tmp}/db", model, str(threads)],
-                             env=env, check=True, capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, __file__, "--child-tag", str(folder), f"{tmp}/db", model, str(threads)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     result.update(parts(paths, model, threads), generate_s=gen_s)
     return result
@@ -150,12 +164,28 @@ def fake_db(path: Path, windows: int, dim: int = 512, per_file: int = 5) -> None
             v = rng.standard_normal((per_file, dim)).astype(np.float32)
             v /= np.linalg.norm(v, axis=1, keepdims=True)
             spans = np.array([[k * 5.0, k * 5.0 + 10] for k in range(per_file)], np.float32)
-            e = c.execute("INSERT INTO lib_embeddings (content_hash, model, window_s, hop_s, preprocess, duration_s,"
-                          " sample_rate, n_windows, dim, spans, vectors) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                          (f"h{i}", "m", 10.0, 5.0, "none", 30.0, 48000, per_file, dim, spans.tobytes(),
-                           v.astype(np.float16).tobytes())).lastrowid  # fmt: skip
-            c.execute("INSERT INTO lib_files (path, size, mtime_ns, content_hash, embedding_id, status, top_label,"
-                      " top_score) VALUES (?,?,?,?,?,?,?,?)", (f"/lib/{i}.wav", 1, 0, f"h{i}", e, "auto", "x", 0.9))
+            e = c.execute(
+                "INSERT INTO lib_embeddings (content_hash, model, window_s, hop_s, preprocess, duration_s,"
+                " sample_rate, n_windows, dim, spans, vectors) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    f"h{i}",
+                    "m",
+                    10.0,
+                    5.0,
+                    "none",
+                    30.0,
+                    48000,
+                    per_file,
+                    dim,
+                    spans.tobytes(),
+                    v.astype(np.float16).tobytes(),
+                ),
+            ).lastrowid
+            c.execute(
+                "INSERT INTO lib_files (path, size, mtime_ns, content_hash, embedding_id, status, top_label,"
+                " top_score) VALUES (?,?,?,?,?,?,?,?)",
+                (f"/lib/{i}.wav", 1, 0, f"h{i}", e, "auto", "x", 0.9),
+            )
     db.close()
 
 
@@ -178,8 +208,11 @@ def bench_search(windows: int, threads: int) -> dict[str, object]:
     db = Database(path)
     t = time.perf_counter()
     index = WindowIndex.load(db, "m")
-    result: dict[str, object] = {"windows": len(index), "load_s": time.perf_counter() - t,
-                                 "index_mb": index.matrix.nbytes / 2**20}  # fmt: skip
+    result: dict[str, object] = {
+        "windows": len(index),
+        "load_s": time.perf_counter() - t,
+        "index_mb": index.matrix.nbytes / 2**20,
+    }
     queries = np.random.default_rng(1).standard_normal((50, index.matrix.shape[1])).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     result["numpy"] = _timed(lambda q: index.query(q, 20), queries)
@@ -208,7 +241,9 @@ def _alternatives(index: object, queries: np.ndarray, threads: int) -> dict[str,
         conn.enable_load_extension(True)
         sqlite_vec.load(conn)
         conn.execute(f"CREATE VIRTUAL TABLE v USING vec0(e float[{matrix.shape[1]}] distance_metric=cosine)")
-        conn.executemany("INSERT INTO v(rowid, e) VALUES (?, ?)", ((i, r.tobytes()) for i, r in enumerate(matrix)))
+        conn.executemany(
+            "INSERT INTO v(rowid, e) VALUES (?, ?)", ((i, r.tobytes()) for i, r in enumerate(matrix))
+        )
         sql = "SELECT rowid, distance FROM v WHERE e MATCH ? AND k = 100"
         out["sqlite_vec"] = _timed(lambda q: conn.execute(sql, (q.tobytes(),)).fetchall(), queries[:10])
     except (ImportError, AttributeError) as ex:
@@ -227,7 +262,14 @@ def bench_text_query(threads: int, windows: int) -> dict[str, float]:
     from earmark.library import search
 
     search.index_for = lambda db, model: index  # the fake database's vectors stand for this model's
-    words = ["glass breaking", "dog barking", "rain on a roof", "door slam", "engine idling", "crowd cheering"]
+    words = [
+        "glass breaking",
+        "dog barking",
+        "rain on a roof",
+        "door slam",
+        "engine idling",
+        "crowd cheering",
+    ]
     times = []
     for w in words:
         t = time.perf_counter()

@@ -74,12 +74,16 @@ def captions() -> list[tuple[int, str]]:
 
 def train_tokenizer(texts: list[str], out: Path) -> RobertaTokenizer:
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=400, min_frequency=1, special_tokens=SPECIALS, show_progress=False)
+    bpe.train_from_iterator(
+        texts, vocab_size=400, min_frequency=1, special_tokens=SPECIALS, show_progress=False
+    )
     with tempfile.TemporaryDirectory() as tmp:
         bpe.save_model(tmp)
         vocab = json.loads(Path(tmp, "vocab.json").read_text())
         merges = [
-            tuple(line.split(" ")) for line in Path(tmp, "merges.txt").read_text().splitlines()[1:] if line.strip()
+            tuple(line.split(" "))
+            for line in Path(tmp, "merges.txt").read_text().splitlines()[1:]
+            if line.strip()
         ]
     tok = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=64)
     tok.save_pretrained(out)
@@ -102,7 +106,9 @@ def make_features(fe: ClapFeatureExtractor, per_class: int, seed: int) -> tuple[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/assets/tiny-clap")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/assets/tiny-clap"
+    )
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1234)

@@ -55,15 +55,20 @@ def nonsense_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
 
     root = tmp_path_factory.mktemp("fewshot")
     kinds = {"class_a": "beep", "class_b": "hum", "noise": "noise"}
-    train = labelled_folder(root / "train", {c: [synth.make(k, 1.0, seed=s) for s in range(5)] for c, k in kinds.items()})
-    held = labelled_folder(root / "held", {c: [synth.make(k, 1.0, seed=50 + s) for s in range(8)]
-                                           for c, k in kinds.items()})  # fmt: skip
+    train = labelled_folder(
+        root / "train", {c: [synth.make(k, 1.0, seed=s) for s in range(5)] for c, k in kinds.items()}
+    )
+    held = labelled_folder(
+        root / "held", {c: [synth.make(k, 1.0, seed=50 + s) for s in range(8)] for c, k in kinds.items()}
+    )
     (root / "map.json").write_text(json.dumps({"class_a": "class A", "class_b": "class B"}))
     return train, held, root / "map.json"
 
 
 @pytest.fixture(scope="session")
-def fitted_pack(nonsense_sets: tuple[Path, Path, Path], tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fitted_pack(
+    nonsense_sets: tuple[Path, Path, Path], tiny_model: str, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """``ab.pack.json``: a classifier pack fitted by `earmark fit` on ``nonsense_sets`` (labels class A,
     class B, noise; calibrated to precision 0.9). Read-only for tests."""
     from click.testing import CliRunner
@@ -72,8 +77,24 @@ def fitted_pack(nonsense_sets: tuple[Path, Path, Path], tiny_model: str, tmp_pat
 
     train, _, label_map = nonsense_sets
     out = tmp_path_factory.mktemp("pack") / "ab.pack.json"
-    result = CliRunner().invoke(cli, ["fit", str(train), "-o", str(out), "-m", tiny_model, "--threads", "1",
-                                      "--label-map", str(label_map), "--target-precision", "0.9", "--no-cache"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "fit",
+            str(train),
+            "-o",
+            str(out),
+            "-m",
+            tiny_model,
+            "--threads",
+            "1",
+            "--label-map",
+            str(label_map),
+            "--target-precision",
+            "0.9",
+            "--no-cache",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -88,10 +109,22 @@ def served(fitted_pack: Path, tmp_path_factory: pytest.TempPathFactory):  # type
     from helpers import ServerProcess
 
     server = ServerProcess(
-        "--setting", "decode_workers", "1", "--setting", "max_queue", "3",
-        "--setting", "live_window_s", "3", "--setting", "live_every_s", "1", "--pack", str(fitted_pack),
+        "--setting",
+        "decode_workers",
+        "1",
+        "--setting",
+        "max_queue",
+        "3",
+        "--setting",
+        "live_window_s",
+        "3",
+        "--setting",
+        "live_every_s",
+        "1",
+        "--pack",
+        str(fitted_pack),
         home=tmp_path_factory.mktemp("served-home"),
-    )  # fmt: skip
+    )
     yield server
     server.stop()
 
@@ -138,7 +171,10 @@ def library_copy(tagged_library, tmp_path):  # type: ignore[no-untyped-def]
     shutil.copy(db_path, tmp_path / "library.db")
     db = Database(tmp_path / "library.db")
     with db.transaction() as c:  # the copy's records point at the copy
-        c.execute("UPDATE lib_files SET path = ? || substr(path, ?)", (str(tmp_path / "library"), len(str(root)) + 1))
+        c.execute(
+            "UPDATE lib_files SET path = ? || substr(path, ?)",
+            (str(tmp_path / "library"), len(str(root)) + 1),
+        )
     db.close()
     return tmp_path / "library", manifest, tmp_path / "library.db"
 

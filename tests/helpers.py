@@ -46,7 +46,21 @@ def encode(
     """
     path = Path(path)
     args = extra if extra is not None else CODECS.get(path.suffix.lower(), [])
-    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "-"]
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "f32le",
+        "-ar",
+        str(rate),
+        "-ac",
+        "1",
+        "-i",
+        "-",
+    ]
     if channels != 1:
         cmd += ["-ac", str(channels)]
     if out_rate:
@@ -72,6 +86,7 @@ def labelled_folder(root: Path, spec: dict[str, list[np.ndarray]], ext: str = ".
             encode(wave, root / name / f"{name}-{n}{ext}")
     return root
 
+
 # --- web server (added by the web feature) ---------------------------------------------------------------
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -93,13 +108,30 @@ class ServerProcess:
         import threading
         import time
 
-        env = dict(os.environ, EARMARK_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+        env = dict(
+            os.environ,
+            EARMARK_HOME=str(home),
+            HF_HUB_OFFLINE="1",
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        )
         env.pop("EARMARK_API_KEY", None)
         self.log = home / "server.log"
         self._log_file = open(self.log, "wb")
         # one model thread, as the `classifier` fixture: two OpenMP threads on a busy 2-core machine stall
-        cmd = [sys.executable, "-m", "earmark", "serve", "--model", str(model), "--port", "0", "--threads", "1", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "earmark",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            "0",
+            "--threads",
+            "1",
+            *args,
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log_file, env=env)
         self.lines: list[str] = []
         found = threading.Event()

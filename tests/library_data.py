@@ -63,7 +63,10 @@ def make_library(root: Path) -> dict[str, str]:
     manifest: dict[str, str] = {}
     jobs = _jobs(root)
     groups = [jobs[i : i + 18] for i in range(0, len(jobs), 18)]
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool,
+    ):
         list(pool.map(lambda g: _encode_group(root, g, Path(tmp)), groups))
     manifest.update({rel: kind for rel, kind, _, _ in jobs})
     # a wav whose name does not say audio: found by content

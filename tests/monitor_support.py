@@ -67,7 +67,9 @@ class Process:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Process:
-        self.proc = subprocess.Popen(self.args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         atexit.register(self.stop)  # even when a test run ends while a background scenario still runs
         wait_port(self.port)
         return self
@@ -92,8 +94,10 @@ def mosquitto(port: int, folder: Path) -> Process:
     """mosquitto on 127.0.0.1:port with persistence in ``folder`` (sessions survive a restart)."""
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {folder}/\nautosave_interval 1\nlog_dest none\n")  # fmt: skip
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {folder}/\nautosave_interval 1\nlog_dest none\n"
+    )
     return Process([MOSQUITTO, "-c", str(conf)], port)
 
 
@@ -105,8 +109,9 @@ class MqttCollector:
 
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{port}",
-                                  clean_session=False)  # fmt: skip
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{port}", clean_session=False
+        )
         self.client.reconnect_delay_set(min_delay=1, max_delay=1)
         self.client.on_connect = lambda c, u, f, r, p=None: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
@@ -146,8 +151,9 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
-                receiver.requests.append({"headers": dict(self.headers), "body": body, "status": status,
-                                          "time": time.monotonic()})  # fmt: skip
+                receiver.requests.append(
+                    {"headers": dict(self.headers), "body": body, "status": status, "time": time.monotonic()}
+                )
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -225,8 +231,14 @@ def _wav_header(rate: int) -> bytes:
     import struct
 
     size = 0x7FFFFFF0  # "endless": a size no stream reaches
-    return (b"RIFF" + struct.pack("<I", size + 36) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
-            + b"data" + struct.pack("<I", size))  # fmt: skip
+    return (
+        b"RIFF"
+        + struct.pack("<I", size + 36)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", size)
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 
 from earmark import Classifier, synth
 from earmark.errors import AudioError
-from earmark.pipeline import embed_many
+from earmark.stage import embed_many
 from helpers import encode
 
 

@@ -21,14 +21,23 @@ from helpers import ARTIFACTS, ServerProcess, encode, sound_file
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]  # fmt: skip
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SHOTS = ARTIFACTS / "browser"
 
 
 def _fake_mic(wav: Path) -> list[str]:
-    return ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                   f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+    return ARGS + [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +89,19 @@ def test_upload_a_beep_and_see_beep_on_top(browser: Any, served: ServerProcess, 
         assert page.locator("#em-summary .em-top3 li").count() == 3
         page.wait_for_selector("#em-downloads a[download]")
         links = page.locator("#em-downloads a[download]").evaluate_all("as => as.map(a => a.href)")
-        assert sorted(link.rsplit("/", 1)[-1] for link in links) == ["beep-0.earmark.csv", "beep-0.earmark.json"]
+        assert sorted(link.rsplit("/", 1)[-1] for link in links) == [
+            "beep-0.earmark.csv",
+            "beep-0.earmark.json",
+        ]
         assert not page.locator("#em-timeline svg").is_visible()  # one window: no timeline
         _shot(page, "classify-beep.png")
     finally:
         page.context.close()
 
 
-def test_a_long_file_shows_its_timeline_in_chinese(browser: Any, served: ServerProcess, tmp_path: Path) -> None:
+def test_a_long_file_shows_its_timeline_in_chinese(
+    browser: Any, served: ServerProcess, tmp_path: Path
+) -> None:
     wave = synth.sequence([("hum", 10), ("clicks", 10), ("beep", 10)])
     page = _open(browser, served, locale="zh-CN")
     try:
@@ -106,7 +120,9 @@ def test_a_long_file_shows_its_timeline_in_chinese(browser: Any, served: ServerP
         page.context.close()
 
 
-def test_a_classifier_pack_picked_on_the_page(browser: Any, served: ServerProcess, nonsense_sets: Any) -> None:
+def test_a_classifier_pack_picked_on_the_page(
+    browser: Any, served: ServerProcess, nonsense_sets: Any
+) -> None:
     page = _open(browser, served)
     try:
         choice = page.locator("#em-pack input")
@@ -114,9 +130,14 @@ def test_a_classifier_pack_picked_on_the_page(browser: Any, served: ServerProces
         choice.click()
         page.get_by_role("option", name="ab", exact=True).click()
         labels = page.locator("#em-labels textarea")
-        page.wait_for_function("() => document.querySelector('#em-labels textarea').value === 'class A, class B, noise'")
+        page.wait_for_function(
+            "() => document.querySelector('#em-labels textarea').value === 'class A, class B, noise'"
+        )
         assert labels.is_disabled()  # the pack's labels, not typed ones
-        assert page.locator("#em-preset_test").is_disabled() and page.locator("#em-template textarea").is_disabled()
+        assert (
+            page.locator("#em-preset_test").is_disabled()
+            and page.locator("#em-template textarea").is_disabled()
+        )
         note = page.locator("#em-pack-note .em-pack-note")
         assert note.get_attribute("data-pack") == "ab" and "15 training examples" in note.inner_text()
         # a hum the pack never heard: zero-shot answers "noise" for it (the tiny model never read "class B")
@@ -142,7 +163,9 @@ def test_a_classifier_pack_picked_on_the_page(browser: Any, served: ServerProces
         page.get_by_role("tab", name="Live").click()
         page.locator("#em-live-pack input").click()
         page.get_by_role("option", name="ab", exact=True).click()
-        page.wait_for_function("() => document.querySelector('#em-live-labels textarea').value === 'class A, class B, noise'")
+        page.wait_for_function(
+            "() => document.querySelector('#em-live-labels textarea').value === 'class A, class B, noise'"
+        )
         assert page.locator("#em-live-labels textarea").is_disabled()
     finally:
         page.context.close()
@@ -163,7 +186,9 @@ def test_live_tab_hears_the_microphone_change(playwright: Any, served: ServerPro
         while not {"hum", "beep"} <= set(heard):
             assert time.monotonic() < deadline, f"the live tab heard only {heard}"
             page.wait_for_timeout(500)
-            heard = page.locator("#em-live-panel tr.em-live-row").evaluate_all("rs => rs.map(r => r.dataset.label)")
+            heard = page.locator("#em-live-panel tr.em-live-row").evaluate_all(
+                "rs => rs.map(r => r.dataset.label)"
+            )
         settings = page.evaluate("""async () => {
             const s = await navigator.mediaDevices.getUserMedia({audio: true});  // as Gradio asks
             const t = s.getAudioTracks()[0].getSettings();

@@ -33,13 +33,19 @@ def test_classify_prints_a_table_with_the_answer(runner, tiny_model, tmp_path) -
 def test_classify_json_lines_for_many_files_and_a_folder(runner, tiny_model, tmp_path) -> None:
     for kind in ("hum", "noise"):
         sound_file(tmp_path / "lib", kind, 2, ".wav") if (tmp_path / "lib").exists() else (
-            (tmp_path / "lib").mkdir(), sound_file(tmp_path / "lib", kind, 2, ".wav"))
+            (tmp_path / "lib").mkdir(),
+            sound_file(tmp_path / "lib", kind, 2, ".wav"),
+        )
     (tmp_path / "lib" / "notes.txt").write_text("not audio, skipped by extension")
-    r = runner.invoke(cli, ["classify", str(tmp_path / "lib"), "-l", ",".join(LABELS), "-m", tiny_model, "--json"])
+    r = runner.invoke(
+        cli, ["classify", str(tmp_path / "lib"), "-l", ",".join(LABELS), "-m", tiny_model, "--json"]
+    )
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.output.splitlines()]
     assert [(row["source"].rsplit("/", 1)[1], row["label"]) for row in rows] == [
-        ("hum-0.wav", "hum"), ("noise-0.wav", "noise")]
+        ("hum-0.wav", "hum"),
+        ("noise-0.wav", "noise"),
+    ]
 
 
 def test_classify_csv_has_a_column_per_label(runner, tiny_model, tmp_path) -> None:
@@ -108,8 +114,12 @@ def test_model_commands(runner, tiny_model) -> None:
 
 
 def test_help_is_instant_and_light() -> None:
-    code = "import sys; from earmark.cli import cli; print(sorted({'torch','transformers'} & set(sys.modules)))"
+    code = (
+        "import sys; from earmark.cli import cli; print(sorted({'torch','transformers'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    r = subprocess.run([sys.executable, "-m", "earmark", "--help"], capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "earmark", "--help"], capture_output=True, text=True, check=True
+    )
     assert "classify" in r.stdout and "model" in r.stdout

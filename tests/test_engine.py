@@ -25,7 +25,9 @@ def _mixed_clips(n: int) -> list[np.ndarray]:
 def test_short_clip_embedding_equals_single_clip_transformers_reference(classifier, reference) -> None:
     model, fe = reference
     for clip in _mixed_clips(4):
-        feats = fe(clip, sampling_rate=48_000, return_tensors="pt")  # one clip: the extractor marks it "longer"
+        feats = fe(
+            clip, sampling_rate=48_000, return_tensors="pt"
+        )  # one clip: the extractor marks it "longer"
         assert bool(feats["is_longer"][0, 0]), "transformers takes the fusion path for a single clip"
         with torch.no_grad():
             want = model.get_audio_features(**feats).pooler_output[0].numpy()
@@ -59,7 +61,9 @@ def test_every_clip_is_the_same_alone_and_in_a_mixed_batch(classifier, batch_siz
 
 def test_a_35s_file_gives_identical_scores_twice_and_in_any_order(classifier, tmp_path) -> None:
     long = encode(synth.sequence([("hum", 12), ("clicks", 11), ("chirp", 12)], seed=3), tmp_path / "long.mp3")
-    others = [encode(synth.make(k, 4, seed=i), tmp_path / f"{k}.wav") for i, k in enumerate(["beep", "noise"])]
+    others = [
+        encode(synth.make(k, 4, seed=i), tmp_path / f"{k}.wav") for i, k in enumerate(["beep", "noise"])
+    ]
     first = classifier.classify(long, LABELS)
     again = classifier.classify(long, LABELS)
     assert first == again
@@ -67,7 +71,9 @@ def test_a_35s_file_gives_identical_scores_twice_and_in_any_order(classifier, tm
     assert [w.start_s for w in first.windows][:6] == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
     assert first.windows[-1].end_s == pytest.approx(first.duration_s, abs=1e-3)
     orders = [[long, *others], [others[0], long, others[1]], [*others, long]]
-    results = [next(p for p in classifier.classify_many(order, LABELS) if p.source == str(long)) for order in orders]
+    results = [
+        next(p for p in classifier.classify_many(order, LABELS) if p.source == str(long)) for order in orders
+    ]
     assert all(r.scores == first.scores and r.windows == first.windows for r in results)
 
 
@@ -103,6 +109,9 @@ def test_label_embeddings_are_cached_per_model_template_and_label(classifier, mo
 def test_several_templates_are_averaged(classifier) -> None:
     t1, t2 = "This is a sound of {label}.", "a recording of {label}"
     both = classifier.text_embeddings(["beep", "hum"], [t1, t2])
-    one, two = classifier.text_embeddings(["beep", "hum"], [t1]), classifier.text_embeddings(["beep", "hum"], [t2])
+    one, two = (
+        classifier.text_embeddings(["beep", "hum"], [t1]),
+        classifier.text_embeddings(["beep", "hum"], [t2]),
+    )
     mean = (one + two) / 2
     np.testing.assert_allclose(both, mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-6)

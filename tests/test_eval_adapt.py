@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from earmark import Classifier, synth
-from earmark.calibrate import calibrate, held_out_check, load_thresholds, save_thresholds
+from earmark.adapt.calibrate import calibrate, held_out_check, load_thresholds, save_thresholds
+from earmark.adapt.packs import load_pack
 from earmark.cli import cli
 from earmark.errors import ConfigError, LabelError
-from earmark.packs import load_pack
 from helpers import labelled_folder
 
 
@@ -38,7 +38,9 @@ def _alarm_files(seed: int, n: int) -> dict[str, list[np.ndarray]]:
     for i in range(n):
         k = (0, 1, 0, 2, 3)[i % 5]  # beep seconds
         order = np.random.default_rng([seed, i]).permutation(3)
-        wave = synth.sequence([("beep" if order[j] < k else "hum", 1.0) for j in range(3)], seed=seed * 100 + i)
+        wave = synth.sequence(
+            [("beep" if order[j] < k else "hum", 1.0) for j in range(3)], seed=seed * 100 + i
+        )
         out["beep" if k else "hum"].append(wave)
     return out
 
@@ -49,7 +51,9 @@ def _precision(lines: list[dict[str, object]]) -> tuple[float, int]:
     return right / max(len(answered), 1), len(answered)
 
 
-def test_calibrated_thresholds_hit_the_target_precision_on_held_out_files(tiny_model: str, tmp_path: Path) -> None:
+def test_calibrated_thresholds_hit_the_target_precision_on_held_out_files(
+    tiny_model: str, tmp_path: Path
+) -> None:
     cal_dir = labelled_folder(tmp_path / "cal", _alarm_files(1, 15))
     held_dir = labelled_folder(tmp_path / "held", _alarm_files(2, 15))
     common = ["-m", tiny_model, "--threads", "1", "--window-s", "1", "--hop-s", "1"]
@@ -60,8 +64,20 @@ def test_calibrated_thresholds_hit_the_target_precision_on_held_out_files(tiny_m
     assert doc["format"] == "earmark-thresholds" and doc["target_precision"] == 0.9
     assert doc["labels"]["hum"]["threshold"] > 0.67  # above the one-beep-in-three files
 
-    code, out, err = _run(["classify", str(held_dir), "-l", "beep, hum", "--json", "-t", "0.5", "--thresholds",
-                           str(tmp_path / "t.json"), *common])  # fmt: skip
+    code, out, err = _run(
+        [
+            "classify",
+            str(held_dir),
+            "-l",
+            "beep, hum",
+            "--json",
+            "-t",
+            "0.5",
+            "--thresholds",
+            str(tmp_path / "t.json"),
+            *common,
+        ]
+    )
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     assert len(lines) == 15
@@ -88,7 +104,9 @@ def test_calibration_statuses_and_cross_validated_check() -> None:
     th = [cal.labels[k].threshold for k in "abc"]
     test_p, test_y = probs[half:], y[half:]
     answered = test_p.max(axis=1) >= np.asarray(th)[test_p.argmax(axis=1)]
-    assert ((test_p.argmax(axis=1) == test_y)[answered]).mean() >= 0.94  # held out, 2000 items: close to target
+    assert (
+        ((test_p.argmax(axis=1) == test_y)[answered]).mean() >= 0.94
+    )  # held out, 2000 items: close to target
     assert all(cal.labels[k].status == "reached" for k in "abc")
     held = held_out_check(y, probs, ["a", "b", "c"], target_precision=0.95)
     assert held["folds"] == 5 and held["precision"] >= 0.94 and 0.2 < held["coverage"] < 0.9
@@ -121,15 +139,27 @@ def test_pack_beats_zero_shot_on_labels_the_text_side_confuses(
 ) -> None:
     train, held, label_map = nonsense_sets
     common = ["-m", tiny_model, "--threads", "1", "--label-map", str(label_map)]
-    code, out, err = _run(["fit", str(train), "-o", str(tmp_path / "ab.pack.json"), "--target-precision", "0.9",
-                           *common])  # fmt: skip
+    code, out, err = _run(
+        ["fit", str(train), "-o", str(tmp_path / "ab.pack.json"), "--target-precision", "0.9", *common]
+    )
     assert code == 0, err
     assert "examples: class A 5, class B 5, noise 5" in out
     pack = load_pack(tmp_path / "ab.pack.json")
     assert pack.labels == ("class A", "class B", "noise") and pack.training["cv_accuracy"] == 1.0
     assert pack.training["zero_shot_accuracy"] < 0.9
-    code, out, err = _run(["eval", str(held), "--pack", str(tmp_path / "ab.pack.json"), "-o", str(tmp_path / "r"),
-                           "--no-plots", "--no-baseline", *common])  # fmt: skip
+    code, out, err = _run(
+        [
+            "eval",
+            str(held),
+            "--pack",
+            str(tmp_path / "ab.pack.json"),
+            "-o",
+            str(tmp_path / "r"),
+            "--no-plots",
+            "--no-baseline",
+            *common,
+        ]
+    )
     assert code == 0, err
     doc = json.loads((tmp_path / "r" / "report.json").read_text())
     zero, packed = doc["variants"]
@@ -146,13 +176,42 @@ def test_pack_classifies_known_sounds_and_leaves_unknown_ones_uncertain(
     nonsense_sets: tuple[Path, Path, Path], tiny_model: str, tmp_path: Path
 ) -> None:
     train, held, label_map = nonsense_sets
-    code, _, err = _run(["fit", str(train), "-o", str(tmp_path / "p.json"), "--method", "prototype", "-m",
-                         tiny_model, "--threads", "1", "--label-map", str(label_map), "--json"])  # fmt: skip
+    code, _, err = _run(
+        [
+            "fit",
+            str(train),
+            "-o",
+            str(tmp_path / "p.json"),
+            "--method",
+            "prototype",
+            "-m",
+            tiny_model,
+            "--threads",
+            "1",
+            "--label-map",
+            str(label_map),
+            "--json",
+        ]
+    )
     assert code == 0, err
-    unknown = labelled_folder(tmp_path / "unknown", {k: [synth.make(k, 1.0, seed=7)] for k in ("chirp", "clicks",
-                                                                                                "silence")})  # fmt: skip
-    code, out, err = _run(["classify", str(held / "class_a"), str(held / "class_b"), str(unknown), "--pack",
-                           str(tmp_path / "p.json"), "--json", "-m", tiny_model, "--threads", "1"])  # fmt: skip
+    unknown = labelled_folder(
+        tmp_path / "unknown", {k: [synth.make(k, 1.0, seed=7)] for k in ("chirp", "clicks", "silence")}
+    )
+    code, out, err = _run(
+        [
+            "classify",
+            str(held / "class_a"),
+            str(held / "class_b"),
+            str(unknown),
+            "--pack",
+            str(tmp_path / "p.json"),
+            "--json",
+            "-m",
+            tiny_model,
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0, err
     results = {Path(d["source"]).name: d for d in map(json.loads, out.splitlines())}
     assert len(results) == 19
@@ -163,15 +222,30 @@ def test_pack_classifies_known_sounds_and_leaves_unknown_ones_uncertain(
     assert all(known[n] in (expected[n], None) for n in known)
     assert sum(known[n] == expected[n] for n in known) >= 14
     for name in ("chirp-0.wav", "clicks-0.wav", "silence-0.wav"):
-        assert results[name]["label"] is None and results[name]["uncertain"], (name, results[name])  # never seen
+        assert results[name]["label"] is None and results[name]["uncertain"], (
+            name,
+            results[name],
+        )  # never seen
 
 
 def test_pack_library_api_and_file_checks(
     nonsense_sets: tuple[Path, Path, Path], classifier: Classifier, tiny_model: str, tmp_path: Path
 ) -> None:
     train, held, label_map = nonsense_sets
-    code, _, err = _run(["fit", str(train), "-o", str(tmp_path / "p.json"), "-m", tiny_model, "--threads", "1",
-                         "--label-map", str(label_map)])  # fmt: skip
+    code, _, err = _run(
+        [
+            "fit",
+            str(train),
+            "-o",
+            str(tmp_path / "p.json"),
+            "-m",
+            tiny_model,
+            "--threads",
+            "1",
+            "--label-map",
+            str(label_map),
+        ]
+    )
     assert code == 0, err
     pack = load_pack(tmp_path / "p.json")
     path = str(held / "class_b" / "class_b-0.wav")
@@ -181,8 +255,9 @@ def test_pack_library_api_and_file_checks(
     assert classifier.classify(path, pack=pack) == classifier.score(emb, pack=pack) == via_pack
     many = list(classifier.classify_many([path, str(held / "missing.wav")], pack=pack))
     assert many[0] == via_pack and "missing.wav" in str(many[1])  # a bad file is reported, the rest go on
-    np.testing.assert_allclose(pack.window_probabilities(emb.vectors), [w.probabilities for w in via_pack.windows],
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        pack.window_probabilities(emb.vectors), [w.probabilities for w in via_pack.windows], atol=1e-6
+    )
     assert len(via_pack.windows[0].probabilities) == 3 and via_pack.to_dict()["label"] == "class B"
     with pytest.raises(LabelError, match="scores its own labels"):
         classifier.classify(path, ["x", "y"], pack=pack)
@@ -206,11 +281,37 @@ def test_eval_refuses_a_pack_for_other_labels_before_embedding(
     nonsense_sets: tuple[Path, Path, Path], tiny_model: str, tmp_path: Path
 ) -> None:
     train, held, label_map = nonsense_sets
-    code, _, err = _run(["fit", str(train), "-o", str(tmp_path / "p.json"), "-m", tiny_model, "--threads", "1",
-                         "--label-map", str(label_map), "--no-cache"])  # fmt: skip
+    code, _, err = _run(
+        [
+            "fit",
+            str(train),
+            "-o",
+            str(tmp_path / "p.json"),
+            "-m",
+            tiny_model,
+            "--threads",
+            "1",
+            "--label-map",
+            str(label_map),
+            "--no-cache",
+        ]
+    )
     assert code == 0, err
-    code, _, err = _run(["eval", str(held), "--pack", str(tmp_path / "p.json"), "-m", tiny_model, "--threads", "1",
-                         "-o", str(tmp_path / "r"), "--no-plots"])  # no label map: class a, class b, noise
+    code, _, err = _run(
+        [
+            "eval",
+            str(held),
+            "--pack",
+            str(tmp_path / "p.json"),
+            "-m",
+            tiny_model,
+            "--threads",
+            "1",
+            "-o",
+            str(tmp_path / "r"),
+            "--no-plots",
+        ]
+    )  # no label map: class a, class b, noise
     assert code == 1
     assert "pack p scores class A, class B, noise; the data's labels are class a, class b, noise" in err
     assert not (tmp_path / "r").exists()

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from earmark import Classifier, synth
 from earmark.cli import cli
-from earmark.datasets import load
-from earmark.eval_cache import EmbeddingCache, embed_files
+from earmark.evaluate.cache import EmbeddingCache, embed_files
+from earmark.evaluate.datasets import load
 from earmark.store import Database
 from earmark.types import ClassifyOptions
 from helpers import encode, labelled_folder
@@ -30,13 +30,17 @@ ESC50_HEADER = "filename,fold,target,category,esc10,src_file,take\n"
 def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 classes x 3 files, plus one beep filed under hum (a known mistake of the labels, not the model)."""
     root = tmp_path_factory.mktemp("small")
-    labelled_folder(root, {k: [synth.make(k, 1.0, seed=s) for s in range(3)] for k in ("beep", "hum", "noise")})
+    labelled_folder(
+        root, {k: [synth.make(k, 1.0, seed=s) for s in range(3)] for k in ("beep", "hum", "noise")}
+    )
     encode(synth.make("beep", 1.0, seed=9), root / "hum" / "zz-actually-a-beep.wav")
     return root
 
 
 def _eval(args: list[str], tiny_model: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["eval", *args, "-m", tiny_model, "--threads", "1"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["eval", *args, "-m", tiny_model, "--threads", "1"], catch_exceptions=False
+    )
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -73,7 +77,7 @@ def test_report_numbers_match_a_hand_count(small_set: Path, tiny_model: str, tmp
 def test_second_run_with_other_labels_and_templates_embeds_nothing(
     small_set: Path, tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import earmark.eval_cache as eval_cache
+    import earmark.evaluate.cache as eval_cache
 
     calls: list[str] = []
     real_embed_many = eval_cache.embed_many
@@ -88,17 +92,33 @@ def test_second_run_with_other_labels_and_templates_embeds_nothing(
     assert code == 0, err
     assert len(calls) == 10
     (tmp_path / "map.json").write_text(json.dumps({"beep": "beeping", "hum": "mains hum", "noise": "hiss"}))
-    code, _, err = _eval([str(small_set), "--label-map", str(tmp_path / "map.json"), "--template", "{label}",
-                          "--template", "the sound of {label}", "--average-templates", "-o", str(tmp_path / "b"),
-                          "--no-plots"], tiny_model)  # fmt: skip
+    code, _, err = _eval(
+        [
+            str(small_set),
+            "--label-map",
+            str(tmp_path / "map.json"),
+            "--template",
+            "{label}",
+            "--template",
+            "the sound of {label}",
+            "--average-templates",
+            "-o",
+            str(tmp_path / "b"),
+            "--no-plots",
+        ],
+        tiny_model,
+    )
     assert code == 0, err
     assert len(calls) == 10  # nothing decoded or embedded again
     doc = json.loads((tmp_path / "b" / "report.json").read_text())
-    assert next(iter(doc["embedding"].values())) == {"files": 10, "embedded": 0, "cached": 10,
-                                                  "seconds": 0.0}  # fmt: skip
+    assert next(iter(doc["embedding"].values())) == {"files": 10, "embedded": 0, "cached": 10, "seconds": 0.0}
     names = [v["name"] for v in doc["variants"]]
-    assert names == ["zero-shot · '{label}'", "zero-shot · 'the sound of {label}'",
-                     "zero-shot · '{label}' + 'the sound of {label}'", "linear probe (4-fold cv)"]  # fmt: skip
+    assert names == [
+        "zero-shot · '{label}'",
+        "zero-shot · 'the sound of {label}'",
+        "zero-shot · '{label}' + 'the sound of {label}'",
+        "linear probe (4-fold cv)",
+    ]
     assert doc["dataset"]["labels"] == ["beeping", "mains hum", "hiss"]
     assert doc["variants"][0]["metrics"]["accuracy"] == pytest.approx(0.9)
 
@@ -111,8 +131,9 @@ def test_cache_misses_on_changed_file_or_window(classifier: Classifier, tmp_path
     again = list(embed_files(classifier, [str(a)], options=opts, cache=cache))
     assert (first[0].cached, again[0].cached) == (False, True)
     assert (again[0].result.vectors == first[0].result.vectors).all()  # type: ignore[union-attr]
-    other_window = list(embed_files(classifier, [str(a)], options=ClassifyOptions(window_s=0.5, hop_s=0.5),
-                                    cache=cache))  # fmt: skip
+    other_window = list(
+        embed_files(classifier, [str(a)], options=ClassifyOptions(window_s=0.5, hop_s=0.5), cache=cache)
+    )
     assert not other_window[0].cached and len(other_window[0].result.spans_s) == 2  # type: ignore[union-attr]
     encode(synth.make("beep", 1.0, seed=1), a)
     changed = list(embed_files(classifier, [str(a)], options=opts, cache=cache))
@@ -121,7 +142,9 @@ def test_cache_misses_on_changed_file_or_window(classifier: Classifier, tmp_path
 
 def test_unreadable_files_are_left_out_and_listed(small_set: Path, tiny_model: str, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    labelled_folder(data, {"beep": [synth.make("beep", 1.0, seed=1)], "hum": [synth.make("hum", 1.0, seed=1)]})
+    labelled_folder(
+        data, {"beep": [synth.make("beep", 1.0, seed=1)], "hum": [synth.make("hum", 1.0, seed=1)]}
+    )
     (data / "hum" / "broken.wav").write_bytes(b"RIFF\x00\x00not really audio")
     code, _, err = _eval([str(data), "-o", str(tmp_path / "r"), "--no-plots", "--no-baseline"], tiny_model)
     assert code == 0
@@ -139,7 +162,9 @@ def test_esc50_layout_end_to_end(tiny_model: str, tmp_path: Path) -> None:
     (root / "audio").mkdir()
     rows = []
     for fold in (1, 2):
-        for target, (kind, category) in enumerate([("beep", "beep"), ("hum", "mains_hum"), ("noise", "white_noise")]):
+        for target, (kind, category) in enumerate(
+            [("beep", "beep"), ("hum", "mains_hum"), ("noise", "white_noise")]
+        ):
             name = f"{fold}-{target}0-A-{target}.wav"
             encode(synth.make(kind, 1.0, seed=fold), root / "audio" / name)
             rows.append(f"{name},{fold},{target},{category},False,x,A\n")
@@ -147,8 +172,20 @@ def test_esc50_layout_end_to_end(tiny_model: str, tmp_path: Path) -> None:
     assert load(root).labels == ("beep", "mains hum", "white noise")
     # the same model under a second name stands in for a second model: one run compares both
     other_name = os.path.relpath(tiny_model)
-    code, out, err = _eval([str(root), "--fold", "1", "-o", str(tmp_path / "r"), "--no-plots", "--no-baseline",
-                            "-m", other_name], tiny_model)  # fmt: skip
+    code, out, err = _eval(
+        [
+            str(root),
+            "--fold",
+            "1",
+            "-o",
+            str(tmp_path / "r"),
+            "--no-plots",
+            "--no-baseline",
+            "-m",
+            other_name,
+        ],
+        tiny_model,
+    )
     assert code == 0, err
     doc = json.loads((tmp_path / "r" / "report.json").read_text())
     assert doc["dataset"]["folds"] == ["1"] and doc["dataset"]["scored"] == 3

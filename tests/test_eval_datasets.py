@@ -96,7 +96,9 @@ def test_manifests_csv_and_jsonl(tmp_path: Path) -> None:
     _touch(tmp_path / "clips" / "1.wav")
     _touch(tmp_path / "clips" / "2.wav")
     _touch(tmp_path / "clips" / "3.wav")
-    (tmp_path / "m.csv").write_text("path,label,fold\nclips/1.wav,siren,1\nclips/2.wav,dog,2\nclips/3.wav,dog,1\n")
+    (tmp_path / "m.csv").write_text(
+        "path,label,fold\nclips/1.wav,siren,1\nclips/2.wav,dog,2\nclips/3.wav,dog,1\n"
+    )
     ds = datasets.load(tmp_path / "m.csv", folds=["1"])
     assert ds.labels == ("dog", "siren")
     assert [(Path(i.path).name, i.label) for i in ds.items] == [("1.wav", "siren"), ("3.wav", "dog")]

@@ -1,4 +1,4 @@
-"""Pure metrics (earmark.evaluate) and pure few-shot heads (earmark.fewshot): hand-made numbers, no model."""
+"""Pure metrics (earmark.evaluate.metrics) and pure few-shot heads (earmark.adapt.fewshot): hand-made numbers, no model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from earmark import fewshot
-from earmark.evaluate import (
+from earmark.evaluate.metrics import (
     compute_metrics,
     confusion_matrix,
     coverage_curve,
@@ -19,14 +19,16 @@ from earmark.evaluate import (
 
 LABELS = ("a", "b", "c", "d")
 # 6 items; answers (arg-max): a, b, b, c, a, d ; truth: a, b, a, c, c, d
-PROBS = np.array([
-    [0.90, 0.05, 0.03, 0.02],
-    [0.10, 0.80, 0.05, 0.05],
-    [0.30, 0.60, 0.05, 0.05],
-    [0.10, 0.10, 0.75, 0.05],
-    [0.40, 0.05, 0.35, 0.20],
-    [0.10, 0.10, 0.10, 0.70],
-])  # fmt: skip
+PROBS = np.array(
+    [
+        [0.90, 0.05, 0.03, 0.02],
+        [0.10, 0.80, 0.05, 0.05],
+        [0.30, 0.60, 0.05, 0.05],
+        [0.10, 0.10, 0.75, 0.05],
+        [0.40, 0.05, 0.35, 0.20],
+        [0.10, 0.10, 0.10, 0.70],
+    ]
+)
 TRUE = [0, 1, 0, 2, 2, 3]
 
 
@@ -116,7 +118,9 @@ def test_heads_are_deterministic_and_logreg_fits_better_than_prototypes() -> Non
     b = fewshot.fit_directions(x, y, 3, text=None, scale=20.0, options=opts)
     assert np.array_equal(a, b)
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0)
-    proto = fewshot.fit_directions(x, y, 3, text=None, scale=20.0, options=fewshot.FitOptions(method="prototype"))
+    proto = fewshot.fit_directions(
+        x, y, 3, text=None, scale=20.0, options=fewshot.FitOptions(method="prototype")
+    )
 
     def loss(w: np.ndarray) -> float:
         p = fewshot.probabilities(x @ w.T, 20.0, None)
@@ -128,10 +132,12 @@ def test_heads_are_deterministic_and_logreg_fits_better_than_prototypes() -> Non
 def test_text_prior_pulls_prototypes_towards_the_label_text() -> None:
     x, y, centres = _clusters(2, 2, 0.3)
     text = np.roll(centres, 1, axis=0)  # deliberately pointing elsewhere
-    weak = fewshot.fit_directions(x, y, 3, text=text, scale=20.0,
-                                  options=fewshot.FitOptions(method="prototype", text_prior=0.5))  # fmt: skip
-    strong = fewshot.fit_directions(x, y, 3, text=text, scale=20.0,
-                                    options=fewshot.FitOptions(method="prototype", text_prior=20.0))  # fmt: skip
+    weak = fewshot.fit_directions(
+        x, y, 3, text=text, scale=20.0, options=fewshot.FitOptions(method="prototype", text_prior=0.5)
+    )
+    strong = fewshot.fit_directions(
+        x, y, 3, text=text, scale=20.0, options=fewshot.FitOptions(method="prototype", text_prior=20.0)
+    )
     assert (np.sum(strong * text, axis=1) > np.sum(weak * text, axis=1)).all()
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from earmark import audio
 from earmark.audio import AudioLimits, AudioWarning
+from earmark.audio.isolate import DecoderPool, decode_isolated
 from earmark.errors import AudioError, DecodeTimeout
-from earmark.isolate import DecoderPool, decode_isolated
 from helpers import encode
 
 RATE = 48_000

@@ -89,5 +89,7 @@ def test_library_tab_builds_and_its_handlers_work(library_copy, classifier) -> N
     fid, text, labels = next_review(db)
     assert fid == review_queue(db)[0].file_id and "beep" in labels
     nxt, _, _ = decide_and_next(db, fid, "accept", None)
-    assert nxt != fid and db.conn.execute("SELECT review_label FROM lib_files WHERE id=?", (fid,)).fetchone()[0]
+    assert (
+        nxt != fid and db.conn.execute("SELECT review_label FROM lib_files WHERE id=?", (fid,)).fetchone()[0]
+    )
     assert search_rows(db, classifier, "", 5) == ([], "the search text is empty")

@@ -36,8 +36,11 @@ def hash_counts(*roots: Path) -> Counter[str]:
 
 def expected_folders(db: Path, root: Path) -> dict[str, str]:
     """{file name: folder it should be filed into} from the stored results."""
-    rows = Database(db).conn.execute("SELECT path, status, top_label FROM lib_files WHERE path LIKE ?",
-                                     (f"{root}/%",)).fetchall()  # fmt: skip
+    rows = (
+        Database(db)
+        .conn.execute("SELECT path, status, top_label FROM lib_files WHERE path LIKE ?", (f"{root}/%",))
+        .fetchall()
+    )
     return {Path(r[0]).name: r[2] if r[1] == "auto" else "_review" for r in rows if r[1] != "error"}
 
 
@@ -77,13 +80,18 @@ def test_move_collisions_and_undo_put_every_file_back(library_copy, tmp_path) ->
     # two different files with one name in different folders: the second must become "name (1)"
     twin = next(rel for rel, k in manifest.items() if k == "hum" and "/" not in rel)
     (root / "elsewhere").mkdir()
-    shutil.copy(root / next(rel for rel, k in manifest.items() if k == "hum" and "/" in rel), root / "elsewhere" / twin)
+    shutil.copy(
+        root / next(rel for rel, k in manifest.items() if k == "hum" and "/" in rel),
+        root / "elsewhere" / twin,
+    )
     out = tmp_path / "out"
     before = tree_hashes(root)
     result = tag(root, db, "--sort-into", str(out), "--move")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (out / "hum").glob(f"{Path(twin).stem}*")) == [
-        f"{Path(twin).stem} (1){Path(twin).suffix}", twin]
+        f"{Path(twin).stem} (1){Path(twin).suffix}",
+        twin,
+    ]
     assert hash_counts(root, out) == Counter(before.values())  # nothing lost, nothing duplicated
     left = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     assert all(manifest.get(rel) in ("error", None) or before[rel] in hash_counts(out) for rel in left)
@@ -99,8 +107,11 @@ def test_review_in_place_leaves_uncertain_files(library_copy, tmp_path) -> None:
     result = tag(root, db, "--sort-into", str(tmp_path / "out"), "--move", "--review-in-place")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "out" / "_review").exists()
-    review = Database(db).conn.execute("SELECT path FROM lib_files WHERE status='review' AND path LIKE ?",
-                                       (f"{root}/%",)).fetchall()  # fmt: skip
+    review = (
+        Database(db)
+        .conn.execute("SELECT path FROM lib_files WHERE status='review' AND path LIKE ?", (f"{root}/%",))
+        .fetchall()
+    )
     assert review and all(os.path.exists(r[0]) for r in review)
 
 
@@ -108,8 +119,22 @@ def test_read_only_destination_fails_cleanly(library_copy, tmp_path) -> None:  #
     root, manifest, db = library_copy
     before = tree_hashes(root)
     with read_only_folder(tmp_path) as ro:
-        result = CliRunner().invoke(cli, ["tag", str(root), "-l", ",".join(LABELS), "--db", str(db), "-m",
-                                          str(TINY_MODEL), "--sort-into", str(ro / "out"), "--move"])  # fmt: skip
+        result = CliRunner().invoke(
+            cli,
+            [
+                "tag",
+                str(root),
+                "-l",
+                ",".join(LABELS),
+                "--db",
+                str(db),
+                "-m",
+                str(TINY_MODEL),
+                "--sort-into",
+                str(ro / "out"),
+                "--move",
+            ],
+        )
     assert result.exit_code == 1
     assert "cannot write to" in result.stderr and "no file was copied or moved" in result.stderr
     assert tree_hashes(root) == before

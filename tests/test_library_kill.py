@@ -49,7 +49,9 @@ class Runner:
         log = self.tmp / f"stderr-{self.n}.txt"
         cmd = [sys.executable, "-m", "earmark", *args, "--db", str(self.db)]
         with open(log, "wb") as err:
-            proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            proc = subprocess.Popen(
+                cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
+            )
         return proc, log
 
     def run(self, *args: str) -> str:
@@ -94,8 +96,19 @@ OPS = "SELECT count(*) FROM lib_ops WHERE run_id=(SELECT max(id) FROM lib_runs)"
 
 
 def tag_args(src: Path, out: Path) -> tuple[str, ...]:
-    return ("tag", str(src), "-l", ",".join(LABELS), "-m", str(TINY_MODEL), "--threads", "1", "--sort-into",
-            str(out), "--move")  # fmt: skip
+    return (
+        "tag",
+        str(src),
+        "-l",
+        ",".join(LABELS),
+        "-m",
+        str(TINY_MODEL),
+        "--threads",
+        "1",
+        "--sort-into",
+        str(out),
+        "--move",
+    )
 
 
 def leftovers(*roots: Path) -> list[Path]:
@@ -110,7 +123,9 @@ def nothing_lost(original: dict[str, str], *roots: Path) -> None:
 
 def exactly_original(original: dict[str, str], src: Path, out: Path) -> None:
     """After a completed run: the same files, each once, no temporary files."""
-    assert Counter(h for r in (src, out) if r.exists() for h in tree_hashes(r).values()) == Counter(original.values())
+    assert Counter(h for r in (src, out) if r.exists() for h in tree_hashes(r).values()) == Counter(
+        original.values()
+    )
     assert not leftovers(src, out)
 
 
@@ -120,8 +135,9 @@ def db_consistent(db: Path) -> None:
     assert conn.execute("SELECT count(*) FROM lib_runs WHERE state='running'").fetchone()[0] == 0
     for path, digest in conn.execute("SELECT path, content_hash FROM lib_files WHERE status<>'error'"):
         assert os.path.isfile(path) and content_hash(path) == digest, path
-    for path, digest in conn.execute("SELECT p.path, f.content_hash FROM lib_placements p JOIN lib_files f"
-                                     " ON f.id=p.file_id"):  # fmt: skip
+    for path, digest in conn.execute(
+        "SELECT p.path, f.content_hash FROM lib_placements p JOIN lib_files f ON f.id=p.file_id"
+    ):
         assert content_hash(path) == digest, path
     conn.close()
 
@@ -129,8 +145,13 @@ def db_consistent(db: Path) -> None:
 def undo_all(runner: Runner, rng: random.Random, kill: bool) -> None:
     """Undo every tag run that moved files, newest first; optionally kill -9 the first undo midway."""
     conn = sqlite3.connect(runner.db)
-    runs = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM lib_ops o JOIN lib_runs r ON r.id=o.run_id"
-                                       " WHERE o.state='done' AND r.kind='tag' ORDER BY run_id DESC")]  # fmt: skip
+    runs = [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT run_id FROM lib_ops o JOIN lib_runs r ON r.id=o.run_id"
+            " WHERE o.state='done' AND r.kind='tag' ORDER BY run_id DESC"
+        )
+    ]
     conn.close()
     if kill and runs:
         n = runner.count("SELECT count(*) FROM lib_ops WHERE state='done'") // 2
@@ -154,7 +175,9 @@ def big_wav(path: Path, junk_mb: int = 200) -> None:
 
 def small_library(sound_library: tuple[Path, dict[str, str]], dest: Path, n: int = 36) -> None:
     root, manifest = sound_library
-    picked = [rel for i, rel in enumerate(manifest) if i % 6 == 0][:n - 2] + [r for r in manifest if "broken" in r][:2]
+    picked = [rel for i, rel in enumerate(manifest) if i % 6 == 0][: n - 2] + [
+        r for r in manifest if "broken" in r
+    ][:2]
     for rel in picked:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, dest / rel)
@@ -172,7 +195,9 @@ def test_kill_9_at_random_points_then_resume(sound_library, tmp_path) -> None:  
     # 1. five kills in a row while the model loads and tags (each run resumes the previous one)
     for _ in range(5):
         target = rng.randint(min(runner.count(TAGGED), n), n)  # a resumed run may already be past n
-        kills += runner.kill_when(tag_args(src, out), lambda t=target: runner.count(TAGGED) >= t, rng.uniform(0, 0.02))
+        kills += runner.kill_when(
+            tag_args(src, out), lambda t=target: runner.count(TAGGED) >= t, rng.uniform(0, 0.02)
+        )
         nothing_lost(original, src, out)
     runner.run(*tag_args(src, out))
     exactly_original(original, src, out)
@@ -182,7 +207,9 @@ def test_kill_9_at_random_points_then_resume(sound_library, tmp_path) -> None:  
     # 2. eight kills while files are moved (tagging is stored now) and four while undo puts them back
     for i in range(8):
         target = rng.randint(0, n - 1)
-        kills += runner.kill_when(tag_args(src, out), lambda t=target: runner.count(OPS) > t, rng.uniform(0, 0.01))
+        kills += runner.kill_when(
+            tag_args(src, out), lambda t=target: runner.count(OPS) > t, rng.uniform(0, 0.01)
+        )
         nothing_lost(original, src, out)
         runner.run(*tag_args(src, out))
         exactly_original(original, src, out)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from earmark.adapt.packs import load_pack
 from earmark.cli import cli
-from earmark.packs import load_pack
 from earmark.store import Database
 
 PACK_LABELS = ["class A", "class B", "noise"]
@@ -28,10 +28,14 @@ def _tag(*args: str) -> tuple[int, str]:
 
 def _rows(db: Path) -> dict[str, dict[str, object]]:
     conn = Database(db).conn
-    return {r["path"]: dict(r) for r in conn.execute("SELECT path, status, top_label, top_score FROM lib_files")}
+    return {
+        r["path"]: dict(r) for r in conn.execute("SELECT path, status, top_label, top_score FROM lib_files")
+    }
 
 
-def test_tag_with_a_pack_files_what_zero_shot_cannot_name(nonsense_sets, fitted_pack, tiny_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_tag_with_a_pack_files_what_zero_shot_cannot_name(
+    nonsense_sets, fitted_pack, tiny_model, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     _, held, _ = nonsense_sets
     lib = tmp_path / "lib"
     shutil.copytree(held, lib)
@@ -41,15 +45,23 @@ def test_tag_with_a_pack_files_what_zero_shot_cannot_name(nonsense_sets, fitted_
     code, out = _tag(str(lib), "-l", ", ".join(PACK_LABELS), *common)
     assert code == 0, out
     zero = _rows(db)
-    zero_right = sum(r["top_label"] == EXPECTED[Path(p).parent.name] and r["status"] == "auto" for p, r in zero.items())
+    zero_right = sum(
+        r["top_label"] == EXPECTED[Path(p).parent.name] and r["status"] == "auto" for p, r in zero.items()
+    )
 
     code, out = _tag(str(lib), "--pack", str(fitted_pack), *common, "--sort-into", str(tmp_path / "out"))
     assert code == 0, out
-    assert "24 rescored" in out and "embedded" not in out  # stored embeddings re-scored: nothing decoded again
+    assert (
+        "24 rescored" in out and "embedded" not in out
+    )  # stored embeddings re-scored: nothing decoded again
     packed = _rows(db)
     assert len(packed) == 24 and {r["top_label"] for r in packed.values()} <= set(PACK_LABELS)
-    right = sum(r["top_label"] == EXPECTED[Path(p).parent.name] and r["status"] == "auto" for p, r in packed.items())
-    wrong = sum(r["top_label"] != EXPECTED[Path(p).parent.name] and r["status"] == "auto" for p, r in packed.items())
+    right = sum(
+        r["top_label"] == EXPECTED[Path(p).parent.name] and r["status"] == "auto" for p, r in packed.items()
+    )
+    wrong = sum(
+        r["top_label"] != EXPECTED[Path(p).parent.name] and r["status"] == "auto" for p, r in packed.items()
+    )
     assert right >= 20 and wrong == 0, packed  # confident and right; a doubtful one goes to review
     assert right > zero_right + 6, (right, zero_right)  # seen: 23 right with the pack, 8 zero-shot
     filed = {f.name for f in (tmp_path / "out" / "class B").iterdir()}

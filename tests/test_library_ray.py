@@ -37,8 +37,16 @@ def test_ray_pipeline_writes_the_same_records_as_a_local_run(ray_cluster, tagged
     picked = [rel for i, rel in enumerate(manifest) if i % 9 == 0 or manifest[rel] == "error" or "007" in rel]
     files = [str(root / rel) for rel in picked]
     db = Database(tmp_path / "ray.db")
-    events = list(tag_paths_ray(db, files, TagOptions(labels=tuple(LABELS)), ModelRef(str(TINY_MODEL)), None,
-                                RayOptions(actors=1, files_per_batch=3)))  # fmt: skip
+    events = list(
+        tag_paths_ray(
+            db,
+            files,
+            TagOptions(labels=tuple(LABELS)),
+            ModelRef(str(TINY_MODEL)),
+            None,
+            RayOptions(actors=1, files_per_batch=3),
+        )
+    )
     tagged = [e for e in events if isinstance(e, FileTagged)]
     assert len(tagged) == len(files) and {e.how for e in tagged} == {"embedded"}
     remote, local = _records(db), _records(Database(local_db))
@@ -55,9 +63,14 @@ def test_ray_pipeline_writes_the_same_records_as_a_local_run(ray_cluster, tagged
         if scores:
             mine, theirs = json.loads(scores), json.loads(local[path][6])
             assert [s[0] for s in mine] == [s[0] for s in theirs]
-            assert [v for s in mine for v in s[1:]] == pytest.approx([v for s in theirs for v in s[1:]], abs=1e-5)
+            assert [v for s in mine for v in s[1:]] == pytest.approx(
+                [v for s in theirs for v in s[1:]], abs=1e-5
+            )
     assert sum(r[0] == "error" for r in remote.values()) == sum(manifest[rel] == "error" for rel in picked)
     # a second run through Ray skips everything: the records are the library's own
-    again = [e for e in tag_paths_ray(db, files, TagOptions(labels=tuple(LABELS)), ModelRef(str(TINY_MODEL)))
-             if isinstance(e, FileTagged)]  # fmt: skip
+    again = [
+        e
+        for e in tag_paths_ray(db, files, TagOptions(labels=tuple(LABELS)), ModelRef(str(TINY_MODEL)))
+        if isinstance(e, FileTagged)
+    ]
     assert {e.how for e in again} == {"skipped"}

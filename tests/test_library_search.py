@@ -95,7 +95,9 @@ def test_export_formats(tagged_library, tmp_path) -> None:  # type: ignore[no-un
     beep = by_path[str(root / next(rel for rel, k in manifest.items() if k == "beep"))]
     assert set(json.loads(beep["scores"])) == set(LABELS) and beep["content_hash"]
     lines = [json.loads(x) for x in to_string(db, "jsonl").splitlines()]
-    assert {x["status"] for x in lines} == {"auto", "review", "error"} and isinstance(lines[0]["scores"], dict)
+    assert {x["status"] for x in lines} == {"auto", "review", "error"} and isinstance(
+        lines[0]["scores"], dict
+    )
     windows = [json.loads(x) for x in to_string(db, "jsonl", windows=True).splitlines()]
     assert len(windows) > len(manifest) - 4  # the 12 s clips have two windows
     assert export(db, str(tmp_path / "lib.parquet"), "parquet") == len(manifest)
@@ -110,8 +112,19 @@ def decided(library_copy, tmp_path):  # type: ignore[no-untyped-def]
     """A copy of the library, moved into OUT (uncertain files into OUT/_review)."""
     root, manifest, db = library_copy
     out = tmp_path / "out"
-    args = ["tag", str(root), "-l", ",".join(LABELS), "--db", str(db), "-m", str(TINY_MODEL), "--sort-into",
-            str(out), "--move"]  # fmt: skip
+    args = [
+        "tag",
+        str(root),
+        "-l",
+        ",".join(LABELS),
+        "--db",
+        str(db),
+        "-m",
+        str(TINY_MODEL),
+        "--sort-into",
+        str(out),
+        "--move",
+    ]
     assert CliRunner().invoke(cli, args).exit_code == 0
     return root, db, out
 
@@ -126,9 +139,15 @@ def test_review_cli_one_key_each_and_filing_follows(decided) -> None:  # type: i
     result = CliRunner().invoke(cli, ["review", "--db", str(db_path), "--no-play"], input=keys)
     assert result.exit_code == 0, result.output
     assert "1 accepted, 1 relabelled, 1 skipped; 2 files re-filed" in result.stderr
-    first = db.conn.execute("SELECT path, review_label, top_label FROM lib_files WHERE id=?", (queue[0].file_id,)).fetchone()
-    second = db.conn.execute("SELECT path, review_label FROM lib_files WHERE id=?", (queue[1].file_id,)).fetchone()
-    assert first["review_label"] == first["top_label"] and Path(first["path"]).parent == out / first["top_label"]
+    first = db.conn.execute(
+        "SELECT path, review_label, top_label FROM lib_files WHERE id=?", (queue[0].file_id,)
+    ).fetchone()
+    second = db.conn.execute(
+        "SELECT path, review_label FROM lib_files WHERE id=?", (queue[1].file_id,)
+    ).fetchone()
+    assert (
+        first["review_label"] == first["top_label"] and Path(first["path"]).parent == out / first["top_label"]
+    )
     assert second["review_label"] == LABELS[1] and Path(second["path"]).parent == out / LABELS[1]
     assert Path(first["path"]).is_file() and Path(second["path"]).is_file()
     decisions = [r[0] for r in db.conn.execute("SELECT decision FROM lib_reviews ORDER BY id")]
@@ -140,8 +159,9 @@ def test_review_prompt_for_a_new_label_and_undo(decided) -> None:  # type: ignor
     root, db_path, out = decided
     db = Database(db_path)
     item = next(i for i in review_queue(db) if i.path.startswith(str(out)))
-    result = CliRunner().invoke(cli, ["review", "--db", str(db_path), "--no-play", "--limit", "1"],
-                                input="x" + "r" + "door slam\n")  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["review", "--db", str(db_path), "--no-play", "--limit", "1"], input="x" + "r" + "door slam\n"
+    )
     assert result.exit_code == 0, result.output
     assert "? a accept" in result.stdout  # an unknown key shows the keys
     path = db.conn.execute("SELECT path FROM lib_files WHERE id=?", (item.file_id,)).fetchone()[0]
@@ -179,5 +199,7 @@ def test_review_plays_each_file_with_the_player_found(decided, tmp_path, monkeyp
     assert player.proc is not None and player.proc.wait(timeout=10) == 0
     assert played.read_text().splitlines() == [first.path]
     # the command plays each file and still takes one key per file
-    result = CliRunner().invoke(cli, ["review", "--db", str(db_path), "--play", "--limit", "1"], input="p" + "s")
+    result = CliRunner().invoke(
+        cli, ["review", "--db", str(db_path), "--play", "--limit", "1"], input="p" + "s"
+    )
     assert result.exit_code == 0 and "1 skipped" in result.stderr

@@ -55,8 +55,13 @@ def test_statuses_on_the_generated_library(tagged_library) -> None:  # type: ign
 def test_stored_facts_per_file(tagged_library) -> None:  # type: ignore[no-untyped-def]
     root, manifest, db_path, _ = tagged_library
     db = Database(db_path)
-    rows = {r["path"]: r for r in db.conn.execute("SELECT f.*, e.n_windows, e.dim, length(e.vectors) AS nbytes"
-                                                    " FROM lib_files f JOIN lib_embeddings e ON e.id=f.embedding_id")}
+    rows = {
+        r["path"]: r
+        for r in db.conn.execute(
+            "SELECT f.*, e.n_windows, e.dim, length(e.vectors) AS nbytes"
+            " FROM lib_files f JOIN lib_embeddings e ON e.id=f.embedding_id"
+        )
+    }
     long_clip = next(rel for rel in manifest if rel.startswith("field recordings/2019/beep_"))  # noqa: F841
     for rel, kind in list(manifest.items())[:40]:
         r = rows[str(root / rel)]
@@ -68,8 +73,11 @@ def test_stored_facts_per_file(tagged_library) -> None:  # type: ignore[no-untyp
         assert r["sample_rate"] == 48000 and r["channels"] == 1 and r["preprocess"] == "none"
         assert r["nbytes"] == r["n_windows"] * r["dim"] * 2  # float16
         assert r["n_windows"] == (2 if r["duration_s"] > 10 else 1)
-        scores = json.loads(db.conn.execute("SELECT scores FROM lib_predictions WHERE id=?",
-                                            (r["prediction_id"],)).fetchone()[0])  # fmt: skip
+        scores = json.loads(
+            db.conn.execute(
+                "SELECT scores FROM lib_predictions WHERE id=?", (r["prediction_id"],)
+            ).fetchone()[0]
+        )
         assert [s[0] for s in scores][0] == r["top_label"] and len(scores) == len(LABELS)
     assert any(r["n_windows"] == 2 for r in rows.values())
 
@@ -83,7 +91,9 @@ def test_rerun_skips_everything_without_loading_the_model(library_copy) -> None:
     assert Counter(e.how for e in found.values()) == {"skipped": len(manifest)}
 
 
-def test_changed_labels_reuse_embeddings_without_decoding(tagged_library, classifier, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_changed_labels_reuse_embeddings_without_decoding(
+    tagged_library, classifier, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     root, manifest, db_path, _ = tagged_library
     shutil.copy(db_path, tmp_path / "db")
     decodes = []
@@ -93,8 +103,13 @@ def test_changed_labels_reuse_embeddings_without_decoding(tagged_library, classi
     events = list(tag_paths(Database(tmp_path / "db"), [root], TagOptions(labels=new_labels), classifier))
     found = _tagged(events)
     assert decodes == []
-    distinct = {content_hash(root / rel) for rel, k in manifest.items() if k != "error"}  # some files are copies
-    assert Counter(e.how for e in found.values()) == {"rescored": len(distinct), "skipped": len(manifest) - len(distinct)}
+    distinct = {
+        content_hash(root / rel) for rel, k in manifest.items() if k != "error"
+    }  # some files are copies
+    assert Counter(e.how for e in found.values()) == {
+        "rescored": len(distinct),
+        "skipped": len(manifest) - len(distinct),
+    }
     beeps = [e for rel, k in manifest.items() if k == "beep" for e in [found[str(root / rel)]]]
     assert sum(e.top_label == "tone" for e in beeps) >= 0.9 * len(beeps)
     # the same as tagging those files from scratch with the new labels
@@ -104,7 +119,10 @@ def test_changed_labels_reuse_embeddings_without_decoding(tagged_library, classi
     fresh = _tagged(list(tag_paths(fresh_db, some, TagOptions(labels=new_labels), classifier)))
     for path in some:
         assert fresh[path].how == "embedded"
-        assert (fresh[path].top_label, fresh[path].top_score) == (found[path].top_label, found[path].top_score)
+        assert (fresh[path].top_label, fresh[path].top_score) == (
+            found[path].top_label,
+            found[path].top_score,
+        )
 
 
 def test_changed_file_is_tagged_again(library_copy, classifier) -> None:  # type: ignore[no-untyped-def]
@@ -123,11 +141,14 @@ def test_noise_reduction_is_optional_and_recorded(sound_library, classifier, tmp
     plain = _tagged(list(tag_paths(db, files, TagOptions(labels=tuple(LABELS)), classifier)))
     clean = _tagged(list(tag_paths(db, files, TagOptions(labels=tuple(LABELS), denoise=True), classifier)))
     assert all(e.how == "embedded" for e in clean.values())  # a different embedding, not the plain one
-    rows = db.conn.execute("SELECT f.preprocess, e.preprocess FROM lib_files f JOIN lib_embeddings e"
-                           " ON e.id=f.embedding_id").fetchall()  # fmt: skip
+    rows = db.conn.execute(
+        "SELECT f.preprocess, e.preprocess FROM lib_files f JOIN lib_embeddings e ON e.id=f.embedding_id"
+    ).fetchall()
     assert {tuple(r) for r in rows} == {("noisereduce", "noisereduce")}
     assert db.conn.execute("SELECT count(DISTINCT preprocess) FROM lib_embeddings").fetchone()[0] == 2
-    vectors = db.conn.execute("SELECT vectors FROM lib_embeddings ORDER BY preprocess, content_hash").fetchall()
+    vectors = db.conn.execute(
+        "SELECT vectors FROM lib_embeddings ORDER BY preprocess, content_hash"
+    ).fetchall()
     assert vectors[: len(files)] != vectors[len(files) :]
     assert set(plain) == set(clean)
     # and it does reduce noise: white noise loses most of its energy
@@ -141,7 +162,8 @@ def test_bad_labels_fail_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(LabelError):
         list(tag_paths(Database(tmp_path / "db"), [tmp_path], TagOptions(labels=("only one",)), _no_model()))
     assert not (tmp_path / "db").exists() or Database(tmp_path / "db").conn.execute(
-        "SELECT count(*) FROM sqlite_master WHERE name='lib_runs'").fetchone()[0] in (0, 1)
+        "SELECT count(*) FROM sqlite_master WHERE name='lib_runs'"
+    ).fetchone()[0] in (0, 1)
 
 
 def _cli(*args: str) -> object:
@@ -164,10 +186,17 @@ def test_vectors_round_trip_float16(tagged_library, classifier) -> None:  # type
     root, manifest, db_path, _ = tagged_library
     db = Database(db_path)
     rel = next(rel for rel, k in manifest.items() if k == "chirp")
-    row = db.conn.execute("SELECT e.* FROM lib_files f JOIN lib_embeddings e ON e.id=f.embedding_id WHERE f.path=?",
-                          (str(root / rel),)).fetchone()  # fmt: skip
+    row = db.conn.execute(
+        "SELECT e.* FROM lib_files f JOIN lib_embeddings e ON e.id=f.embedding_id WHERE f.path=?",
+        (str(root / rel),),
+    ).fetchone()
     stored = embedding_from_row(row, rel)
     fresh = classifier.embed(root / rel)
     assert np.abs(stored.vectors - fresh.vectors).max() < 2e-3
-    assert abs(classifier.score(stored, LABELS).top.probability - classifier.score(fresh, LABELS).top.probability) < 5e-3
+    assert (
+        abs(
+            classifier.score(stored, LABELS).top.probability - classifier.score(fresh, LABELS).top.probability
+        )
+        < 5e-3
+    )
     assert os.path.basename(rel).startswith("chirp")

@@ -28,7 +28,9 @@ def test_tag_uses_per_label_thresholds_over_min_confidence(tiny_model, tmp_path)
     # ... and a calibrated 0.4 for both words files them as confident
     thresholds = tmp_path / "thresholds.json"
     thresholds.write_text(json.dumps({"beep": 0.4, "tone": 0.4}))
-    r = CliRunner().invoke(cli, [*args, "--thresholds", str(thresholds), "--sort-into", str(tmp_path / "out2")])
+    r = CliRunner().invoke(
+        cli, [*args, "--thresholds", str(thresholds), "--sort-into", str(tmp_path / "out2")]
+    )
     assert r.exit_code == 0, r.output
     rows = dict(Database(db).conn.execute("SELECT path, status FROM lib_files").fetchall())
     assert sorted(rows.values()) == ["auto", "auto", "auto"]

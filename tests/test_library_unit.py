@@ -113,15 +113,26 @@ def _db_with_file(tmp_path: Path, data: bytes = b"audio bytes") -> tuple[Databas
     src.write_bytes(data)
     digest = content_hash(src)
     with db.transaction() as c:
-        cur = c.execute("INSERT INTO lib_files (path, size, mtime_ns, content_hash) VALUES (?,?,?,?)",
-                        (str(src), len(data), 0, digest))  # fmt: skip
+        cur = c.execute(
+            "INSERT INTO lib_files (path, size, mtime_ns, content_hash) VALUES (?,?,?,?)",
+            (str(src), len(data), 0, digest),
+        )
     return db, src, int(cur.lastrowid or 0), digest
 
 
 def _planned(db: Database, src: Path, dst: Path, file_id: int, digest: str, action: str):  # type: ignore[no-untyped-def]
     run = start_run(db, "tag")
-    return plan_op(db, run, file_id=file_id, action=action, src=str(src), dst=str(dst), out_root=str(dst.parent.parent),
-                   content_hash=digest, size=src.stat().st_size)  # fmt: skip
+    return plan_op(
+        db,
+        run,
+        file_id=file_id,
+        action=action,
+        src=str(src),
+        dst=str(dst),
+        out_root=str(dst.parent.parent),
+        content_hash=digest,
+        size=src.stat().st_size,
+    )
 
 
 @pytest.mark.parametrize("stage", ["planned", "partial written", "linked", "source removed"])
@@ -139,7 +150,9 @@ def test_recovery_finishes_or_rolls_back_a_move_killed_at_each_stage(tmp_path: P
     assert recover(db) == 1
     state = db.conn.execute("SELECT state FROM lib_ops WHERE id=?", (op.id,)).fetchone()[0]
     path = db.conn.execute("SELECT path FROM lib_files WHERE id=?", (file_id,)).fetchone()[0]
-    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".db" and "lib.db" not in p.name)
+    files = sorted(
+        p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".db" and "lib.db" not in p.name
+    )
     assert files == ["clip.wav"]  # exactly one copy, no partial left
     if stage in ("planned", "partial written"):
         assert (state, path) == ("aborted", str(src)) and src.exists()
@@ -189,7 +202,9 @@ def test_start_run_marks_dead_runs_interrupted(tmp_path: Path) -> None:
 
 def test_migrations_apply_once(tmp_path: Path) -> None:
     db = Database(tmp_path / "lib.db")
-    assert db.migrate(__import__("earmark.library.schema", fromlist=["x"]).MIGRATIONS) == ["library-001-tables"]
+    assert db.migrate(__import__("earmark.library.schema", fromlist=["x"]).MIGRATIONS) == [
+        "library-001-tables"
+    ]
     assert migrate(db).migrate([]) == []
     tables = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"lib_files", "lib_embeddings", "lib_predictions", "lib_ops", "lib_runs", "lib_reviews"} <= tables
@@ -221,9 +236,11 @@ def test_one_failing_operation_leaves_its_source_and_the_rest_goes_on(tmp_path: 
     for name, data in (("a.wav", b"first"), ("b.wav", b"second"), ("c.wav", b"third")):
         (src / name).write_bytes(data)
         with db.transaction() as c:
-            cur = c.execute("INSERT INTO lib_files (path, size, mtime_ns, content_hash, status, top_label, top_score)"
-                            " VALUES (?,?,?,?,?,?,?)", (str(src / name), len(data), 0, content_hash(src / name),
-                                                        "auto", "dog", 0.9))  # fmt: skip
+            cur = c.execute(
+                "INSERT INTO lib_files (path, size, mtime_ns, content_hash, status, top_label, top_score)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (str(src / name), len(data), 0, content_hash(src / name), "auto", "dog", 0.9),
+            )
         ids.append(int(cur.lastrowid or 0))
     out = tmp_path / "out"
     plan = plan_filing(db.conn, ids, FilingOptions(sort_into=out, move=True), 0.8)

@@ -29,11 +29,19 @@ def test_a_missing_model_offline_says_what_to_run(monkeypatch) -> None:
 
 def test_an_unreachable_hub_is_the_same_clear_error_and_no_fallback(tmp_path) -> None:
     """With downloads allowed but the hub unreachable, classify fails fast and says what to do."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "EARMARK_HOME": str(tmp_path)}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "EARMARK_HOME": str(tmp_path),
+    }
     run = subprocess.run(
         [sys.executable, "-m", "earmark", "classify", "x.wav", "-l", "a, b"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert run.returncode == 1
     assert "model 'laion/clap-htsat-fused' could not be downloaded" in run.stderr
     assert "Connection refused" in run.stderr

@@ -15,12 +15,16 @@ from helpers import LABELS, ROOT, TINY_MODEL, encode
 def test_check_validates_the_examples_and_reports_bad_files(tmp_path: Path) -> None:
     runner = CliRunner()
     for name in ("home-security", "industrial"):
-        r = runner.invoke(cli, ["monitor", "--config", str(ROOT / f"examples/monitor/{name}.yaml"), "--check"])
+        r = runner.invoke(
+            cli, ["monitor", "--config", str(ROOT / f"examples/monitor/{name}.yaml"), "--check"]
+        )
         assert r.exit_code == 0, r.output
         assert "ok:" in r.output
     bad = tmp_path / "bad.yaml"
-    bad.write_text("sources:\n  - name: a\n    file: x.wav\nrules:\n  - labels: [glass]\n    against: [speech]\n"
-                   "    k: 2\n    n: one\n")  # fmt: skip
+    bad.write_text(
+        "sources:\n  - name: a\n    file: x.wav\nrules:\n  - labels: [glass]\n    against: [speech]\n"
+        "    k: 2\n    n: one\n"
+    )
     r = runner.invoke(cli, ["monitor", "--config", str(bad), "--check"])
     assert r.exit_code == 1
     assert "bad.yaml, line 8, rules[0].n: must be a whole number, not 'one'" in r.output
@@ -42,9 +46,29 @@ def test_quick_start_on_a_file_then_list_events(tmp_path: Path) -> None:
     path = encode(wave, tmp_path / "door.wav")
     db = str(tmp_path / "m.db")
     runner = CliRunner()
-    r = runner.invoke(cli, ["monitor", str(path), "-l", ",".join(LABELS), "--alert", "beep", "--fast", "--json",
-                            "-m", str(TINY_MODEL), "--threads", "1", "--db", db, "--clips-dir", str(tmp_path / "c"),
-                            "--clip-format", "mp3"])  # fmt: skip
+    r = runner.invoke(
+        cli,
+        [
+            "monitor",
+            str(path),
+            "-l",
+            ",".join(LABELS),
+            "--alert",
+            "beep",
+            "--fast",
+            "--json",
+            "-m",
+            str(TINY_MODEL),
+            "--threads",
+            "1",
+            "--db",
+            db,
+            "--clips-dir",
+            str(tmp_path / "c"),
+            "--clip-format",
+            "mp3",
+        ],
+    )
     assert r.exit_code == 0, r.output
     messages = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     assert [m["event"] for m in messages] == ["start", "end"]
@@ -65,9 +89,23 @@ def test_quick_start_on_a_file_then_list_events(tmp_path: Path) -> None:
 def test_a_source_that_cannot_be_read_fails_the_run(tmp_path: Path) -> None:
     cfg = tmp_path / "m.yaml"
     (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really audio")
-    cfg.write_text("sources:\n  - name: broken\n    file: broken.wav\nrules:\n  - labels: [beep]\n"
-                   "    against: [hum, silence]\n")  # fmt: skip
-    r = CliRunner().invoke(cli, ["monitor", "--config", str(cfg), "-m", str(TINY_MODEL), "--threads", "1",
-                                 "--db", str(tmp_path / "m.db")])  # fmt: skip
+    cfg.write_text(
+        "sources:\n  - name: broken\n    file: broken.wav\nrules:\n  - labels: [beep]\n"
+        "    against: [hum, silence]\n"
+    )
+    r = CliRunner().invoke(
+        cli,
+        [
+            "monitor",
+            "--config",
+            str(cfg),
+            "-m",
+            str(TINY_MODEL),
+            "--threads",
+            "1",
+            "--db",
+            str(tmp_path / "m.db"),
+        ],
+    )
     assert r.exit_code == 1
     assert "source broken:" in r.output and "broken.wav" in r.output

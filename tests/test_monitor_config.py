@@ -70,27 +70,57 @@ def test_environment_variables_fill_secrets(tmp_path: Path, monkeypatch: pytest.
     text = GOOD.replace("rtsp://u:p@cam/x", "rtsp://u:${CAM_PW}@cam/x")
     assert load_config(tmp_path / "m.yaml", text).sources[0].target == "rtsp://u:s3cret@cam/x"
     monkeypatch.delenv("CAM_PW")
-    with pytest.raises(ConfigError, match=r"line 5, sources\[0\]\.url: environment variable CAM_PW is not set"):
+    with pytest.raises(
+        ConfigError, match=r"line 5, sources\[0\]\.url: environment variable CAM_PW is not set"
+    ):
         load_config(tmp_path / "m.yaml", text)
 
 
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("    threshold: 0.6", "    threshold: high", r"m\.yaml, line 13, rules\[0\]\.threshold: must be a number"),
+        (
+            "    threshold: 0.6",
+            "    threshold: high",
+            r"m\.yaml, line 13, rules\[0\]\.threshold: must be a number",
+        ),
         ("    threshold: 0.6", "    threshold: 1.6", r"line 13, rules\[0\]\.threshold: must be from 0 to 1"),
-        ("    threshold: 0.6", "    threshhold: 0.6", r"line 13, rules\[0\]\.threshhold: unknown key .*did you mean 'threshold'"),
+        (
+            "    threshold: 0.6",
+            "    threshhold: 0.6",
+            r"line 13, rules\[0\]\.threshhold: unknown key .*did you mean 'threshold'",
+        ),
         ("    k: 2", "    k: 4", r"line 14, rules\[0\]\.k: cannot be more than n \(3\)"),
-        ("    against: bg", "    against: back_ground", r"line 12, rules\[0\]\.against: no label set is named 'back_ground'"),
+        (
+            "    against: bg",
+            "    against: back_ground",
+            r"line 12, rules\[0\]\.against: no label set is named 'back_ground'",
+        ),
         ("    against: bg\n", "", r"line 10, rules\[0\]: against is required"),
-        ("    realtime: false", "    realtime: maybe", r"line 8, sources\[1\]\.realtime: must be true or false"),
+        (
+            "    realtime: false",
+            "    realtime: maybe",
+            r"line 8, sources\[1\]\.realtime: must be true or false",
+        ),
         ("    url: rtsp://u:p@cam/x", "    url: cam.local", r"line 5, sources\[0\]\.url: must be a URL"),
         ("  - type: jsonl", "  - type: pager", r"line 17, sinks\[0\]\.type: must be one of stdout, jsonl"),
         ("    path: out/events.jsonl\n", "", r"line 17, sinks\[0\]: path is required"),
         ("  - name: f\n", "  - name: cam\n", r"line 6, sources\[1\]\.name: name 'cam' is used twice"),
-        ("    file: sound.wav", "    file: sound.wav\n    url: http://x/y", r"line 6, sources\[1\]: give exactly one of"),
-        ("    n: 3", "    n: 3\n    sources: [garage]", r"line 16, rules\[0\]\.sources\[0\]: no source is named 'garage'"),
-        ("    n: 3", "    n: 3\n    schedule: {active: [evening]}", r"line 16, rules\[0\]\.schedule: time range 'evening'"),
+        (
+            "    file: sound.wav",
+            "    file: sound.wav\n    url: http://x/y",
+            r"line 6, sources\[1\]: give exactly one of",
+        ),
+        (
+            "    n: 3",
+            "    n: 3\n    sources: [garage]",
+            r"line 16, rules\[0\]\.sources\[0\]: no source is named 'garage'",
+        ),
+        (
+            "    n: 3",
+            "    n: 3\n    schedule: {active: [evening]}",
+            r"line 16, rules\[0\]\.schedule: time range 'evening'",
+        ),
         ("    n: 3", "    n: 3\n    n: 4", r"line 16, rules\[0\]\.n: is given twice"),
         ("sinks:", "sinks: [", r"line 17: not valid YAML"),
     ],

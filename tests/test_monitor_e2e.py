@@ -40,7 +40,7 @@ from monitor_support import (
     free_port,
     mosquitto,
     stream_server,
-    wait_for,  # fmt: skip
+    wait_for,
 )
 
 HOP = 2.0
@@ -51,14 +51,25 @@ BEEP_SEED = 4
 
 
 def beep_rule(**kw: Any) -> Rule:
-    base: dict[str, Any] = {"name": "beep", "labels": ("beep",), "against": tuple(x for x in LABELS if x != "beep"),
-                            "threshold": 0.75, "k": 3, "n": 3}  # fmt: skip
+    base: dict[str, Any] = {
+        "name": "beep",
+        "labels": ("beep",),
+        "against": tuple(x for x in LABELS if x != "beep"),
+        "threshold": 0.75,
+        "k": 3,
+        "n": 3,
+    }
     return Rule(**{**base, **kw})
 
 
 def config(sources: list[SourceSpec], tmp: Path, rule: Rule | None = None, **kw: Any) -> MonitorConfig:
-    return MonitorConfig(sources=tuple(sources), rules=(rule or beep_rule(),), hop_s=HOP,
-                         clips=ClipOptions(dir=tmp / "clips", format="flac"), **kw)  # fmt: skip
+    return MonitorConfig(
+        sources=tuple(sources),
+        rules=(rule or beep_rule(),),
+        hop_s=HOP,
+        clips=ClipOptions(dir=tmp / "clips", format="flac"),
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +115,11 @@ class Outage(threading.Thread):
             root.removeHandler(handler)
 
     def _backs(self) -> list[float]:
-        return [r.created for r in self.records if "audio is back after" in r.getMessage() and "source a:" in r.getMessage()]
+        return [
+            r.created
+            for r in self.records
+            if "audio is back after" in r.getMessage() and "source a:" in r.getMessage()
+        ]
 
     def _windows_of(self, name: str, after: float) -> int:
         return sum(1 for t, s in self.windows if s == name and t > after)
@@ -115,21 +130,35 @@ class Outage(threading.Thread):
         port_a, port_b = free_port(), free_port()
         a = stream_server(port_a, f"earmark:{self.SECRET}").start()
         b = stream_server(port_b).start()
-        reconnect = ReconnectOptions(initial_s=1.0, max_s=self.CAP_S, healthy_s=5.0, watchdog_s=5.0,
-                                     open_timeout_s=3.0, read_timeout_s=3.0)  # fmt: skip
+        reconnect = ReconnectOptions(
+            initial_s=1.0,
+            max_s=self.CAP_S,
+            healthy_s=5.0,
+            watchdog_s=5.0,
+            open_timeout_s=3.0,
+            read_timeout_s=3.0,
+        )
         sources = [
             SourceSpec(
-                name="a", kind="url", target=f"http://earmark:{self.SECRET}@127.0.0.1:{port_a}/live.wav",
+                name="a",
+                kind="url",
+                target=f"http://earmark:{self.SECRET}@127.0.0.1:{port_a}/live.wav",
                 reconnect=reconnect,
             ),
-            SourceSpec(name="b", kind="url", target=f"http://127.0.0.1:{port_b}/live.wav", reconnect=reconnect),
+            SourceSpec(
+                name="b", kind="url", target=f"http://127.0.0.1:{port_b}/live.wav", reconnect=reconnect
+            ),
         ]
         rule = Rule(name="hum", labels=("hum",), against=tuple(x for x in LABELS if x != "hum"), k=1, n=1)
         clf = Classifier(str(TINY_MODEL), threads=1)
         # 4 s windows: a window fills sooner after each comeback (the outages are what is tested)
-        monitor = Monitor(config(sources, self.tmp, rule, window_s=4.0), clf, db=Database(self.tmp / "outage.db"),
-                          sinks=[],
-                          on_window=lambda w: self.windows.append((time.time(), w.source)))  # fmt: skip
+        monitor = Monitor(
+            config(sources, self.tmp, rule, window_s=4.0),
+            clf,
+            db=Database(self.tmp / "outage.db"),
+            sinks=[],
+            on_window=lambda w: self.windows.append((time.time(), w.source)),
+        )
         monitor.start()
         try:
             wait_for(lambda: self._windows_of("a", 0) >= 2, 60, "the first windows of stream a")
@@ -139,9 +168,15 @@ class Outage(threading.Thread):
                 time.sleep(down_s)
                 a.start()
                 up = self.marks[f"up{n}"] = time.time()
-                wait_for(lambda up=up: any(t > up for t in self._backs()), self.CAP_S + 30, f"a back after outage {n}")
+                wait_for(
+                    lambda up=up: any(t > up for t in self._backs()),
+                    self.CAP_S + 30,
+                    f"a back after outage {n}",
+                )
                 back = self.marks[f"back{n}"] = min(t for t in self._backs() if t > up)
-                wait_for(lambda back=back: self._windows_of("a", back) >= 1, 40, f"a window of a after outage {n}")
+                wait_for(
+                    lambda back=back: self._windows_of("a", back) >= 1, 40, f"a window of a after outage {n}"
+                )
                 self.marks[f"window{n}"] = min(t for t, s in self.windows if s == "a" and t > back)
             self.model_alive = monitor._model_thread.is_alive()
         finally:
@@ -167,11 +202,18 @@ def test_outage_scenario_is_running(outage: Outage) -> None:
 # -- files ----------------------------------------------------------------------------------------
 
 
-def test_beep_in_a_file_gives_one_event_with_its_clip(classifier: Any, beep_file: Path, tmp_path: Path) -> None:
+def test_beep_in_a_file_gives_one_event_with_its_clip(
+    classifier: Any, beep_file: Path, tmp_path: Path
+) -> None:
     results: list[WindowResult] = []
     sink = JsonlSink("jsonl", tmp_path / "events.jsonl")
-    monitor = Monitor(config([file_source(beep_file)], tmp_path), classifier, db=Database(tmp_path / "m.db"),
-                      sinks=[sink], on_window=results.append)  # fmt: skip
+    monitor = Monitor(
+        config([file_source(beep_file)], tmp_path),
+        classifier,
+        db=Database(tmp_path / "m.db"),
+        sinks=[sink],
+        on_window=results.append,
+    )
     summary = monitor.run()
 
     events = monitor.events.list_events()
@@ -195,8 +237,9 @@ def test_beep_in_a_file_gives_one_event_with_its_clip(classifier: Any, beep_file
     assert monitor.events.pending() == 0
 
 
-def test_scores_match_classify_alone_and_batched_across_streams(classifier: Any, beep_file: Path,
-                                                                tmp_path: Path) -> None:  # fmt: skip
+def test_scores_match_classify_alone_and_batched_across_streams(
+    classifier: Any, beep_file: Path, tmp_path: Path
+) -> None:
     """Same engine as classify, and a window scores the same whatever shares its batch.
 
     Equal to float noise: torch's CPU kernels round a window's embedding differently (~1e-7)
@@ -209,8 +252,13 @@ def test_scores_match_classify_alone_and_batched_across_streams(classifier: Any,
         got.setdefault(w.source, {})[w.start_s] = tuple(w.probs["beep"][x] for x in rule.candidates)
 
     sources = [file_source(beep_file, name=f"s{i}", gate_dbfs=None) for i in range(3)]
-    Monitor(config(sources, tmp_path, rule, batch_max_windows=8, batch_max_wait_s=0.2), classifier,
-            db=Database(tmp_path / "m.db"), sinks=[], on_window=record).run()  # fmt: skip
+    Monitor(
+        config(sources, tmp_path, rule, batch_max_windows=8, batch_max_wait_s=0.2),
+        classifier,
+        db=Database(tmp_path / "m.db"),
+        sinks=[],
+        on_window=record,
+    ).run()
     ref = classifier.classify(beep_file, list(rule.candidates), hop_s=HOP)
     expected = {w.start_s: w.probabilities for w in ref.windows}
     assert set(got) == {"s0", "s1", "s2"}
@@ -224,8 +272,13 @@ def test_flood_ten_minutes_of_continuous_sound_is_one_event(classifier: Any, tmp
     path = encode(synth.make("beep", 600.0, seed=BEEP_SEED), tmp_path / "ten-minutes.flac")
     rule = beep_rule(k=1, n=1, cooldown_s=60.0)  # every single window is a hit
     hits: list[bool] = []
-    monitor = Monitor(config([file_source(path)], tmp_path, rule), classifier, db=Database(tmp_path / "m.db"),
-                      sinks=[], on_window=lambda w: hits.append(w.probs["beep"]["beep"] >= 0.75))  # fmt: skip
+    monitor = Monitor(
+        config([file_source(path)], tmp_path, rule),
+        classifier,
+        db=Database(tmp_path / "m.db"),
+        sinks=[],
+        on_window=lambda w: hits.append(w.probs["beep"]["beep"] >= 0.75),
+    )
     summary = monitor.run()
     assert len(hits) == 296 and sum(hits) >= 290  # one hit per window, near enough every window
     events = monitor.events.list_events()
@@ -237,13 +290,19 @@ def test_flood_ten_minutes_of_continuous_sound_is_one_event(classifier: Any, tmp
 # -- sinks ----------------------------------------------------------------------------------------
 
 
-def test_webhook_500_then_200_delivers_each_message_once(classifier: Any, beep_file: Path, tmp_path: Path) -> None:
+def test_webhook_500_then_200_delivers_each_message_once(
+    classifier: Any, beep_file: Path, tmp_path: Path
+) -> None:
     receiver = WebhookReceiver([500, 200, 200])
     secret = "hook-key"
     sink = WebhookSink("hook", WebhookOptions(url=receiver.url, secret=secret, timeout_s=5.0))
     outbox = OutboxOptions(retry=RetryOptions(initial_s=0.5, max_s=2.0), flush_timeout_s=15.0)
-    monitor = Monitor(config([file_source(beep_file)], tmp_path, outbox=outbox), classifier,
-                      db=Database(tmp_path / "m.db"), sinks=[sink])  # fmt: skip
+    monitor = Monitor(
+        config([file_source(beep_file)], tmp_path, outbox=outbox),
+        classifier,
+        db=Database(tmp_path / "m.db"),
+        sinks=[sink],
+    )
     try:
         monitor.run()
     finally:
@@ -280,10 +339,17 @@ def test_mqtt_events_arrive_and_survive_a_broker_restart(classifier: Any, tmp_pa
     r, w = os.pipe()
     reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
     spec = SourceSpec(name="pipe", kind="stdin", input_rate_hz=48_000, sample_format="f32le", gate_dbfs=None)
-    sink = MqttSink("mqtt", MqttOptions(port=port, homeassistant=True, publish_timeout_s=2.0), (("pipe", "beep"),))
+    sink = MqttSink(
+        "mqtt", MqttOptions(port=port, homeassistant=True, publish_timeout_s=2.0), (("pipe", "beep"),)
+    )
     outbox = OutboxOptions(retry=RetryOptions(initial_s=0.5, max_s=1.0))
-    monitor = Monitor(config([spec], tmp_path, outbox=outbox), classifier, db=Database(tmp_path / "m.db"),
-                      sinks=[sink], stdin=reader)  # fmt: skip
+    monitor = Monitor(
+        config([spec], tmp_path, outbox=outbox),
+        classifier,
+        db=Database(tmp_path / "m.db"),
+        sinks=[sink],
+        stdin=reader,
+    )
     monitor.start()
     try:
         _feed(writer, synth.sequence([("silence", BEEP_AT), ("beep", 14.0)], seed=BEEP_SEED))
@@ -297,11 +363,15 @@ def test_mqtt_events_arrive_and_survive_a_broker_restart(classifier: Any, tmp_pa
         broker.stop()  # during the event: its end happens while the broker is down
         _feed(writer, synth.make("silence", 24.0, seed=2))
         wait_for(lambda: monitor.events.list_events()[0]["status"] == "closed", 60, "the event to close")
-        wait_for(lambda: monitor.metrics.value("sink_failures_total", sink="mqtt") >= 1, 10, "a failed attempt")
+        wait_for(
+            lambda: monitor.metrics.value("sink_failures_total", sink="mqtt") >= 1, 10, "a failed attempt"
+        )
         assert monitor.events.pending("mqtt") == 1  # the end message waits in the outbox
 
         broker.start()
-        wait_for(lambda: any(e["event"] == "end" for e in collector.events()), 60, "the end message after restart")
+        wait_for(
+            lambda: any(e["event"] == "end" for e in collector.events()), 60, "the end message after restart"
+        )
         time.sleep(1.5)  # time for any duplicate to show up
         (ev,) = monitor.events.list_events()
         got = [(e["event"], e["id"]) for e in collector.events()]
@@ -310,7 +380,9 @@ def test_mqtt_events_arrive_and_survive_a_broker_restart(classifier: Any, tmp_pa
 
         # earmark vanishing without a goodbye: the broker publishes its Last Will, then it comes back
         sink._client.socket().shutdown(socket.SHUT_RDWR)
-        wait_for(lambda: collector.statuses()[-2:] == [b"offline", b"online"], 30, "offline (will), then online")
+        wait_for(
+            lambda: collector.statuses()[-2:] == [b"offline", b"online"], 30, "offline (will), then online"
+        )
     finally:
         writer.close()
         monitor.request_stop()
@@ -320,12 +392,18 @@ def test_mqtt_events_arrive_and_survive_a_broker_restart(classifier: Any, tmp_pa
     assert monitor.events.pending() == 0
 
 
-def test_broker_down_at_start_does_not_stop_detection(classifier: Any, beep_file: Path, tmp_path: Path) -> None:
+def test_broker_down_at_start_does_not_stop_detection(
+    classifier: Any, beep_file: Path, tmp_path: Path
+) -> None:
     port = free_port()  # nothing listens here yet
     sink = MqttSink("mqtt", MqttOptions(port=port, publish_timeout_s=1.0))
     outbox = OutboxOptions(flush_timeout_s=0.5)
-    monitor = Monitor(config([file_source(beep_file)], tmp_path, outbox=outbox), classifier,
-                      db=Database(tmp_path / "m.db"), sinks=[sink])  # fmt: skip
+    monitor = Monitor(
+        config([file_source(beep_file)], tmp_path, outbox=outbox),
+        classifier,
+        db=Database(tmp_path / "m.db"),
+        sinks=[sink],
+    )
     summary = monitor.run()
     assert summary["file"]["events"] == 1 and len(monitor.events.list_events()) == 1
     assert monitor.events.pending("mqtt") == 2  # start and end wait for the broker, in the database
@@ -333,8 +411,12 @@ def test_broker_down_at_start_does_not_stop_detection(classifier: Any, beep_file
     broker = mosquitto(port, tmp_path / "broker").start()
     collector = MqttCollector(port, "earmark/+/+/event")
     try:  # a later run delivers what the first one could not
-        late = Monitor(config([file_source(tmp_path / "missing.wav")], tmp_path), classifier,
-                       db=Database(tmp_path / "m.db"), sinks=[MqttSink("mqtt", MqttOptions(port=port))])  # fmt: skip
+        late = Monitor(
+            config([file_source(tmp_path / "missing.wav")], tmp_path),
+            classifier,
+            db=Database(tmp_path / "m.db"),
+            sinks=[MqttSink("mqtt", MqttOptions(port=port))],
+        )
         late.run()
         wait_for(lambda: len(collector.events()) == 2, 20, "the two queued messages")
     finally:
@@ -367,8 +449,12 @@ sinks:
     path: {tmp_path / "events.jsonl"}
 """)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "earmark", "monitor", "--config", str(cfg), "-m", str(TINY_MODEL)],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "earmark", "monitor", "--config", str(cfg), "-m", str(TINY_MODEL)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     assert proc.stdin is not None
     try:
         wave = synth.sequence([("silence", BEEP_AT), ("beep", 14.0)], seed=BEEP_SEED)
@@ -409,8 +495,11 @@ def test_http_stream_survives_5s_and_60s_outages(outage: Outage) -> None:
         assert m[f"back{n}"] - m[f"up{n}"] <= Outage.CAP_S + 5.0, m
         # ...and is classified again once a new (4 s) window has filled
         assert m[f"window{n}"] - m[f"back{n}"] <= 4.0 + 10.0, m
-    gaps = [float(r.getMessage().split("after a ")[1].split(" s")[0]) for r in outage.records
-            if "source a: audio is back" in r.getMessage()]  # fmt: skip
+    gaps = [
+        float(r.getMessage().split("after a ")[1].split(" s")[0])
+        for r in outage.records
+        if "source a: audio is back" in r.getMessage()
+    ]
     assert len(gaps) == 2 and gaps[0] >= 5.0 and gaps[1] >= 60.0, gaps  # the gaps are logged
     assert outage.model_alive  # no crash
     assert outage.summary["a"]["reconnects"] == 2 and outage.summary["b"]["reconnects"] == 0

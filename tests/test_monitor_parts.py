@@ -100,8 +100,15 @@ def test_backoff_doubles_to_the_cap_with_jitter() -> None:
 def test_a_missing_file_ends_its_worker_with_the_reason(tmp_path: Path) -> None:
     ended = threading.Event()
     spec = SourceSpec(name="f", kind="file", target=str(tmp_path / "nope.wav"))
-    worker = SourceWorker(spec, 48_000, on_chunk=lambda c: None, on_lost=lambda r: None, on_back=lambda g: None,
-                          stop=threading.Event(), on_end=ended.set)  # fmt: skip
+    worker = SourceWorker(
+        spec,
+        48_000,
+        on_chunk=lambda c: None,
+        on_lost=lambda r: None,
+        on_back=lambda g: None,
+        stop=threading.Event(),
+        on_end=ended.set,
+    )
     worker.start()
     assert ended.wait(10) and worker.error is not None and "no such file" in worker.error
 
@@ -113,8 +120,14 @@ def test_looped_file_plays_again(tmp_path: Path) -> None:
     got: list[int] = []
     stop = threading.Event()
     spec = SourceSpec(name="f", kind="file", target=str(path), realtime=False, loop=True)
-    worker = SourceWorker(spec, 48_000, on_chunk=lambda c: got.append(c.size), on_lost=lambda r: None,
-                          on_back=lambda g: None, stop=stop)  # fmt: skip
+    worker = SourceWorker(
+        spec,
+        48_000,
+        on_chunk=lambda c: got.append(c.size),
+        on_lost=lambda r: None,
+        on_back=lambda g: None,
+        stop=stop,
+    )
     worker.start()
     deadline = time.monotonic() + 10
     while sum(got) < 3.5 * 48_000 and time.monotonic() < deadline:
@@ -147,8 +160,16 @@ def _queue_events(log: EventLog, n: int, sinks: list[str]) -> list[str]:
     ids = []
     for i in range(n):
         eid = f"ev_{i:04d}"
-        row = {"id": eid, "source": "s", "rule": "r", "label": "x", "status": "open", "start_s": 0.0,
-               "started_at": f"2025-01-01T00:00:{i:02d}.000Z", "peak": 0.9}  # fmt: skip
+        row = {
+            "id": eid,
+            "source": "s",
+            "rule": "r",
+            "label": "x",
+            "status": "open",
+            "start_s": 0.0,
+            "started_at": f"2025-01-01T00:00:{i:02d}.000Z",
+            "peak": 0.9,
+        }
         log.open_event(row, {"event": "start", "id": eid}, sinks)
         log.close_event(eid, {"end_s": 1.0}, {"event": "end", "id": eid}, sinks)
         ids.append(eid)
@@ -160,7 +181,9 @@ def test_dispatcher_retries_in_order_and_delivers_each_message_once(tmp_path: Pa
     ids = _queue_events(log, 3, ["flaky"])
     sink = FlakySink(fail=2)
     results: list[bool] = []
-    d = Dispatcher(sink, log, retry=RetryOptions(initial_s=0.1, max_s=0.2), on_result=lambda s, ok: results.append(ok))
+    d = Dispatcher(
+        sink, log, retry=RetryOptions(initial_s=0.1, max_s=0.2), on_result=lambda s, ok: results.append(ok)
+    )
     d.start()
     try:
         assert d.flush(10)
@@ -226,9 +249,14 @@ def test_a_stalled_stream_is_dropped_by_the_read_timeout_and_retried() -> None:
     stop = threading.Event()
     opts = ReconnectOptions(initial_s=0.5, max_s=1.0, watchdog_s=3.0, read_timeout_s=1.0, open_timeout_s=2.0)
     spec = SourceSpec(name="cam", kind="url", target=f"http://127.0.0.1:{port}/stall.wav", reconnect=opts)
-    worker = SourceWorker(spec, 48_000, on_chunk=lambda c: got.append(c.size),
-                          on_lost=lambda r: lost.append((time.monotonic(), r)), on_back=lambda g: None,
-                          stop=stop)  # fmt: skip
+    worker = SourceWorker(
+        spec,
+        48_000,
+        on_chunk=lambda c: got.append(c.size),
+        on_lost=lambda r: lost.append((time.monotonic(), r)),
+        on_back=lambda g: None,
+        stop=stop,
+    )
     t0 = time.monotonic()
     worker.start()
     try:
@@ -254,7 +282,9 @@ def test_webhook_sends_a_clip_only_when_asked(tmp_path: Path) -> None:
 
     clip = write_clip(synth.make("beep", 1.0, seed=1), 48_000, tmp_path / "ev_1.ogg", "ogg")
     payload = {"event": "end", "id": "ev_1", "clip": clip.name, "clip_path": str(clip)}
-    item = OutboxItem(seq=1, sink="hook", event_id="ev_1", kind="end", payload=payload, attempts=0, next_at=0.0)
+    item = OutboxItem(
+        seq=1, sink="hook", event_id="ev_1", kind="end", payload=payload, attempts=0, next_at=0.0
+    )
     receiver = WebhookReceiver([])
     try:
         for send_clips in (False, True):

@@ -15,8 +15,16 @@ HOP, WIN = 2.0, 10.0
 
 
 def rule(**kw: object) -> Rule:
-    base: dict[str, object] = {"name": "r", "labels": ("glass",), "against": ("speech", "silence"),
-                               "threshold": 0.75, "k": 1, "n": 1, "cooldown_s": 60.0, "max_quiet_s": 10.0}  # fmt: skip
+    base: dict[str, object] = {
+        "name": "r",
+        "labels": ("glass",),
+        "against": ("speech", "silence"),
+        "threshold": 0.75,
+        "k": 1,
+        "n": 1,
+        "cooldown_s": 60.0,
+        "max_quiet_s": 10.0,
+    }
     base.update(kw)
     return Rule(**base)  # type: ignore[arg-type]
 
@@ -62,9 +70,13 @@ def test_threshold_edge_is_inclusive() -> None:
 def test_per_label_threshold_overrides_the_rule_threshold() -> None:
     r = rule(labels=("glass", "alarm"), label_thresholds=(("glass", 0.5),))
     state = RuleState(rule=r)
-    acts = state.step(Window(start_s=0, end_s=10, probs={"glass": 0.55, "alarm": 0.45, "speech": 0, "silence": 0}))
+    acts = state.step(
+        Window(start_s=0, end_s=10, probs={"glass": 0.55, "alarm": 0.45, "speech": 0, "silence": 0})
+    )
     assert [a.label for a in acts] == ["glass"]  # 0.55 passes glass's 0.5; alarm needs 0.75
-    acts = state.step(Window(start_s=2, end_s=12, probs={"glass": 0.0, "alarm": 0.76, "speech": 0, "silence": 0}))
+    acts = state.step(
+        Window(start_s=2, end_s=12, probs={"glass": 0.0, "alarm": 0.76, "speech": 0, "silence": 0})
+    )
     assert [a.label for a in acts if isinstance(a, Opened)] == ["alarm"]
 
 
@@ -72,7 +84,7 @@ def test_continuous_sound_is_one_event_extended_then_closed_after_quiet() -> Non
     scores = [0.0] * 3 + [0.95] * 20 + [0.0] * 10
     acts = run(rule(max_quiet_s=10.0), scores)
     assert len(opened(acts)) == 1
-    (ci, c), = closed(acts)
+    ((ci, c),) = closed(acts)
     assert c.peak == pytest.approx(0.95) and c.windows == 20
     # the last hit is window 22 (44-54 s); window 23 (46-56) hears nothing: the sound ended by 46 s
     assert c.end_s == pytest.approx(46.0)
@@ -107,20 +119,20 @@ def test_flood_ten_minutes_of_hits_is_one_event() -> None:
     n = int(600 / HOP)  # 10 minutes of stream at a 2 s hop: 300 windows, every one a hit
     acts = run(rule(k=3, n=3), [0.99] * n + [0.0] * 10)
     assert len(opened(acts)) == 1 and len(closed(acts)) == 1
-    (_, c), = closed(acts)
+    ((_, c),) = closed(acts)
     assert c.windows == n and c.end_s - c.start_s == pytest.approx(600.0, abs=HOP)
 
 
 def test_onset_is_dated_by_the_rising_run_not_the_trigger() -> None:
     # sound starts at 20 s: windows ending after 20 s hear more and more of it
     scores = [0.0] * 6 + [0.2, 0.5, 0.8, 0.9, 0.95] + [0.95] * 5
-    (_, o), = opened(run(rule(k=3, n=3), scores))
+    ((_, o),) = opened(run(rule(k=3, n=3), scores))
     assert o.start_s == pytest.approx(20.0)  # window 5 (10-20 s) heard nothing; window 6 rose
     assert o.trigger_s == pytest.approx(10 * HOP + WIN)  # the third hit in a row fired it
 
 
 def test_onset_of_a_short_sound_is_the_newest_hop_of_its_first_window() -> None:
-    (_, o), = opened(run(rule(), [0.01] * 5 + [0.9] * 5 + [0.01] * 8))
+    ((_, o),) = opened(run(rule(), [0.01] * 5 + [0.9] * 5 + [0.01] * 8))
     assert o.start_s == pytest.approx(18.0)  # window 4 ended at 18 s hearing nothing
 
 
@@ -147,7 +159,9 @@ def test_quiet_hours_and_days_block_opening() -> None:
 def test_time_range_crossing_midnight_and_edges() -> None:
     r = parse_time_range("22:00-06:00")
     assert r.contains(datetime(2025, 1, 1, 22, 0).time()) and r.contains(datetime(2025, 1, 1, 5, 59).time())
-    assert not r.contains(datetime(2025, 1, 1, 6, 0).time()) and not r.contains(datetime(2025, 1, 1, 12).time())
+    assert not r.contains(datetime(2025, 1, 1, 6, 0).time()) and not r.contains(
+        datetime(2025, 1, 1, 12).time()
+    )
     with pytest.raises(RuleError, match="HH:MM-HH:MM"):
         parse_time_range("late evening")
 

@@ -22,11 +22,25 @@ from monitor_support import free_port, wait_port
 def add_event(log: EventLog, *, label: str, source: str, t: float, clip: Path | None) -> str:
     started = utc_iso(t)
     eid = event_id(source, "r", label, started)
-    row = {"id": eid, "source": source, "rule": "r", "label": label, "status": "open", "start_s": 1.0,
-           "started_at": started, "peak": 0.9, "model": "tiny"}  # fmt: skip
+    row = {
+        "id": eid,
+        "source": source,
+        "rule": "r",
+        "label": label,
+        "status": "open",
+        "start_s": 1.0,
+        "started_at": started,
+        "peak": 0.9,
+        "model": "tiny",
+    }
     log.open_event(row, {"event": "start", "id": eid}, [])
-    fields = {"end_s": 4.0, "ended_at": utc_iso(t + 3), "closed_by": "quiet", "windows": 3,
-              "clip_path": str(clip) if clip else None}  # fmt: skip
+    fields = {
+        "end_s": 4.0,
+        "ended_at": utc_iso(t + 3),
+        "closed_by": "quiet",
+        "windows": 3,
+        "clip_path": str(clip) if clip else None,
+    }
     log.close_event(eid, fields, {}, [])
     return eid
 
@@ -75,8 +89,9 @@ def test_list_filter_and_get_events(server: str, store: Any) -> None:
     assert all("clip_path" not in e for e in events)  # local paths never leave the machine
     glass = next(e for e in events if e["id"] == ids["glass"])
     assert glass["clip"] == "a.ogg" and glass["clip_url"] == f"/api/v1/events/{ids['glass']}/clip"
-    assert [e["id"] for e in httpx.get(f"{server}/api/v1/events", params={"label": "hum"}).json()["events"]] == [
-        ids["new"], ids["old"]]  # fmt: skip
+    assert [
+        e["id"] for e in httpx.get(f"{server}/api/v1/events", params={"label": "hum"}).json()["events"]
+    ] == [ids["new"], ids["old"]]
     recent = httpx.get(f"{server}/api/v1/events", params={"since": "1h", "source": "cam"}).json()["events"]
     assert [e["id"] for e in recent] == [ids["glass"]]
     assert httpx.get(f"{server}/api/v1/events", params={"since": "yesterday-ish"}).status_code == 422
@@ -116,6 +131,8 @@ def test_events_tab_builds_and_its_callbacks_work(store: Any) -> None:
     assert with_clips == [ids["outside"], ids["glass"]]
     assert len(events_table(log, "all", "hum")[0]) == 2
     (rate, samples), details = event_clip(log, ids["glass"])
-    assert rate == 24_000 and samples.dtype.name == "int16" and samples.size == pytest.approx(2 * rate, abs=600)
+    assert (
+        rate == 24_000 and samples.dtype.name == "int16" and samples.size == pytest.approx(2 * rate, abs=600)
+    )
     assert details["id"] == ids["glass"] and "clip_path" not in details
     assert event_clip(log, "../../etc/passwd") == (None, {})

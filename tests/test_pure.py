@@ -73,7 +73,11 @@ def test_timeline_boundaries_land_where_the_sound_changes() -> None:
     # hum, then a mixed window that leans to clicks, clicks, a mixed one, beep
     probs = _probs([[1, 0, 0], [0.05, 0.95, 0], [0, 0.95, 0.05], [0, 0.45, 0.55], [0, 0, 1]])
     segs = segments(["hum", "clicks", "beep"], spans, probs, [0.7] * 3)
-    assert [(s.label, s.start_s, s.end_s) for s in segs] == [("hum", 0, 10), ("clicks", 10, 20), ("beep", 20, 30)]
+    assert [(s.label, s.start_s, s.end_s) for s in segs] == [
+        ("hum", 0, 10),
+        ("clicks", 10, 20),
+        ("beep", 20, 30),
+    ]
     assert segs[0].score == 1.0
 
 

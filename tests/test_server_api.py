@@ -121,7 +121,9 @@ def test_upload_over_the_limit_is_413_before_and_while_streaming(client) -> None
         for _ in range(50):  # no Content-Length: the cap applies as the body arrives
             yield b"\0" * 100_000
 
-    r = client.post("/api/v1/classify", content=stream(), headers={"content-type": "multipart/form-data; boundary=x"})
+    r = client.post(
+        "/api/v1/classify", content=stream(), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
     _error(r, 413, "upload_too_large")
 
 
@@ -142,19 +144,27 @@ def test_embed_audio_and_texts(client, classifier, files) -> None:  # type: igno
         np.array(body["vectors"], np.float32), classifier.text_embeddings(["beep", "hum"], ["the {label}"])
     )
     _error(client.post("/api/v1/embed", data={}), 422, "invalid_options")
-    r = client.post("/api/v1/embed", files={"file": ("a.wav", files["hum"].read_bytes())}, data={"texts": ["x"]})
+    r = client.post(
+        "/api/v1/embed", files={"file": ("a.wav", files["hum"].read_bytes())}, data={"texts": ["x"]}
+    )
     assert "not both" in _error(r, 422, "invalid_options")
 
 
 def test_predict_keeps_the_original_shapes(client, files) -> None:  # type: ignore[no-untyped-def]
-    r = client.post("/api/predict", files={"file": ("b.mp3", files["beep"].read_bytes())},
-                    data={"labels": "hum,beep,noise"})  # fmt: skip
+    r = client.post(
+        "/api/predict",
+        files={"file": ("b.mp3", files["beep"].read_bytes())},
+        data={"labels": "hum,beep,noise"},
+    )
     assert r.status_code == 200
     scores = r.json()
     assert next(iter(scores)) == "beep" and set(scores) == {"hum", "beep", "noise"}
     assert sum(scores.values()) == pytest.approx(1.0, abs=1e-4)
-    r = client.post("/api/predict", files={"audio": ("h.wav", files["hum"].read_bytes())},
-                    data={"candidate_labels": "beep, hum"})  # fmt: skip
+    r = client.post(
+        "/api/predict",
+        files={"audio": ("h.wav", files["hum"].read_bytes())},
+        data={"candidate_labels": "beep, hum"},
+    )
     assert list(r.json()) == ["hum", "beep"]
     url = "data:audio/mpeg;base64," + base64.b64encode(files["beep"].read_bytes()).decode()
     body = client.post("/api/predict", json={"data": [url, "hum, beep"], "fn_index": 0}).json()
@@ -176,13 +186,22 @@ def test_health_metrics_and_docs(client, classifier) -> None:  # type: ignore[no
     assert client.get("/livez").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready", "model": classifier.model_id}
     text = client.get("/metrics").text
-    for name in ("earmark_requests_total", "earmark_request_seconds_bucket", "earmark_queue_depth",
-                 "earmark_queue_capacity 33.0", "earmark_batch_size_bucket", "earmark_decode_seconds_count",
-                 "earmark_ready 1.0", "earmark_model_load_seconds"):  # fmt: skip
+    for name in (
+        "earmark_requests_total",
+        "earmark_request_seconds_bucket",
+        "earmark_queue_depth",
+        "earmark_queue_capacity 33.0",
+        "earmark_batch_size_bucket",
+        "earmark_decode_seconds_count",
+        "earmark_ready 1.0",
+        "earmark_model_load_seconds",
+    ):
         assert name in text, name
     assert 'earmark_requests_total{route="/api/v1/classify",status="200"}' in text
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/v1/classify", "/api/v1/embed", "/api/predict", "/livez", "/readyz", "/metrics"} <= set(paths)
+    assert {"/api/v1/classify", "/api/v1/embed", "/api/predict", "/livez", "/readyz", "/metrics"} <= set(
+        paths
+    )
     assert client.get("/docs").status_code == 200
 
 
@@ -251,13 +270,16 @@ def test_concurrent_requests_share_batches_and_results_do_not_depend_on_them(cla
         if kind == "batch":
             batches.append(int(values[0]))
 
-    engine = ServingEngine(classifier, ServerSettings(decode_workers=2, max_batch_size=4, max_wait_ms=200),
-                           observe=observe)  # fmt: skip
+    engine = ServingEngine(
+        classifier, ServerSettings(decode_workers=2, max_batch_size=4, max_wait_ms=200), observe=observe
+    )
     sources = [files["seq"], files["beep"], files["hum"], files["seq"]]
     opts = engine.options()
 
     async def run(paths: list[Path]):  # type: ignore[no-untyped-def]
-        return await asyncio.gather(*(engine.classify(p.read_bytes(), LABELS, opts, name=p.name) for p in paths))
+        return await asyncio.gather(
+            *(engine.classify(p.read_bytes(), LABELS, opts, name=p.name) for p in paths)
+        )
 
     try:
         alone = [asyncio.run(run([p]))[0] for p in sources]
@@ -308,12 +330,13 @@ def _held(nonsense_sets, kind: str = "class_b") -> Path:  # type: ignore[no-unty
 def _classify_served(served, path: Path, **form: str):  # type: ignore[no-untyped-def]
     import httpx
 
-    return httpx.post(served.url + "/api/v1/classify", files={"file": (path.name, path.read_bytes())}, data=form,
-                      timeout=60)  # fmt: skip
+    return httpx.post(
+        served.url + "/api/v1/classify", files={"file": (path.name, path.read_bytes())}, data=form, timeout=60
+    )
 
 
 def test_a_served_pack_hears_what_zero_shot_cannot(served, nonsense_sets, fitted_pack, classifier) -> None:  # type: ignore[no-untyped-def]
-    from earmark.packs import load_pack
+    from earmark.adapt.packs import load_pack
 
     held = _held(nonsense_sets)  # a hum the pack never saw; it learned "class B" from 5 other hums
     r = _classify_served(served, held, pack="ab")
@@ -341,7 +364,10 @@ def test_pack_requests_are_checked_and_never_name_files(served, nonsense_sets, f
     for name in ("../../etc/passwd", "/etc/passwd", str(fitted_pack), "ab.pack.json"):
         assert "served packs: ab" in _error(_classify_served(served, held, pack=name), 422, "unknown_pack")
     message = _error(_classify_served(served, held), 422, "invalid_labels")
-    assert message == "no labels given: send the candidate labels as `labels`, or name a classifier pack as `pack` (ab)"
+    assert (
+        message
+        == "no labels given: send the candidate labels as `labels`, or name a classifier pack as `pack` (ab)"
+    )
     message = _error(_classify_served(served, held, pack="ab", labels="beep, hum"), 422, "invalid_labels")
     assert "scores its own labels (class A, class B, noise)" in message
 
@@ -349,7 +375,7 @@ def test_pack_requests_are_checked_and_never_name_files(served, nonsense_sets, f
 def test_served_packs_are_listed_and_documented(served, fitted_pack, nonsense_sets) -> None:  # type: ignore[no-untyped-def]
     import httpx
 
-    from earmark.packs import load_pack
+    from earmark.adapt.packs import load_pack
 
     pack = load_pack(fitted_pack)
     r = httpx.get(served.url + "/api/v1/packs", timeout=10)
@@ -357,22 +383,30 @@ def test_served_packs_are_listed_and_documented(served, fitted_pack, nonsense_se
     (info,) = r.json()["packs"]
     training = info.pop("training")
     assert info == {
-        "name": "ab", "labels": PACK_LABELS, "model": pack.model, "digest": pack.digest,
-        "examples": {"class A": 5, "class B": 5, "noise": 5}, "cv_accuracy": pack.training["cv_accuracy"],
+        "name": "ab",
+        "labels": PACK_LABELS,
+        "model": pack.model,
+        "digest": pack.digest,
+        "examples": {"class A": 5, "class B": 5, "noise": 5},
+        "cv_accuracy": pack.training["cv_accuracy"],
         "label_thresholds": dict(pack.label_thresholds),
-    }  # fmt: skip
+    }
     assert training["cv_folds"] == pack.training["cv_folds"] and training["method"] == pack.training["method"]
-    assert "data" not in training and str(nonsense_sets[0]) not in r.text  # where it was trained stays private
+    assert (
+        "data" not in training and str(nonsense_sets[0]) not in r.text
+    )  # where it was trained stays private
     api = httpx.get(served.url + "/openapi.json", timeout=10).json()
     assert "get" in api["paths"]["/api/v1/packs"]
     form = api["components"]["schemas"]["Body_classify_api_v1_classify_post"]
     assert "pack" in form["properties"] and "labels" not in form.get("required", [])
     assert "pack" in api["components"]["schemas"]["ClassifyResponse"]["properties"]
-    assert {"name", "labels", "digest", "examples", "cv_accuracy"} <= set(api["components"]["schemas"]["PackInfo"]["properties"])
+    assert {"name", "labels", "digest", "examples", "cv_accuracy"} <= set(
+        api["components"]["schemas"]["PackInfo"]["properties"]
+    )
 
 
 def test_pack_results_do_not_depend_on_the_batch(classifier, fitted_pack, nonsense_sets, files) -> None:  # type: ignore[no-untyped-def]
-    from earmark.packs import load_pack
+    from earmark.adapt.packs import load_pack
     from earmark.server.engine import ServingEngine
 
     pack = load_pack(fitted_pack)
@@ -399,11 +433,13 @@ def test_pack_results_do_not_depend_on_the_batch(classifier, fitted_pack, nonsen
     assert together[1].labels == tuple(LABELS.split(", "))
     library = classifier.classify(held[1], pack=pack)
     assert [s.label for s in together[2].scores] == [s.label for s in library.scores]
-    assert [s.probability for s in together[2].scores] == pytest.approx([s.probability for s in library.scores], abs=1e-5)
+    assert [s.probability for s in together[2].scores] == pytest.approx(
+        [s.probability for s in library.scores], abs=1e-5
+    )
 
 
 def test_the_live_tab_classifies_with_a_chosen_pack(classifier, fitted_pack, nonsense_sets, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from earmark.packs import load_pack
+    from earmark.adapt.packs import load_pack
     from earmark.server.ui import DirectRunner
     from earmark.server.ui_live import make_handler
 

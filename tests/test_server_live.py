@@ -41,15 +41,23 @@ def test_page_and_api_on_a_real_port(served: ServerProcess, tmp_path: Path) -> N
     assert re.match(r"http://127\.0\.0\.1:\d+$", served.url)
     assert httpx.get(served.url + "/ui/").status_code == 200
     beep = sound_file(tmp_path, "beep", 4, ".ogg")
-    r = httpx.post(served.url + "/api/v1/classify", files={"file": (beep.name, beep.read_bytes())},
-                   data={"labels": "beep\nhum\nsilence"}, timeout=30)  # fmt: skip
+    r = httpx.post(
+        served.url + "/api/v1/classify",
+        files={"file": (beep.name, beep.read_bytes())},
+        data={"labels": "beep\nhum\nsilence"},
+        timeout=30,
+    )
     assert r.status_code == 200 and r.json()["label"] == "beep"
 
 
 def _slow_file(tmp: Path) -> Path:
     """Few bytes, many seconds: slow enough to decode that a queue of them stays full."""
-    return encode(synth.make("noise", 90.0, seed=4), tmp / "slow.mp3", out_rate=8000,
-                  extra=["-c:a", "libmp3lame", "-b:a", "8k"])  # fmt: skip
+    return encode(
+        synth.make("noise", 90.0, seed=4),
+        tmp / "slow.mp3",
+        out_rate=8000,
+        extra=["-c:a", "libmp3lame", "-b:a", "8k"],
+    )
 
 
 def test_overload_excess_requests_get_429_at_once(served: ServerProcess, tmp_path: Path) -> None:
@@ -102,8 +110,11 @@ def test_sixty_megabytes_get_413_before_the_body_is_read(served: ServerProcess) 
             yield big[i * 1_000_000 : (i + 1) * 1_000_000]
         yield b"\r\n--x--\r\n"
 
-    r = httpx.post(served.url + "/api/v1/classify", content=stream(),
-                   headers={"content-type": "multipart/form-data; boundary=x"})  # fmt: skip
+    r = httpx.post(
+        served.url + "/api/v1/classify",
+        content=stream(),
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "upload_too_large"
     assert httpx.get(served.url + "/readyz").status_code == 200
 
@@ -125,15 +136,24 @@ def test_no_file_route_serves_what_it_should_not(served: ServerProcess) -> None:
     # the route works: an example the page offers is served
     assert get(f"/ui/gradio_api/file={example}")[0] == 200
     probes = [
-        "/ui/gradio_api/file=/etc/passwd", "/ui/gradio_api/file=%2Fetc%2Fpasswd",
-        "/ui/gradio_api/file=..%2f..%2f..%2f..%2f..%2fetc%2fpasswd", "/ui/gradio_api/file=../../../../etc/passwd",
-        f"/ui/gradio_api/file={home}/examples/../server.log", f"/ui/gradio_api/file={home}/examples/..%2fserver.log",
-        f"/ui/gradio_api/file={root}/pyproject.toml", "/ui/gradio_api/file=/proc/self/environ",
-        "/ui/file=/etc/passwd", "/file=/etc/passwd", "/gradio_api/file=/etc/passwd",
-        "/ui/static/../../../../../../etc/passwd", "/ui/static/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
-        "/ui/assets/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd", "/ui/gradio_api/stream/..%2f..%2fetc%2fpasswd",
-        "/docs/..%2f..%2f..%2fetc%2fpasswd", "/ui/favicon.ico/..%2f..%2f..%2fetc%2fpasswd",
-    ]  # fmt: skip
+        "/ui/gradio_api/file=/etc/passwd",
+        "/ui/gradio_api/file=%2Fetc%2Fpasswd",
+        "/ui/gradio_api/file=..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/ui/gradio_api/file=../../../../etc/passwd",
+        f"/ui/gradio_api/file={home}/examples/../server.log",
+        f"/ui/gradio_api/file={home}/examples/..%2fserver.log",
+        f"/ui/gradio_api/file={root}/pyproject.toml",
+        "/ui/gradio_api/file=/proc/self/environ",
+        "/ui/file=/etc/passwd",
+        "/file=/etc/passwd",
+        "/gradio_api/file=/etc/passwd",
+        "/ui/static/../../../../../../etc/passwd",
+        "/ui/static/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/ui/assets/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/ui/gradio_api/stream/..%2f..%2fetc%2fpasswd",
+        "/docs/..%2f..%2f..%2fetc%2fpasswd",
+        "/ui/favicon.ico/..%2f..%2f..%2fetc%2fpasswd",
+    ]
     for probe in probes:
         status, body = get(probe)
         assert status in (400, 403, 404), (probe, status)
@@ -141,21 +161,41 @@ def test_no_file_route_serves_what_it_should_not(served: ServerProcess) -> None:
 
 
 def test_the_page_api_never_fetches_a_url(served: ServerProcess) -> None:
-    value = {"path": "https://example.org/x.wav", "url": "https://example.org/x.wav",
-             "meta": {"_type": "gradio.FileData"}}  # fmt: skip
-    r = httpx.post(served.url + "/ui/gradio_api/call/classify",
-                   json={"data": [value, "a, b", 0.7, "This is {label}.", ""]})  # fmt: skip
+    value = {
+        "path": "https://example.org/x.wav",
+        "url": "https://example.org/x.wav",
+        "meta": {"_type": "gradio.FileData"},
+    }
+    r = httpx.post(
+        served.url + "/ui/gradio_api/call/classify",
+        json={"data": [value, "a, b", 0.7, "This is {label}.", ""]},
+    )
     assert r.status_code == 200
     events = httpx.get(served.url + f"/ui/gradio_api/call/classify/{r.json()['event_id']}", timeout=30).text
     assert "event: error" in events and "never fetches URLs" in events
 
 
 def test_sigterm_answers_everything_in_flight_then_exits_0(tmp_path: Path) -> None:
-    server = ServerProcess("--no-ui", "--setting", "decode_workers", "1", "--setting", "max_queue", "40",
-                           "--setting", "drain_delay_s", "1", home=tmp_path)  # fmt: skip
+    server = ServerProcess(
+        "--no-ui",
+        "--setting",
+        "decode_workers",
+        "1",
+        "--setting",
+        "max_queue",
+        "40",
+        "--setting",
+        "drain_delay_s",
+        "1",
+        home=tmp_path,
+    )
     try:
-        clip = encode(synth.make("hum", 30.0, seed=5), tmp_path / "hum.mp3", out_rate=8000,
-                      extra=["-c:a", "libmp3lame", "-b:a", "8k"]).read_bytes()  # fmt: skip
+        clip = encode(
+            synth.make("hum", 30.0, seed=5),
+            tmp_path / "hum.mp3",
+            out_rate=8000,
+            extra=["-c:a", "libmp3lame", "-b:a", "8k"],
+        ).read_bytes()
 
         async def one(client: httpx.AsyncClient) -> int:
             form = {"labels": "hum, beep", "hop_s": "10"}
@@ -198,14 +238,32 @@ def _serve_in_process(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[obje
 
     apps: list[object] = []
     monkeypatch.setattr(serve_cmd, "_run", lambda app, *a, **k: apps.append(app))
-    result = CliRunner().invoke(cli, ["serve", "--model", str(TINY_MODEL), "--port", "0", "--threads", "1",
-                                      "--setting", "decode_workers", "1", "--no-ui", *args])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "serve",
+            "--model",
+            str(TINY_MODEL),
+            "--port",
+            "0",
+            "--threads",
+            "1",
+            "--setting",
+            "decode_workers",
+            "1",
+            "--no-ui",
+            *args,
+        ],
+    )
     return result, apps
 
 
-def test_serve_names_its_packs_and_refuses_bad_ones(fitted_pack: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    result, apps = _serve_in_process(monkeypatch, "--pack", str(fitted_pack), "--pack", f"again={fitted_pack}")
+def test_serve_names_its_packs_and_refuses_bad_ones(
+    fitted_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, apps = _serve_in_process(
+        monkeypatch, "--pack", str(fitted_pack), "--pack", f"again={fitted_pack}"
+    )
     assert result.exit_code == 0, result.output
     assert sorted(apps[0].state.packs) == ["ab", "again"]  # type: ignore[attr-defined]
     # two packs under one name
@@ -221,8 +279,9 @@ def test_serve_names_its_packs_and_refuses_bad_ones(fitted_pack: Path, tmp_path:
     assert result.exit_code == 1 and "is not a classifier pack" in result.output and not apps
 
 
-def test_serve_refuses_a_pack_fitted_on_another_model(fitted_pack: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_serve_refuses_a_pack_fitted_on_another_model(
+    fitted_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     doc = json.loads(fitted_pack.read_text())
     doc["text"]["base64"] = doc["directions"]["base64"]  # what another model would compute for its labels
     other = tmp_path / "other.pack.json"

@@ -47,27 +47,48 @@ def test_parse_setting_types_and_errors() -> None:
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.0.0.2", True),
-     ("0.0.0.0", False), ("::", False), ("192.168.1.4", False), ("example.org", False)],
-)  # fmt: skip
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("127.0.0.2", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.4", False),
+        ("example.org", False),
+    ],
+)
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
 @pytest.mark.parametrize(
     ("head", "kind"),
-    [(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "a PNG image"), (b"%PDF-1.7\n%\xe2\xe3", "a PDF document"),
-     (b"RIFF\x10\0\0\0WEBPVP8 ", "a WebP image"), (b'{"labels": ["a", "b"]}', "text (HTML, XML or JSON)"),
-     (b"just some words in a text file\n", "plain text"), (b"\x7fELF\x02\x01\x01\0", "a program (ELF)")],
-)  # fmt: skip
+    [
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "a PNG image"),
+        (b"%PDF-1.7\n%\xe2\xe3", "a PDF document"),
+        (b"RIFF\x10\0\0\0WEBPVP8 ", "a WebP image"),
+        (b'{"labels": ["a", "b"]}', "text (HTML, XML or JSON)"),
+        (b"just some words in a text file\n", "plain text"),
+        (b"\x7fELF\x02\x01\x01\0", "a program (ELF)"),
+    ],
+)
 def test_sniff_names_plain_non_audio(head: bytes, kind: str) -> None:
     assert not_audio_kind(head) == kind
 
 
 @pytest.mark.parametrize(
-    "head", [b"RIFF\x24\0\0\0WAVEfmt ", b"ID3\x04\0\0\0\0\0\x00", b"\xff\xfb\x90\x64\0\0\0\0", b"OggS\0\x02\0\0",
-             b"fLaC\0\0\0\x22", b"\0\0\0\x20ftypM4A ", b"\x1aE\xdf\xa3\x9fB\x86\x81"],
-)  # fmt: skip
+    "head",
+    [
+        b"RIFF\x24\0\0\0WAVEfmt ",
+        b"ID3\x04\0\0\0\0\0\x00",
+        b"\xff\xfb\x90\x64\0\0\0\0",
+        b"OggS\0\x02\0\0",
+        b"fLaC\0\0\0\x22",
+        b"\0\0\0\x20ftypM4A ",
+        b"\x1aE\xdf\xa3\x9fB\x86\x81",
+    ],
+)
 def test_sniff_lets_audio_containers_through(head: bytes) -> None:
     assert not_audio_kind(head) is None
 
@@ -83,9 +104,16 @@ def test_languages_have_the_same_keys_and_placeholders() -> None:
 
 @pytest.mark.parametrize(
     ("header", "lang"),
-    [("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"), ("zh-TW", "zh-CN"), ("en-US,en;q=0.9", "en"), (None, "en"),
-     ("fr-FR,zh;q=0.5,en;q=0.4", "zh-CN"), ("en;q=0.5,zh;q=0.9", "zh-CN"), ("de", "en")],
-)  # fmt: skip
+    [
+        ("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"),
+        ("zh-TW", "zh-CN"),
+        ("en-US,en;q=0.9", "en"),
+        (None, "en"),
+        ("fr-FR,zh;q=0.5,en;q=0.4", "zh-CN"),
+        ("en;q=0.5,zh;q=0.9", "zh-CN"),
+        ("de", "en"),
+    ],
+)
 def test_pick_language(header: str | None, lang: str) -> None:
     assert pick_language(header) == lang
 
@@ -104,7 +132,9 @@ def _wav(samples: np.ndarray, rate: int, tag: int, bits: int, extensible: bool =
         fmt += struct.pack("<H", tag) + b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
     else:
         fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    body = (
+        b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
@@ -124,9 +154,12 @@ def test_read_wav_chunks_as_browsers_send_them() -> None:
 
 @pytest.mark.parametrize(
     ("data", "reason"),
-    [(b"ID3\x04" + b"\0" * 60, "must be a WAV file"), (b"RIFF\0\0\0\0WAVEdata\0\0\0\0", "no format header"),
-     (b"RIFF\0\0\0\0WAVE", "no audio data")],
-)  # fmt: skip
+    [
+        (b"ID3\x04" + b"\0" * 60, "must be a WAV file"),
+        (b"RIFF\0\0\0\0WAVEdata\0\0\0\0", "no format header"),
+        (b"RIFF\0\0\0\0WAVE", "no audio data"),
+    ],
+)
 def test_read_wav_refuses_anything_else(data: bytes, reason: str) -> None:
     from earmark.server.ui_live import read_wav
 
@@ -139,16 +172,26 @@ def _prediction(labels: tuple[str, ...], windows: list[list[float]], threshold: 
     clip = probs.mean(axis=0)
     order = np.argsort(-clip, kind="stable")
     spans = [(i * 5.0, i * 5.0 + 10.0) for i in range(len(windows))]
-    segs = tuple(Segment(label=labels[int(np.argmax(w))], start_s=s, end_s=e, score=float(max(w)))
-                 for (s, e), w in zip(spans, windows, strict=True) if max(w) >= threshold)  # fmt: skip
+    segs = tuple(
+        Segment(label=labels[int(np.argmax(w))], start_s=s, end_s=e, score=float(max(w)))
+        for (s, e), w in zip(spans, windows, strict=True)
+        if max(w) >= threshold
+    )
     return Prediction(
-        source="a.wav", model="m", labels=labels, threshold=threshold, top_k=3, sample_rate=48000,
+        source="a.wav",
+        model="m",
+        labels=labels,
+        threshold=threshold,
+        top_k=3,
+        sample_rate=48000,
         duration_s=spans[-1][1],
         scores=tuple(Score(label=labels[j], probability=float(clip[j]), cosine=0.1) for j in order),
-        windows=tuple(WindowScores(start_s=s, end_s=e, probabilities=tuple(w), cosines=tuple(w))
-                      for (s, e), w in zip(spans, windows, strict=True)),
+        windows=tuple(
+            WindowScores(start_s=s, end_s=e, probabilities=tuple(w), cosines=tuple(w))
+            for (s, e), w in zip(spans, windows, strict=True)
+        ),
         timeline=segs,
-    )  # fmt: skip
+    )
 
 
 def test_render_escapes_labels_and_marks_top_and_uncertain() -> None:

@@ -25,7 +25,7 @@ from .scoring import build_prediction
 from .types import ClassifyOptions, Prediction
 
 if TYPE_CHECKING:
-    from .packs import ClassifierPack
+    from .adapt.packs import ClassifierPack
 
 __all__ = ["AudioEmbedding", "Classifier", "classify"]
 
@@ -169,7 +169,9 @@ class Classifier:
 
         def counted() -> Iterator[np.ndarray]:
             nonlocal total
-            for chunk in _audio.stream(source, sample_rate=rate, input_rate=input_rate, limits=self.limits, name=name):
+            for chunk in _audio.stream(
+                source, sample_rate=rate, input_rate=input_rate, limits=self.limits, name=name
+            ):
                 total += chunk.size
                 yield chunk
 
@@ -206,7 +208,7 @@ class Classifier:
     ) -> Prediction:
         """Score stored or fresh window embeddings against labels (no audio needed).
 
-        With ``pack`` (a few-shot classifier pack, :func:`earmark.packs.load_pack`)
+        With ``pack`` (a few-shot classifier pack, :func:`earmark.adapt.packs.load_pack`)
         the pack's head scores the embeddings over the pack's labels instead of
         label texts; ``labels`` must then be ``None`` or the pack's labels.
         """
@@ -238,8 +240,10 @@ class Classifier:
                 raise LabelError("no labels given (and no classifier pack)")
             return parse_labels(labels)
         if labels is not None and set(parse_labels(labels)) != set(pack.labels):
-            raise LabelError("a classifier pack scores its own labels (" + ", ".join(pack.labels) + "); "
-                             "leave the labels out or give exactly those")  # fmt: skip
+            raise LabelError(
+                "a classifier pack scores its own labels (" + ", ".join(pack.labels) + "); "
+                "leave the labels out or give exactly those"
+            )
         pack.check(self)
         return None
 
@@ -317,4 +321,3 @@ def classify(
     Keep a :class:`Classifier` instead when classifying more than once.
     """
     return Classifier(model).classify(source, labels, input_rate=input_rate, **options)
-

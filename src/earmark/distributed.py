@@ -113,18 +113,26 @@ class _Embedder:
         self.opts = ClassifyOptions(window_s=window_s, hop_s=hop_s)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {k: [] for k in ("path", "error", "note", "spans", "vectors", "duration_s")}
-        for path, pcm, error, note in zip(batch["path"], batch["pcm"], batch["error"], batch["note"], strict=False):
+        out: dict[str, list[Any]] = {
+            k: [] for k in ("path", "error", "note", "spans", "vectors", "duration_s")
+        }
+        for path, pcm, error, note in zip(
+            batch["path"], batch["pcm"], batch["error"], batch["note"], strict=False
+        ):
             spans, vectors, duration = b"", b"", 0.0
             if not error:
                 samples = np.frombuffer(pcm, np.float32)
                 try:
-                    emb = self.clf.embed(samples, input_rate=self.clf.sample_rate, name=str(path), options=self.opts)
+                    emb = self.clf.embed(
+                        samples, input_rate=self.clf.sample_rate, name=str(path), options=self.opts
+                    )
                     spans = np.asarray(emb.spans_s, np.float32).tobytes()
                     vectors, duration = emb.vectors.astype(np.float32).tobytes(), emb.duration_s
                 except AudioError as ex:
                     error = ex.reason
-            for key, value in zip(out, (str(path), str(error), str(note), spans, vectors, duration), strict=False):
+            for key, value in zip(
+                out, (str(path), str(error), str(note), spans, vectors, duration), strict=False
+            ):
                 out[key].append(value)
         return out
 
@@ -140,12 +148,19 @@ def _ray_embedder(opts: RayOptions) -> Any:
         ds = ds.map(_decode_row, fn_kwargs={"rate": rate, "denoise": ctx.options.denoise}, num_cpus=0.5)
         gpus = {"num_gpus": opts.gpus_per_actor} if opts.gpus_per_actor else {}
         ds = ds.map_batches(
-            _Embedder, batch_size=opts.files_per_batch, compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=opts.cpus_per_actor, **gpus,
-            fn_constructor_kwargs={"model": ctx.model.name, "device": opts.device,
-                                   "threads": max(1, int(opts.cpus_per_actor)), "window_s": ctx.copts.window_s,
-                                   "hop_s": ctx.copts.hop_s},
-        )  # fmt: skip
+            _Embedder,
+            batch_size=opts.files_per_batch,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=opts.cpus_per_actor,
+            **gpus,
+            fn_constructor_kwargs={
+                "model": ctx.model.name,
+                "device": opts.device,
+                "threads": max(1, int(opts.cpus_per_actor)),
+                "window_s": ctx.copts.window_s,
+                "hop_s": ctx.copts.hop_s,
+            },
+        )
         for row in ds.iter_rows():
             yield row["path"], (_result(row, rate), row["note"] or None)
 
@@ -169,12 +184,22 @@ def _result(row: dict[str, Any], rate: int) -> Any:
         return AudioError(row["path"], row["error"])
     spans = np.frombuffer(row["spans"], np.float32).reshape(-1, 2)
     vectors = np.frombuffer(row["vectors"], np.float32).reshape(len(spans), -1)
-    return AudioEmbedding(source=row["path"], spans_s=tuple((float(a), float(b)) for a, b in spans),
-                          vectors=vectors, duration_s=float(row["duration_s"]), sample_rate=rate)  # fmt: skip
+    return AudioEmbedding(
+        source=row["path"],
+        spans_s=tuple((float(a), float(b)) for a, b in spans),
+        vectors=vectors,
+        duration_s=float(row["duration_s"]),
+        sample_rate=rate,
+    )
 
 
 def tag_paths_ray(
-    db: Any, roots: Iterable[Any], options: Any, model: Any, filing: Any = None, ray_options: RayOptions | None = None
+    db: Any,
+    roots: Iterable[Any],
+    options: Any,
+    model: Any,
+    filing: Any = None,
+    ray_options: RayOptions | None = None,
 ) -> Iterator[Any]:
     """:func:`earmark.library.tag_paths` with decoding and the model on a Ray cluster.
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError, UnknownModelError
+from .paths import earmark_home, hub_cache
 
 __all__ = [
     "ALIASES",
     "DEFAULT_MODEL",
     "ModelInfo",
-    "earmark_home",
     "import_model",
     "list_models",
     "model_info",
@@ -50,23 +50,6 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 # what `pull` fetches: enough to load, not every format the hub repo holds
 PULL_PATTERNS = ["*.json", "*.txt", "model.safetensors*", "*.model"]
-
-
-def earmark_home() -> Path:
-    """earmark's own folder: ``$EARMARK_HOME``, else ``$XDG_DATA_HOME/earmark`` or ``~/.local/share/earmark``."""
-    if env := os.environ.get("EARMARK_HOME"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "earmark"
-
-
-def hub_cache() -> Path:
-    # read the environment now, not huggingface_hub's import-time constants
-    if cache := os.environ.get("HF_HUB_CACHE"):
-        return Path(cache).expanduser()
-    if hf_home := os.environ.get("HF_HOME"):
-        return Path(hf_home).expanduser() / "hub"
-    return earmark_home() / "hub"
 
 
 def offline() -> bool:
@@ -144,7 +127,9 @@ def _from_hub(repo: str, *, download: bool, progress: bool = False) -> Path:
 def _not_available(repo: str, ex: Exception, tried_download: bool) -> str:
     alias = next((a for a, r in ALIASES.items() if r == repo), repo)
     how = (
-        "could not be downloaded" if tried_download else "is not in the cache and HF_HUB_OFFLINE=1 forbids downloading"
+        "could not be downloaded"
+        if tried_download
+        else "is not in the cache and HF_HUB_OFFLINE=1 forbids downloading"
     )
     reason = str(ex).strip().splitlines()[0][:200] if str(ex).strip() else type(ex).__name__
     return (

@@ -53,9 +53,7 @@ def build_prediction(
     reduce = np.max if options.aggregate == "max" else np.mean
     clip_p, clip_c = reduce(probs, axis=0), reduce(cos, axis=0)
     order = sorted(range(len(labels)), key=lambda j: (-round(float(clip_p[j]), DECIMALS), j))
-    scores = tuple(
-        Score(label=labels[j], probability=_r(clip_p[j]), cosine=_r(clip_c[j])) for j in order
-    )
+    scores = tuple(Score(label=labels[j], probability=_r(clip_p[j]), cosine=_r(clip_c[j])) for j in order)
     windows = tuple(
         WindowScores(
             start_s=round(s, 3),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StoreError
-from .models import earmark_home
+from .paths import earmark_home
 
 __all__ = ["Database", "Migration", "default_db_path"]
 
@@ -59,8 +59,9 @@ class Database:
     def connect(self) -> sqlite3.Connection:
         """A new connection (WAL, foreign keys on, busy timeout, rows as ``sqlite3.Row``)."""
         try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
-                                   check_same_thread=False)  # fmt: skip
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -93,8 +94,10 @@ class Database:
     def migrate(self, migrations: Sequence[Migration]) -> list[str]:
         """Apply the migrations not yet applied, in order; returns the names applied now."""
         c = self.conn
-        c.execute("CREATE TABLE IF NOT EXISTS _earmark_migrations (name TEXT PRIMARY KEY, applied_at TEXT"
-                  " NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))")  # fmt: skip
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS _earmark_migrations (name TEXT PRIMARY KEY, applied_at TEXT"
+            " NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
+        )
         done = {r[0] for r in c.execute("SELECT name FROM _earmark_migrations")}
         applied = []
         for m in migrations:

@@ -70,9 +70,7 @@ def segments(
         return ()
     edges, mean, peak = slot_scores(spans_s, probs)
     best = mean.argmax(axis=1)
-    owner = [
-        int(j) if peak[i, j] >= thresholds[j] else -1 for i, j in enumerate(best)
-    ]
+    owner = [int(j) if peak[i, j] >= thresholds[j] else -1 for i, j in enumerate(best)]
     out: list[Segment] = []
     i = 0
     while i < len(owner):
@@ -83,6 +81,8 @@ def segments(
         start, end = float(edges[i]), float(edges[k + 1])
         if j >= 0 and end - start >= min_duration_s:
             score = float(peak[i : k + 1, j].max())
-            out.append(Segment(label=labels[j], start_s=round(start, 3), end_s=round(end, 3), score=round(score, 6)))
+            out.append(
+                Segment(label=labels[j], start_s=round(start, 3), end_s=round(end, 3), score=round(score, 6))
+            )
         i = k + 1
     return tuple(out)

@@ -85,12 +85,6 @@ BACKENDS: dict[str, Callable[..., Backend]] = {
     "onnx-int8": _onnx_int8,
 }
 
-BACKEND_HELP = (
-    "auto (default: the fastest exact or near-exact backend here, measured on first use), "
-    "torch (PyTorch fp32; fp16 on CUDA), torch-bf16 (CPU bf16 autocast), onnx (ONNX Runtime fp32), "
-    "onnx-int8 (int8 towers; only when asked)."
-)
-
 
 def backend_name(name: str | None = None) -> str:
     """The backend asked for: ``name``, else ``$EARMARK_BACKEND``, else ``auto``."""

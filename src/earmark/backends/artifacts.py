@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import models, synth
+from .. import paths, synth
 
 __all__ = [
     "PROBE_TEXTS",
@@ -88,7 +88,7 @@ def fingerprint(path: Path) -> str:
 def artifact_dir(path: Path, model_id: str) -> Path:
     """The cache folder for a model folder ``path`` (not created here)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(model_id).name or "model")[:40]
-    return models.earmark_home() / "cache" / f"{safe}-{fingerprint(path)}-v{_version()}-e{EXPORT_FORMAT}"
+    return paths.earmark_home() / "cache" / f"{safe}-{fingerprint(path)}-v{_version()}-e{EXPORT_FORMAT}"
 
 
 def machine_signature(threads: int | None) -> str:

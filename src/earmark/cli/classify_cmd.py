@@ -16,9 +16,27 @@ from ..errors import AudioError
 from .common import collect_labels, label_options, load_classifier, model_options
 
 AUDIO_EXTENSIONS = {
-    ".wav", ".wave", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".mp4",
-    ".aif", ".aiff", ".aifc", ".webm", ".mka", ".wma", ".caf", ".au", ".amr", ".ac3",
-}  # fmt: skip
+    ".wav",
+    ".wave",
+    ".mp3",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".flac",
+    ".m4a",
+    ".aac",
+    ".mp4",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".webm",
+    ".mka",
+    ".wma",
+    ".caf",
+    ".au",
+    ".amr",
+    ".ac3",
+}
 
 
 def expand_inputs(inputs: tuple[str, ...]) -> Iterator[str]:
@@ -38,20 +56,51 @@ def expand_inputs(inputs: tuple[str, ...]) -> Iterator[str]:
 @click.argument("inputs", nargs=-1, required=True)
 @label_options
 @model_options
-@click.option("-t", "--threshold", type=click.FloatRange(0, 1), default=0.7, show_default=True,
-              help="Below this confidence the answer is 'uncertain'.")
-@click.option("-k", "--top-k", type=click.IntRange(1), default=3, show_default=True, help="Best labels to show.")
-@click.option("--template", "templates", multiple=True,
-              help="Prompt template with {label}; repeat to average several. Default: 'This is a sound of {label}.'")
-@click.option("--window-s", type=float, default=10.0, show_default=True, help="Window length in seconds (≤ 10).")
-@click.option("--hop-s", type=float, default=5.0, show_default=True, help="Step between windows of long audio.")
-@click.option("--aggregate", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
-              help="Clip score from windows: mean, or max for detection.")
+@click.option(
+    "-t",
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.7,
+    show_default=True,
+    help="Below this confidence the answer is 'uncertain'.",
+)
+@click.option(
+    "-k", "--top-k", type=click.IntRange(1), default=3, show_default=True, help="Best labels to show."
+)
+@click.option(
+    "--template",
+    "templates",
+    multiple=True,
+    help="Prompt template with {label}; repeat to average several. Default: 'This is a sound of {label}.'",
+)
+@click.option(
+    "--window-s", type=float, default=10.0, show_default=True, help="Window length in seconds (≤ 10)."
+)
+@click.option(
+    "--hop-s", type=float, default=5.0, show_default=True, help="Step between windows of long audio."
+)
+@click.option(
+    "--aggregate",
+    type=click.Choice(["mean", "max"]),
+    default="mean",
+    show_default=True,
+    help="Clip score from windows: mean, or max for detection.",
+)
 @click.option("--timeline", is_flag=True, help="Show what is heard when (long audio).")
-@click.option("--pack", "pack_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Classifier pack from 'earmark fit': score its labels with its trained head (no -l needed).")
-@click.option("--thresholds", "thresholds_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Per-label thresholds file from 'earmark calibrate' (over --threshold).")
+@click.option(
+    "--pack",
+    "pack_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Classifier pack from 'earmark fit': score its labels with its trained head (no -l needed).",
+)
+@click.option(
+    "--thresholds",
+    "thresholds_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Per-label thresholds file from 'earmark calibrate' (over --threshold).",
+)
 @click.option("--json", "fmt", flag_value="json", help="JSON Lines output, one object per file.")
 @click.option("--csv", "fmt", flag_value="csv", help="CSV output, one row per file.")
 def classify_cmd(
@@ -78,8 +127,8 @@ def classify_cmd(
     1 if any failed. Use - to read one file from standard input. With --pack,
     a classifier pack from 'earmark fit' scores its own labels.
     """
-    from ..calibrate import load_thresholds
-    from ..packs import load_pack
+    from ..adapt.calibrate import load_thresholds
+    from ..adapt.packs import load_pack
     from ..types import DEFAULT_TEMPLATE, ClassifyOptions
 
     pack = load_pack(pack_path) if pack_path else None
@@ -88,10 +137,14 @@ def classify_cmd(
     else:
         label_set = collect_labels(labels, labels_file)
     options = ClassifyOptions(
-        threshold=threshold, top_k=top_k, templates=templates or (DEFAULT_TEMPLATE,),
-        window_s=window_s, hop_s=hop_s, aggregate=aggregate,  # type: ignore[arg-type]
+        threshold=threshold,
+        top_k=top_k,
+        templates=templates or (DEFAULT_TEMPLATE,),
+        window_s=window_s,
+        hop_s=hop_s,
+        aggregate=aggregate,  # type: ignore[arg-type]
         label_thresholds=load_thresholds(thresholds_path) if thresholds_path else (),
-    )  # fmt: skip
+    )
     files = list(expand_inputs(inputs))
     if not files:
         raise click.ClickException("no audio files found in " + ", ".join(inputs))
@@ -177,7 +230,9 @@ class _Renderer:
         else:
             answer = f"[bold green]{escape(p.top.label)}[/]"
         console = Console()
-        console.print(f"[bold]{escape(path)}[/]  ({p.duration_s:.1f} s) → {answer}", soft_wrap=True, highlight=False)
+        console.print(
+            f"[bold]{escape(path)}[/]  ({p.duration_s:.1f} s) → {answer}", soft_wrap=True, highlight=False
+        )
         table = Table(show_edge=False, box=None, padding=(0, 2))
         table.add_column("label")
         table.add_column("confidence", justify="right")

@@ -17,9 +17,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def db_option(f: F) -> F:
-    return click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                        envvar="EARMARK_DB", show_envvar=True,
-                        help="Library database (default: $EARMARK_HOME/earmark.db).")(f)  # fmt: skip
+    return click.option(
+        "--db",
+        "db_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        envvar="EARMARK_DB",
+        show_envvar=True,
+        help="Library database (default: $EARMARK_HOME/earmark.db).",
+    )(f)
 
 
 def open_db(db_path: Path | None) -> Any:
@@ -36,35 +42,90 @@ def last_model(db: Any) -> str | None:
 
 
 @click.command("tag")
-@click.argument("inputs", nargs=-1, required=True, metavar="DIRS...", type=click.Path(exists=True, path_type=Path))
+@click.argument(
+    "inputs", nargs=-1, required=True, metavar="DIRS...", type=click.Path(exists=True, path_type=Path)
+)
 @label_options
 @model_options
 @db_option
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.8, show_default=True,
-              help="Top score needed to file a file under its label; below it, it goes to review.")
-@click.option("--thresholds", "thresholds_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Per-label thresholds file from 'earmark calibrate' (over --min-confidence).")
-@click.option("--pack", "pack_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Classifier pack from 'earmark fit': tag with its labels and trained head (no -l needed).")
-@click.option("--sort-into", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="File into OUT/<label>/ (and OUT/_review/).")
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    default=0.8,
+    show_default=True,
+    help="Top score needed to file a file under its label; below it, it goes to review.",
+)
+@click.option(
+    "--thresholds",
+    "thresholds_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Per-label thresholds file from 'earmark calibrate' (over --min-confidence).",
+)
+@click.option(
+    "--pack",
+    "pack_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Classifier pack from 'earmark fit': tag with its labels and trained head (no -l needed).",
+)
+@click.option(
+    "--sort-into",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="File into OUT/<label>/ (and OUT/_review/).",
+)
 @click.option("--move", is_flag=True, help="Move files instead of copying them.")
 @click.option("--review-in-place", is_flag=True, help="Leave files that need review where they are.")
 @click.option("--dry-run", is_flag=True, help="Show the filing plan; copy or move nothing.")
-@click.option("--denoise", is_flag=True, help="Spectral-gating noise reduction before embedding (needs noisereduce).")
+@click.option(
+    "--denoise", is_flag=True, help="Spectral-gating noise reduction before embedding (needs noisereduce)."
+)
 @click.option("--retry-errors", is_flag=True, help="Try again files that failed to decode before.")
-@click.option("--window-s", type=float, default=10.0, show_default=True, help="Window length in seconds (≤ 10).")
-@click.option("--hop-s", type=float, default=5.0, show_default=True, help="Step between windows of long audio.")
+@click.option(
+    "--window-s", type=float, default=10.0, show_default=True, help="Window length in seconds (≤ 10)."
+)
+@click.option(
+    "--hop-s", type=float, default=5.0, show_default=True, help="Step between windows of long audio."
+)
 @click.option("--template", "templates", multiple=True, help="Prompt template with {label}; repeatable.")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Run on a Ray cluster (ADDRESS, or a local one when omitted; write --ray=ADDRESS before DIRS).")
-@click.option("--actors", type=click.IntRange(1), default=None, help="Model actors with --ray (default: CPUs/2).")
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run on a Ray cluster (ADDRESS, or a local one when omitted; write --ray=ADDRESS before DIRS).",
+)
+@click.option(
+    "--actors", type=click.IntRange(1), default=None, help="Model actors with --ray (default: CPUs/2)."
+)
 @click.option("--gpus-per-actor", type=float, default=0.0, help="GPUs per model actor with --ray.")
-def tag_cmd(inputs: tuple[Path, ...], labels: tuple[str, ...], labels_file: Path | None, model: str | None,
-            device: str | None, threads: int | None, db_path: Path | None, min_confidence: float,
-            thresholds_path: Path | None, pack_path: Path | None, sort_into: Path | None, move: bool, review_in_place: bool, dry_run: bool, denoise: bool,
-            retry_errors: bool, window_s: float, hop_s: float, templates: tuple[str, ...],
-            ray_address: str | None, actors: int | None, gpus_per_actor: float) -> None:  # fmt: skip
+def tag_cmd(
+    inputs: tuple[Path, ...],
+    labels: tuple[str, ...],
+    labels_file: Path | None,
+    model: str | None,
+    device: str | None,
+    threads: int | None,
+    db_path: Path | None,
+    min_confidence: float,
+    thresholds_path: Path | None,
+    pack_path: Path | None,
+    sort_into: Path | None,
+    move: bool,
+    review_in_place: bool,
+    dry_run: bool,
+    denoise: bool,
+    retry_errors: bool,
+    window_s: float,
+    hop_s: float,
+    templates: tuple[str, ...],
+    ray_address: str | None,
+    actors: int | None,
+    gpus_per_actor: float,
+) -> None:
     """Tag every audio file in DIRS (recursively) into the library database.
 
     Unchanged files are skipped, changed labels re-use stored embeddings, and a
@@ -75,21 +136,31 @@ def tag_cmd(inputs: tuple[Path, ...], labels: tuple[str, ...], labels_file: Path
     when a copy or move failed. With --pack, a classifier pack from 'earmark
     fit' scores its own labels (stored embeddings are re-scored, not decoded).
     """
-    from ..calibrate import load_thresholds
+    from ..adapt.calibrate import load_thresholds
+    from ..adapt.packs import load_pack
     from ..library import FilingOptions, ModelRef, TagOptions, tag_paths
-    from ..packs import load_pack
     from ..types import DEFAULT_TEMPLATE, ClassifyOptions
 
     pack = load_pack(pack_path) if pack_path else None
     label_set = collect_labels(labels, labels_file) if pack is None or labels or labels_file else ()
-    options = TagOptions(labels=label_set, min_confidence=min_confidence, denoise=denoise, retry_errors=retry_errors,
-                         pack=pack, classify=ClassifyOptions(window_s=window_s, hop_s=hop_s,
-                                                             templates=templates or (DEFAULT_TEMPLATE,),
-                                                             label_thresholds=load_thresholds(thresholds_path)
-                                                             if thresholds_path else ())).resolved()  # fmt: skip
+    options = TagOptions(
+        labels=label_set,
+        min_confidence=min_confidence,
+        denoise=denoise,
+        retry_errors=retry_errors,
+        pack=pack,
+        classify=ClassifyOptions(
+            window_s=window_s,
+            hop_s=hop_s,
+            templates=templates or (DEFAULT_TEMPLATE,),
+            label_thresholds=load_thresholds(thresholds_path) if thresholds_path else (),
+        ),
+    ).resolved()
     filing = None
     if sort_into is not None:
-        filing = FilingOptions(sort_into=sort_into, move=move, review_in_place=review_in_place, dry_run=dry_run)
+        filing = FilingOptions(
+            sort_into=sort_into, move=move, review_in_place=review_in_place, dry_run=dry_run
+        )
     elif move or dry_run or review_in_place:
         raise click.UsageError("--move, --dry-run and --review-in-place need --sort-into OUT")
     db = open_db(db_path)
@@ -99,7 +170,9 @@ def tag_cmd(inputs: tuple[Path, ...], labels: tuple[str, ...], labels_file: Path
     if ray_address is not None:
         from ..distributed import RayOptions, tag_paths_ray
 
-        ray_opts = RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor, device=device)
+        ray_opts = RayOptions(
+            address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor, device=device
+        )
         events = tag_paths_ray(db, inputs, options, ModelRef(name), filing, ray_opts)
     else:
         ref = ModelRef(name, lambda: load_classifier(model, device, threads))
@@ -146,10 +219,19 @@ def undo_cmd(run_ids: tuple[int, ...], db_path: Path | None, list_runs: bool) ->
 @click.argument("query")
 @db_option
 @model_options
-@click.option("-k", "--top-k", "k", type=click.IntRange(1), default=20, show_default=True, help="Files to list.")
+@click.option(
+    "-k", "--top-k", "k", type=click.IntRange(1), default=20, show_default=True, help="Files to list."
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
-def search_cmd(query: str, db_path: Path | None, model: str | None, device: str | None, threads: int | None,
-               k: int, as_json: bool) -> None:  # fmt: skip
+def search_cmd(
+    query: str,
+    db_path: Path | None,
+    model: str | None,
+    device: str | None,
+    threads: int | None,
+    k: int,
+    as_json: bool,
+) -> None:
     """Find library files that sound like a text description, e.g. "glass breaking"."""
     from ..library.search import search_text
 
@@ -164,10 +246,19 @@ def search_cmd(query: str, db_path: Path | None, model: str | None, device: str 
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @db_option
 @model_options
-@click.option("-k", "--top-k", "k", type=click.IntRange(1), default=20, show_default=True, help="Files to list.")
+@click.option(
+    "-k", "--top-k", "k", type=click.IntRange(1), default=20, show_default=True, help="Files to list."
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
-def similar_cmd(file: str, db_path: Path | None, model: str | None, device: str | None, threads: int | None,
-                k: int, as_json: bool) -> None:  # fmt: skip
+def similar_cmd(
+    file: str,
+    db_path: Path | None,
+    model: str | None,
+    device: str | None,
+    threads: int | None,
+    k: int,
+    as_json: bool,
+) -> None:
     """Find library files that sound like FILE (in the library or not)."""
     from ..library.search import similar_to
 
@@ -187,14 +278,20 @@ def _print_hits(hits: list[Any], as_json: bool, seconds: float) -> None:
         click.echo("no tagged files to search; run `earmark tag DIR -l ...` first", err=True)
         return
     for i, h in enumerate(hits, 1):
-        click.echo(f"{i:3d}. {h.score:6.3f}  {h.start_s:7.1f}-{h.end_s:<7.1f} {h.top_label or '-':<16} {h.path}")
+        click.echo(
+            f"{i:3d}. {h.score:6.3f}  {h.start_s:7.1f}-{h.end_s:<7.1f} {h.top_label or '-':<16} {h.path}"
+        )
     click.echo(f"({len(hits)} files in {seconds * 1000:.0f} ms)", err=True)
 
 
 @click.command("export")
 @db_option
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output file (default: stdout).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv", show_default=True
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output file (default: stdout)."
+)
 @click.option("--windows", is_flag=True, help="One row per analysis window instead of per file.")
 def export_cmd(db_path: Path | None, fmt: str, output: str | None, windows: bool) -> None:
     """Export the library: one row per file (or per window) as CSV, JSON Lines or Parquet."""

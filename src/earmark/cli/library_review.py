@@ -32,8 +32,12 @@ class _Player:
     def play(self, path: str) -> None:
         self.stop()
         if self.cmd and Path(path).is_file():
-            self.proc = subprocess.Popen([*self.cmd, path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [*self.cmd, path],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -75,9 +79,14 @@ def _ask(item: Any, player: _Player) -> tuple[str, str | None] | None:
 @click.command("review")
 @db_option
 @click.option("--limit", type=click.IntRange(1), default=None, help="Review at most this many files.")
-@click.option("--play/--no-play", default=None, help="Play each file (default: when a player exists and "
-              "this is a terminal).")  # fmt: skip
-@click.option("--apply-only", is_flag=True, help="Only file decided files (e.g. from the web page); ask nothing.")
+@click.option(
+    "--play/--no-play",
+    default=None,
+    help="Play each file (default: when a player exists and this is a terminal).",
+)
+@click.option(
+    "--apply-only", is_flag=True, help="Only file decided files (e.g. from the web page); ask nothing."
+)
 def review_cmd(db_path: Path | None, limit: int | None, play: bool | None, apply_only: bool) -> None:
     """Go through files below the confidence bar: accept, relabel or skip each with one key.
 
@@ -112,5 +121,8 @@ def review_cmd(db_path: Path | None, limit: int | None, play: bool | None, apply
         if result.state == "failed":
             failed += 1
             click.echo(f"could not file {result.op.src}: {result.error}", err=True)
-    click.echo(f"{counts['accept']} accepted, {counts['relabel']} relabelled, {counts['skip']} skipped; "
-               f"{moved} files re-filed" + (f", {failed} failed" if failed else ""), err=True)  # fmt: skip
+    click.echo(
+        f"{counts['accept']} accepted, {counts['relabel']} relabelled, {counts['skip']} skipped; "
+        f"{moved} files re-filed" + (f", {failed} failed" if failed else ""),
+        err=True,
+    )

@@ -15,12 +15,18 @@ def draw_tag_run(events: Iterable[Any]) -> bool:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..library.events import FileFiled, FileTagged, RunFinished, RunStarted
+    from ..library.progress import FileFiled, FileTagged, RunFinished, RunStarted
 
     console = Console(stderr=True)
-    progress = Progress(TextColumn("tagging"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]:.1f} files/s"), TimeRemainingColumn(),
-                        console=console, transient=True)  # fmt: skip
+    progress = Progress(
+        TextColumn("tagging"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} files/s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
     task = None
     t0 = time.perf_counter()
     failed = False
@@ -31,8 +37,9 @@ def draw_tag_run(events: Iterable[Any]) -> bool:
                 task = progress.add_task("tag", total=ev.total, rate=0.0)
             elif isinstance(ev, FileTagged):
                 if ev.status == "error" and ev.how != "skipped":  # old errors are in the summary count
-                    progress.console.print(f"[red]error[/red] {ev.path}: {ev.error}", highlight=False,
-                                           soft_wrap=True)
+                    progress.console.print(
+                        f"[red]error[/red] {ev.path}: {ev.error}", highlight=False, soft_wrap=True
+                    )
                 if task is not None:
                     done = progress.tasks[task].completed + 1
                     progress.update(task, completed=done, rate=done / max(time.perf_counter() - t0, 1e-6))
@@ -49,19 +56,27 @@ def _draw_filed(console: Any, result: Any) -> bool:
     if result.state == "planned":
         click.echo(f"{op.action} {op.src} -> {op.dst}")
     elif result.state == "failed":
-        console.print(f"[red]could not {op.action}[/red] {op.src}: {result.error}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]could not {op.action}[/red] {op.src}: {result.error}", highlight=False, soft_wrap=True
+        )
         return True
     return False
 
 
 def _summary(run_id: int, c: dict[str, int], seconds: float) -> str:
     tagged = c.get("auto", 0) + c.get("review", 0) + c.get("error", 0)
-    parts = [f"{c.get('auto', 0)} confident", f"{c.get('review', 0)} to review", f"{c.get('error', 0)} errors"]
+    parts = [
+        f"{c.get('auto', 0)} confident",
+        f"{c.get('review', 0)} to review",
+        f"{c.get('error', 0)} errors",
+    ]
     how = [f"{c[k]} {k}" for k in ("embedded", "rescored", "skipped") if c.get(k)]
     text = f"run {run_id}: {tagged} files in {seconds:.1f} s ({tagged / max(seconds, 1e-6):.1f} files/s): "
     text += ", ".join(parts) + (f" ({', '.join(how)})" if how else "")
     if "filed" in c or "filing_failed" in c:
-        text += f"; filed {c.get('filed', 0)}, failed {c.get('filing_failed', 0)}; undo: earmark undo {run_id}"
+        text += (
+            f"; filed {c.get('filed', 0)}, failed {c.get('filing_failed', 0)}; undo: earmark undo {run_id}"
+        )
     if "planned" in c:
         text += f"; dry run: {c['planned']} operations planned, nothing changed"
     return text
@@ -70,13 +85,21 @@ def _summary(run_id: int, c: dict[str, int], seconds: float) -> str:
 def print_runs(db: Any, limit: int = 20) -> None:
     rows = db.conn.execute(
         "SELECT r.*, (SELECT count(*) FROM lib_ops o WHERE o.run_id=r.id AND o.state='done') AS done_ops"
-        " FROM lib_runs r ORDER BY id DESC LIMIT ?", (limit,)
+        " FROM lib_runs r ORDER BY id DESC LIMIT ?",
+        (limit,),
     ).fetchall()
     if not rows:
         click.echo("no runs yet", err=True)
     for r in rows:
-        what = f"-> {r['sort_into']} ({r['mode']})" if r["sort_into"] else f"undo of {r['undo_of']}" if r[
-            "undo_of"] else ""  # fmt: skip
+        what = (
+            f"-> {r['sort_into']} ({r['mode']})"
+            if r["sort_into"]
+            else f"undo of {r['undo_of']}"
+            if r["undo_of"]
+            else ""
+        )
         counts = json.loads(r["summary"]) if r["summary"] else {}
-        click.echo(f"{r['id']:4d} {r['kind']:<6} {r['state']:<11} {r['started_at'][:19]} {r['done_ops']:5d} ops "
-                   f"{what} {counts}")  # fmt: skip
+        click.echo(
+            f"{r['id']:4d} {r['kind']:<6} {r['state']:<11} {r['started_at'][:19]} {r['done_ops']:5d} ops "
+            f"{what} {counts}"
+        )

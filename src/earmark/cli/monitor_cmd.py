@@ -16,42 +16,94 @@ from .common import collect_labels, label_options, model_options
 
 @click.command("monitor")
 @click.argument("source", required=False)
-@click.option("-c", "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Monitor configuration (YAML): sources, label sets, rules, sinks.")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Monitor configuration (YAML): sources, label sets, rules, sinks.",
+)
 @label_options
-@click.option("-a", "--alert", "alerts", multiple=True,
-              help="Quick start: label(s) to alert on; the other labels are the background.")
+@click.option(
+    "-a",
+    "--alert",
+    "alerts",
+    multiple=True,
+    help="Quick start: label(s) to alert on; the other labels are the background.",
+)
 @click.option("-t", "--threshold", type=click.FloatRange(0, 1), default=0.75, show_default=True)
-@click.option("--thresholds", "thresholds_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Per-label thresholds file from 'earmark calibrate', for every rule (a rule's own win).")
-@click.option("--pack", "pack_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Quick start: a classifier pack from 'earmark fit' scores its labels (no -l needed).")
-@click.option("-k", "k", type=click.IntRange(1), default=3, show_default=True, help="Hits needed among the last N.")
+@click.option(
+    "--thresholds",
+    "thresholds_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Per-label thresholds file from 'earmark calibrate', for every rule (a rule's own win).",
+)
+@click.option(
+    "--pack",
+    "pack_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Quick start: a classifier pack from 'earmark fit' scores its labels (no -l needed).",
+)
+@click.option(
+    "-k", "k", type=click.IntRange(1), default=3, show_default=True, help="Hits needed among the last N."
+)
 @click.option("-n", "n", type=click.IntRange(1), default=3, show_default=True, help="Windows looked at.")
 @click.option("--cooldown-s", type=float, default=60.0, show_default=True)
 @click.option("--max-quiet-s", type=float, default=10.0, show_default=True)
 @click.option("--window-s", type=float, default=10.0, show_default=True)
 @click.option("--hop-s", type=float, default=2.0, show_default=True)
 @click.option("--fast", is_flag=True, help="Read a file as fast as possible (default: at real-time speed).")
-@click.option("--rate", type=int, default=16000, show_default=True, help="Sample rate of raw PCM on stdin (-).")
-@click.option("--channels", type=click.IntRange(1, 8), default=1, show_default=True, help="Channels of raw PCM.")
-@click.option("--pcm-format", type=click.Choice(["s16le", "s32le", "f32le"]), default="s16le", show_default=True)
-@click.option("--gate-dbfs", type=float, default=-70.0, show_default=True, help="Skip windows quieter than this.")
+@click.option(
+    "--rate", type=int, default=16000, show_default=True, help="Sample rate of raw PCM on stdin (-)."
+)
+@click.option(
+    "--channels", type=click.IntRange(1, 8), default=1, show_default=True, help="Channels of raw PCM."
+)
+@click.option(
+    "--pcm-format", type=click.Choice(["s16le", "s32le", "f32le"]), default="s16le", show_default=True
+)
+@click.option(
+    "--gate-dbfs", type=float, default=-70.0, show_default=True, help="Skip windows quieter than this."
+)
 @click.option("--webhook", default=None, help="POST events to this URL.")
-@click.option("--webhook-secret", envvar="EARMARK_WEBHOOK_SECRET", default=None, help="HMAC key for the webhook.")
+@click.option(
+    "--webhook-secret", envvar="EARMARK_WEBHOOK_SECRET", default=None, help="HMAC key for the webhook."
+)
 @click.option("--mqtt", default=None, metavar="HOST[:PORT]", help="Publish events to this MQTT broker.")
-@click.option("--jsonl", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append events here.")
+@click.option(
+    "--jsonl", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append events here."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines instead of text.")
 @click.option("--clips-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
-@click.option("--clip-format", type=click.Choice(["wav", "flac", "ogg", "opus", "mp3", "m4a"]), default="ogg",
-              show_default=True)
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="EARMARK_DB", default=None,
-              help="Event database (default: $EARMARK_HOME/earmark.db).")
+@click.option(
+    "--clip-format",
+    type=click.Choice(["wav", "flac", "ogg", "opus", "mp3", "m4a"]),
+    default="ogg",
+    show_default=True,
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="EARMARK_DB",
+    default=None,
+    help="Event database (default: $EARMARK_HOME/earmark.db).",
+)
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 @click.option("--check", is_flag=True, help="Check the configuration and exit.")
 @model_options
-def monitor_cmd(source: str | None, config_path: Path | None, check: bool, db: Path | None, model: str | None,
-                device: str | None, threads: int | None, thresholds_path: Path | None, **quick: Any) -> None:  # fmt: skip
+def monitor_cmd(
+    source: str | None,
+    config_path: Path | None,
+    check: bool,
+    db: Path | None,
+    model: str | None,
+    device: str | None,
+    threads: int | None,
+    thresholds_path: Path | None,
+    **quick: Any,
+) -> None:
     """Listen to live audio and raise events when rules match.
 
     With --config: everything from the YAML file (see docs/monitor.md). Quick
@@ -65,7 +117,7 @@ def monitor_cmd(source: str | None, config_path: Path | None, check: bool, db: P
     """
     import dataclasses
 
-    from ..calibrate import load_thresholds
+    from ..adapt.calibrate import load_thresholds
     from ..monitor.config import load_config
 
     thresholds = load_thresholds(thresholds_path) if thresholds_path else None
@@ -79,8 +131,11 @@ def monitor_cmd(source: str | None, config_path: Path | None, check: bool, db: P
         raise click.UsageError("give a SOURCE to listen to, or --config monitor.yaml")
     else:
         config = _quick_config(source, thresholds=thresholds or (), **quick)
-    overrides: dict[str, Any] = {k: v for k, v in (("model", model), ("device", device), ("threads", threads), ("database", db))
-                 if v is not None}  # fmt: skip
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in (("model", model), ("device", device), ("threads", threads), ("database", db))
+        if v is not None
+    }
     config = dataclasses.replace(config, **overrides)
     if check:
         n = len(config.sources), len(config.rules), len(config.sinks)
@@ -89,14 +144,22 @@ def monitor_cmd(source: str | None, config_path: Path | None, check: bool, db: P
     _run(config)
 
 
-def _quick_config(source: str, *, labels: tuple[str, ...], labels_file: Path | None, alerts: tuple[str, ...],
-                  pack_path: Path | None, thresholds: tuple[tuple[str, float], ...], **o: Any) -> Any:  # fmt: skip
+def _quick_config(
+    source: str,
+    *,
+    labels: tuple[str, ...],
+    labels_file: Path | None,
+    alerts: tuple[str, ...],
+    pack_path: Path | None,
+    thresholds: tuple[tuple[str, float], ...],
+    **o: Any,
+) -> Any:
+    from ..adapt.packs import load_pack
     from ..monitor.config import ClipOptions, MonitorConfig, SinkSpec
     from ..monitor.mqtt import MqttOptions
     from ..monitor.rules import Rule, layered_thresholds
     from ..monitor.sinks import WebhookOptions
     from ..monitor.sources import SourceSpec
-    from ..packs import load_pack
 
     pack = load_pack(pack_path) if pack_path else None
     label_set = pack.labels if pack and not (labels or labels_file) else collect_labels(labels, labels_file)
@@ -105,27 +168,57 @@ def _quick_config(source: str, *, labels: tuple[str, ...], labels_file: Path | N
     folded = {x.casefold(): x for x in label_set}
     alert_labels = tuple(folded.get(a.strip().casefold(), a.strip()) for a in alerts)
     if pack is not None and not set(alert_labels) <= set(pack.labels):
-        raise click.UsageError(f"--alert names a label the pack does not score; its labels: {', '.join(pack.labels)}")
+        raise click.UsageError(
+            f"--alert names a label the pack does not score; its labels: {', '.join(pack.labels)}"
+        )
     against = tuple(x for x in label_set if x not in alert_labels)
     layers = (pack.label_thresholds if pack else (), thresholds)
-    rule = Rule(name="alert", labels=alert_labels, against=against, threshold=o["threshold"], k=o["k"], n=o["n"],
-                cooldown_s=o["cooldown_s"], max_quiet_s=o["max_quiet_s"], pack=pack,
-                label_thresholds=layered_thresholds(alert_labels, *layers))  # fmt: skip
-    spec = SourceSpec(name=_source_name(source), **_source_kind(source), realtime=not o["fast"],
-                      input_rate_hz=o["rate"], channels=o["channels"], sample_format=o["pcm_format"],
-                      gate_dbfs=o["gate_dbfs"])  # fmt: skip
+    rule = Rule(
+        name="alert",
+        labels=alert_labels,
+        against=against,
+        threshold=o["threshold"],
+        k=o["k"],
+        n=o["n"],
+        cooldown_s=o["cooldown_s"],
+        max_quiet_s=o["max_quiet_s"],
+        pack=pack,
+        label_thresholds=layered_thresholds(alert_labels, *layers),
+    )
+    spec = SourceSpec(
+        name=_source_name(source),
+        **_source_kind(source),
+        realtime=not o["fast"],
+        input_rate_hz=o["rate"],
+        channels=o["channels"],
+        sample_format=o["pcm_format"],
+        gate_dbfs=o["gate_dbfs"],
+    )
     sinks = [SinkSpec(name="stdout", type="stdout", options="json" if o["as_json"] else "text")]
     if o["jsonl"]:
         sinks.append(SinkSpec(name="jsonl", type="jsonl", options=o["jsonl"]))
     if o["webhook"]:
-        sinks.append(SinkSpec(name="webhook", type="webhook",
-                              options=WebhookOptions(url=o["webhook"], secret=o["webhook_secret"])))  # fmt: skip
+        sinks.append(
+            SinkSpec(
+                name="webhook",
+                type="webhook",
+                options=WebhookOptions(url=o["webhook"], secret=o["webhook_secret"]),
+            )
+        )
     if o["mqtt"]:
         host, _, port = o["mqtt"].partition(":")
-        sinks.append(SinkSpec(name="mqtt", type="mqtt", options=MqttOptions(host=host, port=int(port or 1883))))
-    return MonitorConfig(sources=(spec,), rules=(rule,), sinks=tuple(sinks), window_s=o["window_s"],
-                         hop_s=o["hop_s"], clips=ClipOptions(dir=o["clips_dir"], format=o["clip_format"]),
-                         metrics_port=o["metrics_port"])  # fmt: skip
+        sinks.append(
+            SinkSpec(name="mqtt", type="mqtt", options=MqttOptions(host=host, port=int(port or 1883)))
+        )
+    return MonitorConfig(
+        sources=(spec,),
+        rules=(rule,),
+        sinks=tuple(sinks),
+        window_s=o["window_s"],
+        hop_s=o["hop_s"],
+        clips=ClipOptions(dir=o["clips_dir"], format=o["clip_format"]),
+        metrics_port=o["metrics_port"],
+    )
 
 
 def _source_kind(source: str) -> dict[str, Any]:
@@ -148,7 +241,10 @@ def _source_name(source: str) -> str:
     if source.startswith("mic"):
         return "microphone"
     text = mask_url(source) if "://" in source else Path(source).name
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text.split("://")[-1].replace("***@", "")).strip("-")[:60] or "source"
+    return (
+        re.sub(r"[^A-Za-z0-9_.-]+", "-", text.split("://")[-1].replace("***@", "")).strip("-")[:60]
+        or "source"
+    )
 
 
 def _run(config: Any) -> None:
@@ -173,20 +269,32 @@ def _run(config: Any) -> None:
         click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
     failed = monitor.errors()
     if failed:
-        raise click.ClickException("; ".join(f"the model failed: {error}" if name == "(model)" else
-                                             f"source {name}: {error}" for name, error in failed.items()))  # fmt: skip
+        raise click.ClickException(
+            "; ".join(
+                f"the model failed: {error}" if name == "(model)" else f"source {name}: {error}"
+                for name, error in failed.items()
+            )
+        )
 
 
 @click.command("events")
-@click.option("--since", default=None, help="Only events since then: 30m, 12h, 7d, or a date/time (2025-01-31T08:00).")
+@click.option(
+    "--since", default=None, help="Only events since then: 30m, 12h, 7d, or a date/time (2025-01-31T08:00)."
+)
 @click.option("--label", default=None, help="Only this label.")
 @click.option("--source", default=None, help="Only this source.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="EARMARK_DB", default=None,
-              help="Event database (default: $EARMARK_HOME/earmark.db).")
-def events_cmd(since: str | None, label: str | None, source: str | None, limit: int, as_json: bool,
-               db: Path | None) -> None:  # fmt: skip
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="EARMARK_DB",
+    default=None,
+    help="Event database (default: $EARMARK_HOME/earmark.db).",
+)
+def events_cmd(
+    since: str | None, label: str | None, source: str | None, limit: int, as_json: bool, db: Path | None
+) -> None:
     """List monitor events, newest first."""
     from ..errors import ConfigError
     from ..monitor.events import EventLog, parse_since
@@ -213,8 +321,16 @@ def events_cmd(since: str | None, label: str | None, source: str | None, limit: 
         table.add_column(col, justify="right" if col in ("length", "peak") else "left")
     for r in rows:
         length = f"{r['end_s'] - r['start_s']:.1f} s" if r["end_s"] is not None else "open"
-        table.add_row(_local(r["started_at"]), r["source"], r["label"], length, f"{r['peak']:.2f}",
-                      r["closed_by"] or r["status"], "yes" if r["clip_path"] else "", r["id"])
+        table.add_row(
+            _local(r["started_at"]),
+            r["source"],
+            r["label"],
+            length,
+            f"{r['peak']:.2f}",
+            r["closed_by"] or r["status"],
+            "yes" if r["clip_path"] else "",
+            r["id"],
+        )
     Console().print(table)
 
 

@@ -24,20 +24,53 @@ TINY_MODEL_HINT = (
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="EARMARK_HOST",
-              help="Address to listen on. Anything but loopback needs an API key.")
-@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, envvar="EARMARK_PORT",
-              help="Port to listen on (0: any free port; the URL is printed).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="EARMARK_HOST",
+    help="Address to listen on. Anything but loopback needs an API key.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=7860,
+    show_default=True,
+    envvar="EARMARK_PORT",
+    help="Port to listen on (0: any free port; the URL is printed).",
+)
 @model_options
-@click.option("--api-key", default=None, envvar="EARMARK_API_KEY", show_envvar=True,
-              help="Key every request must carry (Authorization: Bearer KEY; browsers: any user, key as password).")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="EARMARK_DB",
-              help="SQLite store for the library and events tabs (default: $EARMARK_HOME/earmark.db).")
-@click.option("--setting", "setting_pairs", type=(str, str), multiple=True, metavar="NAME VALUE",
-              help="Change a server setting, e.g. --setting max_queue 64 (see docs/server.md).")
-@click.option("--pack", "pack_specs", multiple=True, metavar="[NAME=]PATH",
-              help="Serve a classifier pack from 'earmark fit' (repeatable); clients pick it by NAME "
-                   "(default: the file name, ab.pack.json -> ab).")
+@click.option(
+    "--api-key",
+    default=None,
+    envvar="EARMARK_API_KEY",
+    show_envvar=True,
+    help="Key every request must carry (Authorization: Bearer KEY; browsers: any user, key as password).",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="EARMARK_DB",
+    help="SQLite store for the library and events tabs (default: $EARMARK_HOME/earmark.db).",
+)
+@click.option(
+    "--setting",
+    "setting_pairs",
+    type=(str, str),
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Change a server setting, e.g. --setting max_queue 64 (see docs/server.md).",
+)
+@click.option(
+    "--pack",
+    "pack_specs",
+    multiple=True,
+    metavar="[NAME=]PATH",
+    help="Serve a classifier pack from 'earmark fit' (repeatable); clients pick it by NAME "
+    "(default: the file name, ab.pack.json -> ab).",
+)
 @click.option("--no-ui", is_flag=True, help="REST API only, without the web page.")
 def serve_cmd(
     host: str,
@@ -84,7 +117,7 @@ def serve_cmd(
 
 def _pack_paths(specs: tuple[str, ...]) -> dict[str, Path]:
     """``--pack [NAME=]PATH`` values as name -> path; two packs under one name are a usage error."""
-    from ..packs import pack_name
+    from ..adapt.packs import pack_name
 
     paths: dict[str, Path] = {}
     for spec in specs:
@@ -98,15 +131,16 @@ def _pack_paths(specs: tuple[str, ...]) -> dict[str, Path]:
         if name in paths:
             raise click.UsageError(
                 f"two classifier packs are named {name!r} ({paths[name]} and {path}); "
-                "name them apart with --pack NAME=PATH", ctx=click.get_current_context(silent=True)
+                "name them apart with --pack NAME=PATH",
+                ctx=click.get_current_context(silent=True),
             )
         paths[name] = path
     return paths
 
 
 def _load_packs(paths: dict[str, Path]) -> dict[str, Any]:
+    from ..adapt.packs import load_pack
     from ..errors import ConfigError
-    from ..packs import load_pack
 
     packs = {}
     for name, path in paths.items():
@@ -134,8 +168,14 @@ def _run(app: Any, host: str, port: int, settings: Any, *, ui: bool) -> None:
     import uvicorn
 
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-    config = uvicorn.Config(app, host=host, port=port, log_level=level, lifespan="on",
-                            timeout_graceful_shutdown=int(settings.request_timeout_s) + 5)  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=level,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+    )
     server = _Server(config, app=app, ui=ui)
     # uvicorn re-raises the signal that stopped it once it is done; answered by no-ops, so the exit is 0
     for sig in (signal.SIGINT, signal.SIGTERM):

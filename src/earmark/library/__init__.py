@@ -11,8 +11,8 @@ Public entry points (all take an :class:`earmark.store.Database`)::
 ``import earmark.library`` stays light (numpy and the standard library).
 """
 
-from .events import FileFiled, FileTagged, RunFinished, RunStarted, TagEvent
 from .filing import FilingOptions, folder_name
+from .progress import FileFiled, FileTagged, RunFinished, RunStarted, TagEvent
 from .schema import MIGRATIONS, migrate
 from .tag import ModelRef, TagOptions, tag_paths
 from .undo import UndoResult, undo_run

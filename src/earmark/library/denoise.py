@@ -50,7 +50,7 @@ def _load(path: str, rate: int, limits: _audio.AudioLimits) -> np.ndarray | Audi
 def embed_denoised(
     classifier: Classifier, paths: Iterable[str], *, options: ClassifyOptions | None = None
 ) -> Iterator[tuple[str, AudioEmbedding | AudioError]]:
-    """Like :func:`earmark.pipeline.embed_many`, with noise reduction between decoding and the model.
+    """Like :func:`earmark.stage.embed_many`, with noise reduction between decoding and the model.
 
     Decoding and denoising of the next file run in a worker thread while the
     model embeds the current one; results come in input order.

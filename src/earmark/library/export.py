@@ -25,9 +25,29 @@ __all__ = ["FORMATS", "export", "file_rows", "window_rows"]
 
 FORMATS = ("csv", "jsonl", "parquet")
 
-FILE_COLUMNS = ("path", "status", "label", "top_label", "top_score", "review_label", "scores", "error", "note",
-                "duration_s", "sample_rate", "channels", "format", "codec", "size", "mtime_ns", "content_hash",
-                "preprocess", "model", "labels", "run_id")  # fmt: skip
+FILE_COLUMNS = (
+    "path",
+    "status",
+    "label",
+    "top_label",
+    "top_score",
+    "review_label",
+    "scores",
+    "error",
+    "note",
+    "duration_s",
+    "sample_rate",
+    "channels",
+    "format",
+    "codec",
+    "size",
+    "mtime_ns",
+    "content_hash",
+    "preprocess",
+    "model",
+    "labels",
+    "run_id",
+)
 WINDOW_COLUMNS = ("path", "window", "start_s", "end_s", "top_label", "top_score", "scores")
 
 _QUERY = (
@@ -48,8 +68,13 @@ def file_rows(db: Database) -> Iterator[dict[str, Any]]:
     for row in db.conn.execute(_QUERY):
         scores = {s[0]: s[1] for s in json.loads(row["pscores"])} if row["pscores"] else {}
         out = {c: row[c] for c in FILE_COLUMNS if c not in ("label", "scores", "labels", "model")}
-        yield {**out, "label": _label(row), "scores": scores, "model": row["model"],
-               "labels": json.loads(row["labels"]) if row["labels"] else []}  # fmt: skip
+        yield {
+            **out,
+            "label": _label(row),
+            "scores": scores,
+            "model": row["model"],
+            "labels": json.loads(row["labels"]) if row["labels"] else [],
+        }
 
 
 def window_rows(db: Database) -> Iterator[dict[str, Any]]:
@@ -62,9 +87,15 @@ def window_rows(db: Database) -> Iterator[dict[str, Any]]:
         spans = np.frombuffer(row["spans"], np.float32).reshape(-1, 2)
         for i, probs in enumerate(json.loads(row["window_probs"])):
             best = int(np.argmax(probs))
-            yield {"path": row["path"], "window": i, "start_s": round(float(spans[i][0]), 3),
-                   "end_s": round(float(spans[i][1]), 3), "top_label": labels[best], "top_score": probs[best],
-                   "scores": dict(zip(labels, probs, strict=False))}  # fmt: skip
+            yield {
+                "path": row["path"],
+                "window": i,
+                "start_s": round(float(spans[i][0]), 3),
+                "end_s": round(float(spans[i][1]), 3),
+                "top_label": labels[best],
+                "top_score": probs[best],
+                "scores": dict(zip(labels, probs, strict=False)),
+            }
 
 
 def export(db: Database, out: IO[str] | IO[bytes] | str, fmt: str, *, windows: bool = False) -> int:

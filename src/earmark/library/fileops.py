@@ -21,7 +21,15 @@ from pathlib import Path
 from ..errors import FilingError
 from .scan import PARTIAL_SUFFIX, content_hash
 
-__all__ = ["NameTaken", "copy_verified", "fsync_dir", "partial_path", "place", "remove_quietly", "same_filesystem"]
+__all__ = [
+    "NameTaken",
+    "copy_verified",
+    "fsync_dir",
+    "partial_path",
+    "place",
+    "remove_quietly",
+    "same_filesystem",
+]
 
 _BLOCK = 1 << 20
 

@@ -25,12 +25,27 @@ from .fileops import NameTaken, copy_verified, fsync_dir, partial_path, place, r
 from .journal import Op, complete_op, plan_op, set_op_state
 from .scan import content_hash
 
-__all__ = ["REVIEW_FOLDER", "FilingOptions", "OpResult", "execute", "folder_name", "plan_filing", "unique_name"]
+__all__ = [
+    "REVIEW_FOLDER",
+    "FilingOptions",
+    "OpResult",
+    "execute",
+    "folder_name",
+    "plan_filing",
+    "unique_name",
+]
 
 log = logging.getLogger("earmark")
 
 REVIEW_FOLDER = "_review"
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+_RESERVED = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"com{i}" for i in range(1, 10)),
+    *(f"lpt{i}" for i in range(1, 10)),
+}
 _BAD_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 _MAX_NAME = 100
 
@@ -134,8 +149,9 @@ def plan_filing(
         folder = _target_folder(row, opts, min_confidence, label_thresholds or {}) if row else None
         if folder is None:
             continue
-        placed = conn.execute("SELECT path FROM lib_placements WHERE file_id=? AND out_root=?",
-                              (file_id, out)).fetchone()  # fmt: skip
+        placed = conn.execute(
+            "SELECT path FROM lib_placements WHERE file_id=? AND out_root=?", (file_id, out)
+        ).fetchone()
         if placed and os.path.lexists(placed["path"]):
             if os.path.dirname(placed["path"]) == folder:
                 continue
@@ -143,8 +159,16 @@ def plan_filing(
         else:
             src, action = row["path"], "move" if opts.move else "copy"
         dst = unique_name(folder, os.path.basename(row["path"]), taken)
-        plan.append(PlannedOp(file_id=file_id, action=action, src=src, dst=dst,
-                              content_hash=row["content_hash"], size=row["size"]))  # fmt: skip
+        plan.append(
+            PlannedOp(
+                file_id=file_id,
+                action=action,
+                src=src,
+                dst=dst,
+                content_hash=row["content_hash"],
+                size=row["size"],
+            )
+        )
     return plan
 
 
@@ -160,18 +184,31 @@ def check_writable(folder: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as ex:
-        raise FilingError(f"cannot write to {folder}: {ex.strerror or ex}; no file was copied or moved") from None
+        raise FilingError(
+            f"cannot write to {folder}: {ex.strerror or ex}; no file was copied or moved"
+        ) from None
 
 
 def execute(db: Database, run_id: int, plan: list[PlannedOp], out_root: str) -> Iterator[OpResult]:
     """Journal and perform each operation; one failure is reported and the rest go on."""
     for p in plan:
-        op = plan_op(db, run_id, file_id=p.file_id, action=p.action, src=p.src, dst=p.dst, out_root=out_root,
-                     content_hash=p.content_hash, size=p.size)  # fmt: skip
+        op = plan_op(
+            db,
+            run_id,
+            file_id=p.file_id,
+            action=p.action,
+            src=p.src,
+            dst=p.dst,
+            out_root=out_root,
+            content_hash=p.content_hash,
+            size=p.size,
+        )
         try:
             perform(db, op)
         except (OSError, FilingError) as ex:
-            reason = str(ex) if isinstance(ex, FilingError) else f"{ex.strerror or ex} ({ex.filename or p.dst})"
+            reason = (
+                str(ex) if isinstance(ex, FilingError) else f"{ex.strerror or ex} ({ex.filename or p.dst})"
+            )
             set_op_state(db, op.id, "failed", reason)
             log.warning("could not %s %s: %s", p.action, p.src, reason)
             yield OpResult(op=p, state="failed", error=reason)

@@ -48,8 +48,23 @@ class Op:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Op:
-        return cls(**{k: row[k] for k in ("id", "run_id", "file_id", "action", "src", "dst", "out_root",
-                                          "content_hash", "size", "undo_of")})  # fmt: skip
+        return cls(
+            **{
+                k: row[k]
+                for k in (
+                    "id",
+                    "run_id",
+                    "file_id",
+                    "action",
+                    "src",
+                    "dst",
+                    "out_root",
+                    "content_hash",
+                    "size",
+                    "undo_of",
+                )
+            }
+        )
 
 
 @contextmanager
@@ -66,8 +81,10 @@ def writer(db: Database) -> Iterator[Database]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise StoreError(f"another earmark process (pid {other}) is writing to {db.path}; "
-                             "wait for it to finish or stop it") from None  # fmt: skip
+            raise StoreError(
+                f"another earmark process (pid {other}) is writing to {db.path}; "
+                "wait for it to finish or stop it"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         migrate(db)
@@ -82,23 +99,30 @@ def start_run(db: Database, kind: str, **fields: Any) -> int:
     cols = {"kind": kind, "state": "running", "pid": os.getpid(), **fields}
     with db.transaction() as c:
         c.execute("UPDATE lib_runs SET state='interrupted' WHERE state='running'")
-        cur = c.execute(f"INSERT INTO lib_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                        tuple(cols.values()))  # fmt: skip
+        cur = c.execute(
+            f"INSERT INTO lib_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            tuple(cols.values()),
+        )
         return int(cur.lastrowid or 0)
 
 
 def finish_run(db: Database, run_id: int, state: str, summary: dict[str, Any]) -> None:
     with db.transaction() as c:
-        c.execute("UPDATE lib_runs SET state=?, summary=?, finished_at=strftime('%Y-%m-%dT%H:%M:%fZ','now')"
-                  " WHERE id=?", (state, json.dumps(summary), run_id))  # fmt: skip
+        c.execute(
+            "UPDATE lib_runs SET state=?, summary=?, finished_at=strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+            " WHERE id=?",
+            (state, json.dumps(summary), run_id),
+        )
 
 
 def plan_op(db: Database, run_id: int, **fields: Any) -> Op:
     """Commit a ``planned`` operation; only then may the disk be touched."""
     cols = {"run_id": run_id, "state": "planned", **fields}
     with db.transaction() as c:
-        cur = c.execute(f"INSERT INTO lib_ops ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                        tuple(cols.values()))  # fmt: skip
+        cur = c.execute(
+            f"INSERT INTO lib_ops ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            tuple(cols.values()),
+        )
         row = c.execute("SELECT * FROM lib_ops WHERE id=?", (cur.lastrowid,)).fetchone()
     return Op.from_row(row)
 
@@ -111,8 +135,10 @@ def set_op_state(db: Database, op_id: int, state: str, error: str | None = None)
 def complete_op(db: Database, op: Op) -> None:
     """Mark an operation done and apply what it means to ``lib_files`` and ``lib_placements``."""
     with db.transaction() as c:
-        c.execute("UPDATE lib_ops SET state='done', dst=?, done_at=strftime('%Y-%m-%dT%H:%M:%fZ','now')"
-                  " WHERE id=?", (op.dst, op.id))  # fmt: skip
+        c.execute(
+            "UPDATE lib_ops SET state='done', dst=?, done_at=strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id=?",
+            (op.dst, op.id),
+        )
         if op.undo_of is not None:
             c.execute("UPDATE lib_ops SET state='undone' WHERE id=?", (op.undo_of,))
         if op.file_id is not None:
@@ -124,8 +150,10 @@ def _under(path: str, root: str | None) -> bool:
 
 
 def _apply_effects(c: sqlite3.Connection, op: Op) -> None:
-    if op.action == "move" and c.execute("SELECT 1 FROM lib_files WHERE id=? AND path=?",
-                                         (op.file_id, op.src)).fetchone():  # fmt: skip
+    if (
+        op.action == "move"
+        and c.execute("SELECT 1 FROM lib_files WHERE id=? AND path=?", (op.file_id, op.src)).fetchone()
+    ):
         c.execute("DELETE FROM lib_files WHERE path=? AND id<>?", (op.dst, op.file_id))  # a stale row
         c.execute("UPDATE lib_files SET path=? WHERE id=?", (op.dst, op.file_id))
     if op.action == "delete":
@@ -133,8 +161,10 @@ def _apply_effects(c: sqlite3.Connection, op: Op) -> None:
         if c.execute("SELECT 1 FROM lib_files WHERE id=? AND path=?", (op.file_id, op.dst)).fetchone():
             c.execute("UPDATE lib_files SET path=? WHERE id=?", (op.src, op.file_id))
     elif op.out_root and _under(op.dst, op.out_root):
-        c.execute("INSERT OR REPLACE INTO lib_placements (file_id, out_root, path, op_id) VALUES (?,?,?,?)",
-                  (op.file_id, op.out_root, op.dst, op.id))  # fmt: skip
+        c.execute(
+            "INSERT OR REPLACE INTO lib_placements (file_id, out_root, path, op_id) VALUES (?,?,?,?)",
+            (op.file_id, op.out_root, op.dst, op.id),
+        )
     elif op.out_root:
         c.execute("DELETE FROM lib_placements WHERE file_id=? AND out_root=?", (op.file_id, op.out_root))
 
@@ -156,8 +186,14 @@ def recover(db: Database) -> int:
         if state == "done":
             complete_op(db, op)
         else:
-            set_op_state(db, op.id, state, "interrupted; rolled back" if state == "aborted" else
-                         "interrupted; the file is at neither path")  # fmt: skip
+            set_op_state(
+                db,
+                op.id,
+                state,
+                "interrupted; rolled back"
+                if state == "aborted"
+                else "interrupted; the file is at neither path",
+            )
         log.info("recovered %s %s -> %s: %s", op.action, op.src, op.dst, state)
     return len(rows)
 

@@ -47,13 +47,22 @@ def model_key(model: str) -> str:
     return os.path.abspath(model) if os.path.isdir(model) else model
 
 
-def labels_key(key: EmbeddingKey, labels: tuple[str, ...], options: ClassifyOptions, *, pack: str | None = None) -> str:
+def labels_key(
+    key: EmbeddingKey, labels: tuple[str, ...], options: ClassifyOptions, *, pack: str | None = None
+) -> str:
     """Hash of everything a prediction depends on besides the audio (label order does not matter).
 
     ``pack`` is the digest of the classifier pack that scores instead of label texts, if any.
     """
-    parts = [key.model, key.window_s, key.hop_s, key.preprocess, sorted(labels), list(options.templates),
-             options.aggregate]  # fmt: skip
+    parts = [
+        key.model,
+        key.window_s,
+        key.hop_s,
+        key.preprocess,
+        sorted(labels),
+        list(options.templates),
+        options.aggregate,
+    ]
     if pack is not None:  # appended only with a pack, so zero-shot keys of existing libraries stay valid
         parts.append(["pack", pack])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
@@ -67,14 +76,25 @@ def find_embedding(conn: sqlite3.Connection, content_hash: str, key: EmbeddingKe
 
 
 def save_embedding(
-    conn: sqlite3.Connection, content_hash: str, key: EmbeddingKey, emb: AudioEmbedding | None, error: str | None
+    conn: sqlite3.Connection,
+    content_hash: str,
+    key: EmbeddingKey,
+    emb: AudioEmbedding | None,
+    error: str | None,
 ) -> int:
     """Insert (or replace) the embedding or decode error of some content; returns its id."""
     values: tuple[Any, ...] = (None,) * 6
     if emb is not None:
         spans = np.asarray(emb.spans_s, dtype=np.float32).reshape(-1, 2)
         vectors = np.asarray(emb.vectors, dtype=np.float16)
-        values = (emb.duration_s, emb.sample_rate, len(spans), vectors.shape[1], spans.tobytes(), vectors.tobytes())
+        values = (
+            emb.duration_s,
+            emb.sample_rate,
+            len(spans),
+            vectors.shape[1],
+            spans.tobytes(),
+            vectors.tobytes(),
+        )
     conn.execute(
         "INSERT INTO lib_embeddings (content_hash, model, window_s, hop_s, preprocess, duration_s, sample_rate,"
         " n_windows, dim, spans, vectors, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -118,9 +138,16 @@ def save_prediction(conn: sqlite3.Connection, embedding_id: int, key: str, pred:
     conn.execute(
         "INSERT OR REPLACE INTO lib_predictions (embedding_id, labels_key, labels, scores, top_label, top_score,"
         " window_probs) VALUES (?,?,?,?,?,?,?)",
-        (embedding_id, key, json.dumps(list(pred.labels)), json.dumps(scores), pred.top.label,
-         pred.top.probability, json.dumps(windows)),
-    )  # fmt: skip
+        (
+            embedding_id,
+            key,
+            json.dumps(list(pred.labels)),
+            json.dumps(scores),
+            pred.top.label,
+            pred.top.probability,
+            json.dumps(windows),
+        ),
+    )
     row = find_prediction(conn, embedding_id, key)
     assert row is not None
     return int(row["id"])

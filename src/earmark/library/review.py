@@ -49,24 +49,36 @@ class ReviewItem:
     review_label: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"file_id": self.file_id, "path": self.path, "duration_s": self.duration_s,
-                "top": [{"label": lab, "probability": p} for lab, p in self.top],
-                "labels": list(self.labels), "review_label": self.review_label}  # fmt: skip
+        return {
+            "file_id": self.file_id,
+            "path": self.path,
+            "duration_s": self.duration_s,
+            "top": [{"label": lab, "probability": p} for lab, p in self.top],
+            "labels": list(self.labels),
+            "review_label": self.review_label,
+        }
 
 
 def _item(row: sqlite3.Row) -> ReviewItem:
     scores = json.loads(row["scores"]) if row["scores"] else []
     return ReviewItem(
-        file_id=int(row["id"]), path=row["path"], duration_s=row["duration_s"], review_label=row["review_label"],
+        file_id=int(row["id"]),
+        path=row["path"],
+        duration_s=row["duration_s"],
+        review_label=row["review_label"],
         top=tuple((str(s[0]), float(s[1])) for s in scores[:3]),
         labels=tuple(json.loads(row["labels"])) if row["labels"] else (),
-    )  # fmt: skip
+    )
 
 
-_SELECT = ("SELECT f.*, p.scores, p.labels FROM lib_files f LEFT JOIN lib_predictions p ON p.id=f.prediction_id")
+_SELECT = (
+    "SELECT f.*, p.scores, p.labels FROM lib_files f LEFT JOIN lib_predictions p ON p.id=f.prediction_id"
+)
 
 
-def review_queue(db: Database, *, limit: int | None = None, include_decided: bool = False) -> list[ReviewItem]:
+def review_queue(
+    db: Database, *, limit: int | None = None, include_decided: bool = False
+) -> list[ReviewItem]:
     """Files with status ``review`` and no decision yet; those skipped before come last.
 
     Args:
@@ -78,7 +90,8 @@ def review_queue(db: Database, *, limit: int | None = None, include_decided: boo
     where = "f.status='review'" + ("" if include_decided else " AND f.review_label IS NULL")
     rows = db.conn.execute(
         f"{_SELECT} WHERE {where} ORDER BY (SELECT max(id) FROM lib_reviews r WHERE r.file_id=f.id"
-        f" AND r.decision='skip') IS NOT NULL, f.path LIMIT ?", (limit if limit is not None else -1,)
+        f" AND r.decision='skip') IS NOT NULL, f.path LIMIT ?",
+        (limit if limit is not None else -1,),
     ).fetchall()
     return [_item(r) for r in rows]
 
@@ -90,7 +103,9 @@ def review_item(db: Database, file_id: int) -> ReviewItem | None:
     return _item(row) if row else None
 
 
-def decide(db: Database, file_id: int, decision: str, *, label: str | None = None, via: str = "cli") -> str | None:
+def decide(
+    db: Database, file_id: int, decision: str, *, label: str | None = None, via: str = "cli"
+) -> str | None:
     """Store a decision; returns the file's label now (None after a skip).
 
     Raises:
@@ -107,11 +122,16 @@ def decide(db: Database, file_id: int, decision: str, *, label: str | None = Non
         if row is None:
             raise ConfigError(f"no file with id {file_id} in {db.path}")
         final = row["top_label"] if decision == "accept" else label if decision == "relabel" else None
-        c.execute("INSERT INTO lib_reviews (file_id, content_hash, decision, label, via) VALUES (?,?,?,?,?)",
-                  (file_id, row["content_hash"], decision, final, via))  # fmt: skip
+        c.execute(
+            "INSERT INTO lib_reviews (file_id, content_hash, decision, label, via) VALUES (?,?,?,?,?)",
+            (file_id, row["content_hash"], decision, final, via),
+        )
         if final is not None:
-            c.execute("UPDATE lib_files SET review_label=?, reviewed_at=strftime('%Y-%m-%dT%H:%M:%fZ','now')"
-                      " WHERE id=?", (final, file_id))  # fmt: skip
+            c.execute(
+                "UPDATE lib_files SET review_label=?, reviewed_at=strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+                " WHERE id=?",
+                (final, file_id),
+            )
     return final
 
 

@@ -41,7 +41,9 @@ def _run_script(c: sqlite3.Connection, script: str) -> None:
 
 
 def _tables(c: sqlite3.Connection) -> None:
-    _run_script(c, f"""
+    _run_script(
+        c,
+        f"""
     CREATE TABLE lib_runs (
         id INTEGER PRIMARY KEY,
         kind TEXT NOT NULL CHECK (kind IN ('tag', 'undo', 'review')),
@@ -145,7 +147,8 @@ def _tables(c: sqlite3.Connection) -> None:
         op_id INTEGER NOT NULL REFERENCES lib_ops(id),
         PRIMARY KEY (file_id, out_root)
     );
-    """)
+    """,
+    )
 
 
 MIGRATIONS: list[Migration] = [Migration("library-001-tables", _tables)]

@@ -49,16 +49,28 @@ class Hit:
     status: str | None
 
     def to_dict(self) -> dict[str, object]:
-        return {"file_id": self.file_id, "path": self.path, "score": round(self.score, 5),
-                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
-                "top_label": self.top_label, "status": self.status}  # fmt: skip
+        return {
+            "file_id": self.file_id,
+            "path": self.path,
+            "score": round(self.score, 5),
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "top_label": self.top_label,
+            "status": self.status,
+        }
 
 
 class WindowIndex:
     """All window embeddings of one model's tagged files (float32, rows grouped by file)."""
 
-    def __init__(self, file_ids: np.ndarray, offsets: np.ndarray, spans: np.ndarray, matrix: np.ndarray,
-                 hashes: list[str]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        file_ids: np.ndarray,
+        offsets: np.ndarray,
+        spans: np.ndarray,
+        matrix: np.ndarray,
+        hashes: list[str],
+    ) -> None:
         self.file_ids = file_ids  # (files,)
         self.offsets = offsets  # (files,) first row of each file
         self.spans = spans  # (windows, 2) seconds
@@ -70,11 +82,17 @@ class WindowIndex:
         rows = db.conn.execute(
             "SELECT f.id, f.content_hash, e.n_windows, e.dim, e.spans, e.vectors FROM lib_files f"
             " JOIN lib_embeddings e ON e.id=f.embedding_id WHERE e.model=? AND e.vectors IS NOT NULL"
-            " ORDER BY f.id", (model,)
+            " ORDER BY f.id",
+            (model,),
         ).fetchall()
         if not rows:
-            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2), np.float32),
-                       np.zeros((0, 1), np.float32), [])  # fmt: skip
+            return cls(
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int64),
+                np.zeros((0, 2), np.float32),
+                np.zeros((0, 1), np.float32),
+                [],
+            )
         counts = np.array([r["n_windows"] for r in rows])
         dim = int(rows[0]["dim"])
         matrix = np.frombuffer(b"".join(r["vectors"] for r in rows), np.float16).reshape(-1, dim)
@@ -82,12 +100,16 @@ class WindowIndex:
         matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
         spans = np.frombuffer(b"".join(r["spans"] for r in rows), np.float32).reshape(-1, 2)
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        return cls(np.array([r["id"] for r in rows]), offsets, spans, matrix, [r["content_hash"] for r in rows])
+        return cls(
+            np.array([r["id"] for r in rows]), offsets, spans, matrix, [r["content_hash"] for r in rows]
+        )
 
     def __len__(self) -> int:
         return int(self.matrix.shape[0])
 
-    def query(self, vector: np.ndarray, k: int, *, exclude_hash: str | None = None) -> list[tuple[int, float, int]]:
+    def query(
+        self, vector: np.ndarray, k: int, *, exclude_hash: str | None = None
+    ) -> list[tuple[int, float, int]]:
         """Best ``k`` files for a query vector: ``(file_id, score, best_window_row)``, best first."""
         if not len(self):
             return []
@@ -116,9 +138,12 @@ _cache_lock = threading.Lock()
 def index_for(db: Database, model: str) -> WindowIndex:
     """The index of ``model``'s windows in ``db``, cached until embeddings or files change."""
     migrate(db)
-    version = tuple(db.conn.execute(
-        "SELECT (SELECT max(id) FROM lib_embeddings), (SELECT count(*) FROM lib_embeddings),"
-        " (SELECT max(updated_at) FROM lib_files), (SELECT count(*) FROM lib_files)").fetchone())  # fmt: skip
+    version = tuple(
+        db.conn.execute(
+            "SELECT (SELECT max(id) FROM lib_embeddings), (SELECT count(*) FROM lib_embeddings),"
+            " (SELECT max(updated_at) FROM lib_files), (SELECT count(*) FROM lib_files)"
+        ).fetchone()
+    )
     key = (str(db.path), model)
     with _cache_lock:
         hit = _cache.get(key)
@@ -133,11 +158,21 @@ def index_for(db: Database, model: str) -> WindowIndex:
 def _hits(db: Database, index: WindowIndex, found: list[tuple[int, float, int]]) -> list[Hit]:
     hits = []
     for file_id, score, row in found:
-        f = db.conn.execute("SELECT path, top_label, status, review_label FROM lib_files WHERE id=?",
-                            (file_id,)).fetchone()  # fmt: skip
+        f = db.conn.execute(
+            "SELECT path, top_label, status, review_label FROM lib_files WHERE id=?", (file_id,)
+        ).fetchone()
         start, end = index.spans[row]
-        hits.append(Hit(file_id=file_id, path=f["path"], score=score, start_s=float(start), end_s=float(end),
-                        top_label=f["review_label"] or f["top_label"], status=f["status"]))  # fmt: skip
+        hits.append(
+            Hit(
+                file_id=file_id,
+                path=f["path"],
+                score=score,
+                start_s=float(start),
+                end_s=float(end),
+                top_label=f["review_label"] or f["top_label"],
+                status=f["status"],
+            )
+        )
     return hits
 
 
@@ -187,5 +222,6 @@ def _stored(db: Database, target: int | str | Path, model: str) -> sqlite3.Row |
     col, value = ("f.id", target) if isinstance(target, int) else ("f.path", os.path.abspath(target))
     return db.conn.execute(  # type: ignore[no-any-return]
         "SELECT e.*, f.content_hash FROM lib_files f JOIN lib_embeddings e ON e.id=f.embedding_id"
-        f" WHERE {col}=? AND e.model=? AND e.vectors IS NOT NULL", (value, model)
+        f" WHERE {col}=? AND e.model=? AND e.vectors IS NOT NULL",
+        (value, model),
     ).fetchone()

@@ -15,11 +15,38 @@ from pathlib import Path
 
 __all__ = ["AUDIO_EXTENSIONS", "is_candidate", "sniff"]
 
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".wave", ".bwf", ".rf64", ".mp3", ".mp2", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac",
-    ".mp4", ".aif", ".aiff", ".aifc", ".webm", ".mka", ".wma", ".caf", ".au", ".snd", ".amr", ".ac3",
-    ".w64", ".wv", ".ape", ".spx",
-})  # fmt: skip
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".wav",
+        ".wave",
+        ".bwf",
+        ".rf64",
+        ".mp3",
+        ".mp2",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".flac",
+        ".m4a",
+        ".aac",
+        ".mp4",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".webm",
+        ".mka",
+        ".wma",
+        ".caf",
+        ".au",
+        ".snd",
+        ".amr",
+        ".ac3",
+        ".w64",
+        ".wv",
+        ".ape",
+        ".spx",
+    }
+)
 
 # container magic at offset 0 -> format name
 _MAGIC: tuple[tuple[bytes, str], ...] = (

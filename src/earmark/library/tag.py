@@ -7,7 +7,7 @@ is reused while size and mtime are unchanged), and then per file:
   settings (or a recorded decode error): nothing is decoded or scored;
 - *rescored*: its window embeddings are stored, only the labels changed: scored
   with :meth:`Classifier.score`, no audio is decoded;
-- *embedded*: decoded and embedded with :func:`earmark.pipeline.embed_many`
+- *embedded*: decoded and embedded with :func:`earmark.stage.embed_many`
   (decoding overlaps the model there), then scored.
 
 Each file's results are written in one transaction, so a run killed at any
@@ -36,13 +36,13 @@ from ..labels import parse_labels
 from ..store import Database
 from ..types import ClassifyOptions
 from . import records
-from .events import FileFiled, FileTagged, RunFinished, RunStarted, TagEvent
 from .filing import FilingOptions, OpResult, check_writable, execute, plan_filing
 from .journal import finish_run, start_run, writer
+from .progress import FileFiled, FileTagged, RunFinished, RunStarted, TagEvent
 from .scan import content_hash, ordered_map, stat_file, walk_audio
 
 if TYPE_CHECKING:
-    from ..packs import ClassifierPack
+    from ..adapt.packs import ClassifierPack
     from ..types import Prediction
 
 __all__ = ["ModelRef", "TagOptions", "tag_paths"]
@@ -85,8 +85,10 @@ class TagOptions:
         if self.pack is None:
             return replace(self, labels=parse_labels(self.labels))
         if self.labels and set(parse_labels(self.labels)) != set(self.pack.labels):
-            raise LabelError("a classifier pack tags with its own labels (" + ", ".join(self.pack.labels) + "); "
-                             "leave the labels out or give exactly those")  # fmt: skip
+            raise LabelError(
+                "a classifier pack tags with its own labels (" + ", ".join(self.pack.labels) + "); "
+                "leave the labels out or give exactly those"
+            )
         return replace(self, labels=self.pack.labels, classify=self.pack.options(self.classify))
 
 
@@ -198,7 +200,9 @@ def tag_paths(
     options = options.resolved()
     ref = model if isinstance(model, ModelRef) else ModelRef.of(model)
     if options.pack is not None:
-        ref.check_on_load(options.pack.check)  # a pack fitted on another model fails before any file is scored
+        ref.check_on_load(
+            options.pack.check
+        )  # a pack fitted on another model fails before any file is scored
     with writer(db):
         ctx = _context(db, ref, options, filing)
         ctx.embedder = embedder
@@ -223,18 +227,33 @@ def tag_paths(
 
 def _context(db: Database, ref: ModelRef, options: TagOptions, filing: FilingOptions | None) -> _Ctx:
     copts = replace(options.classify, threshold=options.min_confidence)
-    key = records.EmbeddingKey(model=ref.key, window_s=copts.window_s, hop_s=copts.hop_s,
-                               preprocess="noisereduce" if options.denoise else "none")  # fmt: skip
+    key = records.EmbeddingKey(
+        model=ref.key,
+        window_s=copts.window_s,
+        hop_s=copts.hop_s,
+        preprocess="noisereduce" if options.denoise else "none",
+    )
     pack = options.pack
     lkey = records.labels_key(key, options.labels, copts, pack=pack.digest if pack else None)
-    run_opts = {"min_confidence": options.min_confidence, "window_s": copts.window_s, "hop_s": copts.hop_s,
-                "templates": list(copts.templates), "aggregate": copts.aggregate, "preprocess": key.preprocess,
-                **({"pack": {"model": pack.model, "digest": pack.digest}} if pack else {})}
+    run_opts = {
+        "min_confidence": options.min_confidence,
+        "window_s": copts.window_s,
+        "hop_s": copts.hop_s,
+        "templates": list(copts.templates),
+        "aggregate": copts.aggregate,
+        "preprocess": key.preprocess,
+        **({"pack": {"model": pack.model, "digest": pack.digest}} if pack else {}),
+    }
     run_id = start_run(
-        db, "tag", model=ref.key, labels=json.dumps(list(options.labels)), labels_key=lkey,
-        options=json.dumps(run_opts), sort_into=str(filing.sort_into) if filing else None,
+        db,
+        "tag",
+        model=ref.key,
+        labels=json.dumps(list(options.labels)),
+        labels_key=lkey,
+        options=json.dumps(run_opts),
+        sort_into=str(filing.sort_into) if filing else None,
         mode=None if not filing else "dry-run" if filing.dry_run else "move" if filing.move else "copy",
-    )  # fmt: skip
+    )
     return _Ctx(db=db, run_id=run_id, options=options, model=ref, key=key, labels_key=lkey, copts=copts)
 
 
@@ -242,7 +261,9 @@ def _fingerprint(db: Database, path: str) -> _Print:
     """stat + hash (reused while size and mtime match) + header facts for new content; runs in a thread."""
     try:
         st = stat_file(path)
-        row = db.conn.execute("SELECT size, mtime_ns, content_hash FROM lib_files WHERE path=?", (path,)).fetchone()
+        row = db.conn.execute(
+            "SELECT size, mtime_ns, content_hash FROM lib_files WHERE path=?", (path,)
+        ).fetchone()
         if row and (row["size"], row["mtime_ns"]) == (st.size, st.mtime_ns) and row["content_hash"]:
             return _Print(path=path, size=st.size, mtime_ns=st.mtime_ns, digest=row["content_hash"])
         digest = content_hash(path)
@@ -250,8 +271,12 @@ def _fingerprint(db: Database, path: str) -> _Print:
         return _Print(path=path, error=f"cannot read it ({ex.strerror or ex})")
     try:
         h = describe(path)
-        info: dict[str, Any] = {"format": h.format, "codec": h.codec, "sample_rate": h.sample_rate,
-                                "channels": h.channels}  # fmt: skip
+        info: dict[str, Any] = {
+            "format": h.format,
+            "codec": h.codec,
+            "sample_rate": h.sample_rate,
+            "channels": h.channels,
+        }
     except AudioError:
         info = {}  # decoding will say what is wrong
     return _Print(path=path, size=st.size, mtime_ns=st.mtime_ns, digest=digest, info=info)
@@ -261,28 +286,42 @@ def _upsert_file(c: sqlite3.Connection, fp: _Print) -> int:
     """Insert or refresh a file row; new bytes at a known path forget the old results."""
     old = c.execute("SELECT id, content_hash FROM lib_files WHERE path=?", (fp.path,)).fetchone()
     if old is None:
-        cur = c.execute("INSERT INTO lib_files (path, size, mtime_ns, content_hash) VALUES (?,?,?,?)",
-                        (fp.path, fp.size, fp.mtime_ns, fp.digest))  # fmt: skip
+        cur = c.execute(
+            "INSERT INTO lib_files (path, size, mtime_ns, content_hash) VALUES (?,?,?,?)",
+            (fp.path, fp.size, fp.mtime_ns, fp.digest),
+        )
         file_id = int(cur.lastrowid or 0)
     else:
         file_id = int(old["id"])
         c.execute("UPDATE lib_files SET size=?, mtime_ns=? WHERE id=?", (fp.size, fp.mtime_ns, file_id))
         if old["content_hash"] != fp.digest:
-            c.execute("UPDATE lib_files SET content_hash=?, embedding_id=NULL, prediction_id=NULL, status=NULL,"
-                      " error=NULL, note=NULL, top_label=NULL, top_score=NULL, review_label=NULL,"
-                      " reviewed_at=NULL WHERE id=?", (fp.digest, file_id))  # fmt: skip
+            c.execute(
+                "UPDATE lib_files SET content_hash=?, embedding_id=NULL, prediction_id=NULL, status=NULL,"
+                " error=NULL, note=NULL, top_label=NULL, top_score=NULL, review_label=NULL,"
+                " reviewed_at=NULL WHERE id=?",
+                (fp.digest, file_id),
+            )
     if fp.info is not None:
-        c.execute("UPDATE lib_files SET format=?, codec=?, sample_rate=?, channels=? WHERE id=?",
-                  (fp.info.get("format"), fp.info.get("codec"), fp.info.get("sample_rate"),
-                   fp.info.get("channels"), file_id))  # fmt: skip
+        c.execute(
+            "UPDATE lib_files SET format=?, codec=?, sample_rate=?, channels=? WHERE id=?",
+            (
+                fp.info.get("format"),
+                fp.info.get("codec"),
+                fp.info.get("sample_rate"),
+                fp.info.get("channels"),
+                file_id,
+            ),
+        )
     return file_id
 
 
 def _set_result(c: sqlite3.Connection, ctx: _Ctx, file_id: int, **fields: Any) -> None:
     fields = {"run_id": ctx.run_id, **fields}
     sets = ", ".join(f"{k}=?" for k in fields)
-    c.execute(f"UPDATE lib_files SET {sets}, updated_at=strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id=?",
-              (*fields.values(), file_id))  # fmt: skip
+    c.execute(
+        f"UPDATE lib_files SET {sets}, updated_at=strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id=?",
+        (*fields.values(), file_id),
+    )
 
 
 def _status(ctx: _Ctx, top_label: str, top_score: float) -> str:
@@ -324,8 +363,17 @@ def _from_store(ctx: _Ctx, fp: _Print, queue: dict[str, list[tuple[str, int]]]) 
             queue.setdefault(fp.digest, []).append((fp.path, file_id))
             return None
         if emb["error"]:
-            _set_result(c, ctx, file_id, status="error", error=emb["error"], embedding_id=emb["id"],
-                        prediction_id=None, top_label=None, top_score=None)  # fmt: skip
+            _set_result(
+                c,
+                ctx,
+                file_id,
+                status="error",
+                error=emb["error"],
+                embedding_id=emb["id"],
+                prediction_id=None,
+                top_label=None,
+                top_score=None,
+            )
             return _tagged(ctx, fp.path, file_id, "skipped", "error", error=emb["error"])
         pred = records.find_prediction(c, emb["id"], ctx.labels_key)
     how = "skipped" if pred is not None else "rescored"
@@ -336,9 +384,19 @@ def _from_store(ctx: _Ctx, fp: _Print, queue: dict[str, list[tuple[str, int]]]) 
         pred_id, top_label, top_score = int(pred["id"]), pred["top_label"], float(pred["top_score"])
     with ctx.db.transaction() as c:
         status = _status(ctx, top_label, top_score)
-        _set_result(c, ctx, file_id, status=status, error=None, embedding_id=emb["id"], prediction_id=pred_id,
-                    top_label=top_label, top_score=top_score, duration_s=emb["duration_s"],
-                    preprocess=ctx.key.preprocess)  # fmt: skip
+        _set_result(
+            c,
+            ctx,
+            file_id,
+            status=status,
+            error=None,
+            embedding_id=emb["id"],
+            prediction_id=pred_id,
+            top_label=top_label,
+            top_score=top_score,
+            duration_s=emb["duration_s"],
+            preprocess=ctx.key.preprocess,
+        )
     return _tagged(ctx, fp.path, file_id, how, status, top_label=top_label, top_score=top_score)
 
 
@@ -361,7 +419,7 @@ def as_stored(emb: AudioEmbedding) -> AudioEmbedding:
 
 
 def _embed_local(ctx: _Ctx, paths: list[str]) -> Iterator[tuple[Any, AudioEmbedding | AudioError]]:
-    from ..pipeline import embed_many
+    from ..stage import embed_many
     from .denoise import embed_denoised
 
     classifier = ctx.model.get()
@@ -387,7 +445,11 @@ def _embed_queue(ctx: _Ctx, queue: dict[str, list[tuple[str, int]]]) -> Iterator
 
 
 def _store_embedded(
-    ctx: _Ctx, digest: str, files: list[tuple[str, int]], result: AudioEmbedding | AudioError, note: str | None
+    ctx: _Ctx,
+    digest: str,
+    files: list[tuple[str, int]],
+    result: AudioEmbedding | AudioError,
+    note: str | None,
 ) -> Iterator[FileTagged]:
     """Write one content's embedding (or error), prediction and file rows in one transaction."""
     emb = as_stored(result) if isinstance(result, AudioEmbedding) else None
@@ -397,20 +459,37 @@ def _store_embedded(
         emb_id = records.save_embedding(c, digest, ctx.key, emb, error)
         pred_id = records.save_prediction(c, emb_id, ctx.labels_key, pred) if pred else None
         for _path, file_id in files:
-            fields: dict[str, Any] = {"embedding_id": emb_id, "prediction_id": pred_id, "note": note,
-                                      "preprocess": ctx.key.preprocess, "error": error}  # fmt: skip
+            fields: dict[str, Any] = {
+                "embedding_id": emb_id,
+                "prediction_id": pred_id,
+                "note": note,
+                "preprocess": ctx.key.preprocess,
+                "error": error,
+            }
             if pred is None:
                 fields.update(status="error", top_label=None, top_score=None)
             else:
-                fields.update(status=_status(ctx, pred.top.label, pred.top.probability), top_label=pred.top.label,
-                              top_score=pred.top.probability, duration_s=emb.duration_s if emb else None)
+                fields.update(
+                    status=_status(ctx, pred.top.label, pred.top.probability),
+                    top_label=pred.top.label,
+                    top_score=pred.top.probability,
+                    duration_s=emb.duration_s if emb else None,
+                )
             _set_result(c, ctx, file_id, **fields)
     for path, file_id in files:
         if pred is None:
             yield _tagged(ctx, path, file_id, "embedded", "error", error=error)
         else:
-            yield _tagged(ctx, path, file_id, "embedded", _status(ctx, pred.top.label, pred.top.probability),
-                          top_label=pred.top.label, top_score=pred.top.probability, note=note)  # fmt: skip
+            yield _tagged(
+                ctx,
+                path,
+                file_id,
+                "embedded",
+                _status(ctx, pred.top.label, pred.top.probability),
+                top_label=pred.top.label,
+                top_score=pred.top.probability,
+                note=note,
+            )
 
 
 def _file_all(ctx: _Ctx, file_ids: list[int], filing: FilingOptions) -> Iterator[FileFiled]:

@@ -45,11 +45,16 @@ def _check_undoable(conn: sqlite3.Connection, run_id: int) -> list[Op]:
     run = conn.execute("SELECT * FROM lib_runs WHERE id=?", (run_id,)).fetchone()
     if run is None:
         raise FilingError(f"there is no run {run_id}; `earmark undo --list` shows the runs")
-    ops = [Op.from_row(r) for r in conn.execute(
-        "SELECT * FROM lib_ops WHERE run_id=? AND state='done' ORDER BY id DESC", (run_id,))]  # fmt: skip
+    ops = [
+        Op.from_row(r)
+        for r in conn.execute(
+            "SELECT * FROM lib_ops WHERE run_id=? AND state='done' ORDER BY id DESC", (run_id,)
+        )
+    ]
     later = conn.execute(
         "SELECT DISTINCT l.run_id FROM lib_ops l JOIN lib_ops o ON l.src=o.dst AND l.id>o.id"
-        " WHERE o.run_id=? AND o.state='done' AND l.state='done' AND l.run_id<>o.run_id", (run_id,)
+        " WHERE o.run_id=? AND o.state='done' AND l.state='done' AND l.run_id<>o.run_id",
+        (run_id,),
     ).fetchall()
     if later:
         runs = ", ".join(str(r[0]) for r in later)
@@ -100,8 +105,18 @@ def _undo_one(db: Database, undo_id: int, o: Op) -> UndoResult:
             return UndoResult(original=o, outcome="gone")
         return UndoResult(original=o, outcome="failed", error=inv.split(":", 1)[1])
     action, src, dst = inv
-    op = plan_op(db, undo_id, file_id=o.file_id, action=action, src=src, dst=dst, out_root=o.out_root,
-                 content_hash=o.content_hash, size=o.size, undo_of=o.id)  # fmt: skip
+    op = plan_op(
+        db,
+        undo_id,
+        file_id=o.file_id,
+        action=action,
+        src=src,
+        dst=dst,
+        out_root=o.out_root,
+        content_hash=o.content_hash,
+        size=o.size,
+        undo_of=o.id,
+    )
     try:
         perform(db, op, exact=True)
     except (OSError, FilingError) as ex:

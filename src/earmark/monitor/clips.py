@@ -53,7 +53,9 @@ def write_clip(samples: np.ndarray, rate: int, path: str | os.PathLike[str], fmt
             st: Any = out.add_stream(codec, rate=codec_rate or rate, layout="mono")
             if bit_rate:
                 st.bit_rate = bit_rate
-            resampler = av.AudioResampler(format=st.codec_context.format.name, layout="mono", rate=codec_rate or rate)
+            resampler = av.AudioResampler(
+                format=st.codec_context.format.name, layout="mono", rate=codec_rate or rate
+            )
             step = rate  # one second per frame keeps memory flat for long clips
             for i in range(0, max(x.size, 1), step):
                 frame = av.AudioFrame.from_ndarray(x[None, i : i + step].copy(), format="flt", layout="mono")

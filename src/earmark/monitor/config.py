@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..types import DEFAULT_TEMPLATE
 
 if TYPE_CHECKING:
-    from ..packs import ClassifierPack
+    from ..adapt.packs import ClassifierPack
 from .clips import CLIP_FORMATS
 from .mqtt import MqttOptions
 from .rules import WEEKDAYS, Rule, Schedule, layered_thresholds, parse_time_range
@@ -139,12 +139,25 @@ def load_config(
         raise root.error("hop_s", f"must not be longer than window_s ({window:g})")
     batch, metrics = _batch(root), _metrics(root)
     cfg = MonitorConfig(
-        sources=sources, rules=rules, sinks=sinks, label_sets=label_sets, window_s=window, hop_s=hop,
-        model=root.get("model", str), device=root.get("device", str), threads=root.get("threads", int, check=positive),
-        database=root.path_value("database"), templates=_templates(root), timezone=_timezone(root),
-        batch_max_windows=batch[0], batch_max_wait_s=batch[1],
-        clips=_clips(root), outbox=_outbox(root), metrics_port=metrics[0], metrics_host=metrics[1],
-    )  # fmt: skip
+        sources=sources,
+        rules=rules,
+        sinks=sinks,
+        label_sets=label_sets,
+        window_s=window,
+        hop_s=hop,
+        model=root.get("model", str),
+        device=root.get("device", str),
+        threads=root.get("threads", int, check=positive),
+        database=root.path_value("database"),
+        templates=_templates(root),
+        timezone=_timezone(root),
+        batch_max_windows=batch[0],
+        batch_max_wait_s=batch[1],
+        clips=_clips(root),
+        outbox=_outbox(root),
+        metrics_port=metrics[0],
+        metrics_host=metrics[1],
+    )
     root.done()
     return cfg
 
@@ -178,7 +191,9 @@ def _source(n: Node, i: int) -> SourceSpec:
         target = str(n.path_value("file"))
         extra = {"realtime": n.get("realtime", bool, True), "loop": n.get("loop", bool, False)}
     elif kind == "url":
-        target = n.get("url", str, check=lambda v: None if "://" in v else "must be a URL such as rtsp://host/path")
+        target = n.get(
+            "url", str, check=lambda v: None if "://" in v else "must be a URL such as rtsp://host/path"
+        )
         opts = n.get("ffmpeg_options", dict, {})
         extra = {"ffmpeg_options": tuple((str(k), str(v)) for k, v in opts.items())}
     else:  # stdin, microphone: true, or a mapping of settings (a microphone also takes a device name)
@@ -195,15 +210,25 @@ def _source(n: Node, i: int) -> SourceSpec:
         else:
             raise n.error(kind, "must be true or a mapping of settings")
     name = n.get("name", str, None) or f"source-{i + 1}"
-    gate = n.get("gate_dbfs", (float, bool), -70.0, check=lambda v: None if v is False or v <= 0 else "must be <= 0")
-    spec = SourceSpec(name=name, kind=kind, target=target, gate_dbfs=None if gate is False else gate,  # type: ignore[arg-type]
-                      reconnect=_reconnect(n), **extra)  # fmt: skip
+    gate = n.get(
+        "gate_dbfs", (float, bool), -70.0, check=lambda v: None if v is False or v <= 0 else "must be <= 0"
+    )
+    spec = SourceSpec(
+        name=name,
+        kind=kind,
+        target=target,
+        gate_dbfs=None if gate is False else gate,  # type: ignore[arg-type]
+        reconnect=_reconnect(n),
+        **extra,
+    )
     n.done()
     return spec
 
 
 def _pcm(sub: Node, kind: str) -> dict[str, Any]:
-    rate = sub.get("sample_rate", int, 48_000 if kind == "microphone" else 16_000, check=between(8_000, 192_000))
+    rate = sub.get(
+        "sample_rate", int, 48_000 if kind == "microphone" else 16_000, check=between(8_000, 192_000)
+    )
     channels = sub.get("channels", int, 1, check=between(1, 8))
     out: dict[str, Any] = {"input_rate_hz": rate, "channels": channels}
     if kind == "stdin":
@@ -216,15 +241,19 @@ def _reconnect(n: Node) -> ReconnectOptions:
     if sub is None:
         return ReconnectOptions()
     d = ReconnectOptions()
-    values = {k: sub.get(k, float, getattr(d, k), check=positive) for k in
-              ("initial_s", "max_s", "healthy_s", "watchdog_s", "open_timeout_s", "read_timeout_s")}  # fmt: skip
+    values = {
+        k: sub.get(k, float, getattr(d, k), check=positive)
+        for k in ("initial_s", "max_s", "healthy_s", "watchdog_s", "open_timeout_s", "read_timeout_s")
+    }
     sub.done()
     if values["max_s"] < values["initial_s"]:
         raise sub.error("max_s", "must be at least initial_s")
     return ReconnectOptions(**values)
 
 
-def _rule(n: Node, i: int, label_sets: dict[str, tuple[str, ...]], sources: set[str], shared: Thresholds) -> Rule:
+def _rule(
+    n: Node, i: int, label_sets: dict[str, tuple[str, ...]], sources: set[str], shared: Thresholds
+) -> Rule:
     name = n.get("name", str, None) or f"rule-{i + 1}"
     labels = _labels(n, "labels", label_sets, required=True)
     pack = _pack(n)
@@ -236,18 +265,27 @@ def _rule(n: Node, i: int, label_sets: dict[str, tuple[str, ...]], sources: set[
     rule_sources = n.strings("sources")
     for j, s in enumerate(rule_sources):
         if s not in sources:
-            raise n.doc.error(n.path + ("sources", j), f"no source is named {s!r}; sources: {', '.join(sorted(sources))}")
+            raise n.doc.error(
+                n.path + ("sources", j), f"no source is named {s!r}; sources: {', '.join(sorted(sources))}"
+            )
     k = n.get("k", int, 1, check=at_least(1))
     nn = n.get("n", int, max(k, 1), check=at_least(1))
     if k > nn:
         raise n.error("k", f"cannot be more than n ({nn}): k of the last n windows must be hits")
     rule = Rule(
-        name=name, labels=labels, against=against, threshold=n.get("threshold", float, 0.7, check=between(0, 1)),
-        label_thresholds=layered_thresholds(labels, pack.label_thresholds if pack else (), shared, own), k=k, n=nn,
+        name=name,
+        labels=labels,
+        against=against,
+        threshold=n.get("threshold", float, 0.7, check=between(0, 1)),
+        label_thresholds=layered_thresholds(labels, pack.label_thresholds if pack else (), shared, own),
+        k=k,
+        n=nn,
         cooldown_s=n.get("cooldown_s", float, 60.0, check=at_least(0)),
         max_quiet_s=n.get("max_quiet_s", float, 10.0, check=at_least(0)),
-        schedule=_schedule(n), sources=rule_sources, pack=pack,
-    )  # fmt: skip
+        schedule=_schedule(n),
+        sources=rule_sources,
+        pack=pack,
+    )
     n.done()
     return rule
 
@@ -257,7 +295,7 @@ def _pack(n: Node) -> ClassifierPack | None:
     path = n.path_value("pack")
     if path is None:
         return None
-    from ..packs import load_pack
+    from ..adapt.packs import load_pack
 
     try:
         return load_pack(path)
@@ -271,7 +309,9 @@ def _pack_background(n: Node, pack: ClassifierPack, labels: tuple[str, ...]) -> 
         if label not in pack.labels:
             raise n.error("labels", f"{label!r} is not a label of this pack ({', '.join(pack.labels)})")
     if n.has("against"):
-        raise n.error("against", "a rule with a pack scores against the pack's other labels: leave against out")
+        raise n.error(
+            "against", "a rule with a pack scores against the pack's other labels: leave against out"
+        )
     return tuple(x for x in pack.labels if x not in labels)
 
 
@@ -289,7 +329,7 @@ def _rule_thresholds(n: Node, labels: tuple[str, ...]) -> Thresholds:
 
 
 def _thresholds_file(n: Node, key: str) -> Thresholds:
-    from ..calibrate import load_thresholds
+    from ..adapt.calibrate import load_thresholds
 
     path = n.path_value(key)
     try:
@@ -306,10 +346,14 @@ def _labels(n: Node, key: str, label_sets: dict[str, tuple[str, ...]], *, requir
             return label_sets[value]
         if "," not in value and "_" in value and " " not in value.strip():
             known = ", ".join(sorted(label_sets)) or "none defined"
-            raise n.error(key, f"no label set is named {value!r} (label sets: {known}); write labels as a list")
+            raise n.error(
+                key, f"no label set is named {value!r} (label sets: {known}); write labels as a list"
+            )
     labels = [x.strip() for item in n.strings(key) for x in item.split(",")]
     if required and not any(labels):
-        raise n.error(None if key not in n.data else key, f"{key} is required (a list of labels or a label set name)")
+        raise n.error(
+            None if key not in n.data else key, f"{key} is required (a list of labels or a label set name)"
+        )
     out: list[str] = []
     for label in labels:
         out.extend(label_sets.get(label, (label,)))  # a list may mix labels and label set names
@@ -346,21 +390,34 @@ def _sink(n: Node, i: int) -> SinkSpec:
     elif kind == "webhook":
         headers = n.get("headers", dict, {})
         options = WebhookOptions(
-            url=n.get("url", str, required=True, check=lambda v: None if v.startswith(("http://", "https://"))
-                      else "must be an http:// or https:// URL"),
-            secret=n.get("secret", str), timeout_s=n.get("timeout_s", float, 10.0, check=positive),
-            headers=tuple((str(k), str(v)) for k, v in headers.items()), send_clips=n.get("send_clips", bool, False),
-        )  # fmt: skip
+            url=n.get(
+                "url",
+                str,
+                required=True,
+                check=lambda v: (
+                    None if v.startswith(("http://", "https://")) else "must be an http:// or https:// URL"
+                ),
+            ),
+            secret=n.get("secret", str),
+            timeout_s=n.get("timeout_s", float, 10.0, check=positive),
+            headers=tuple((str(k), str(v)) for k, v in headers.items()),
+            send_clips=n.get("send_clips", bool, False),
+        )
     else:
         d = MqttOptions()
         options = MqttOptions(
-            host=n.get("host", str, d.host), port=n.get("port", int, d.port, check=between(1, 65535)),
-            username=n.get("username", str), password=n.get("password", (str, int)), tls=n.get("tls", bool, False),
-            client_id=n.get("client_id", str, ""), topic_prefix=n.get("topic_prefix", str, d.topic_prefix),
-            qos=n.get("qos", int, 1, check=between(0, 1)), keepalive_s=n.get("keepalive_s", int, 30, check=positive),
+            host=n.get("host", str, d.host),
+            port=n.get("port", int, d.port, check=between(1, 65535)),
+            username=n.get("username", str),
+            password=n.get("password", (str, int)),
+            tls=n.get("tls", bool, False),
+            client_id=n.get("client_id", str, ""),
+            topic_prefix=n.get("topic_prefix", str, d.topic_prefix),
+            qos=n.get("qos", int, 1, check=between(0, 1)),
+            keepalive_s=n.get("keepalive_s", int, 30, check=positive),
             homeassistant=n.get("homeassistant", bool, False),
             discovery_prefix=n.get("discovery_prefix", str, d.discovery_prefix),
-        )  # fmt: skip
+        )
     n.done()
     return SinkSpec(name=name, type=kind, options=options)
 
@@ -402,12 +459,13 @@ def _clips(root: Node) -> ClipOptions:
         return ClipOptions()
     d = ClipOptions()
     out = ClipOptions(
-        enabled=sub.get("enabled", bool, True), dir=sub.path_value("dir"),
+        enabled=sub.get("enabled", bool, True),
+        dir=sub.path_value("dir"),
         format=sub.get("format", str, d.format, check=one_of(*CLIP_FORMATS)),
         pre_roll_s=sub.get("pre_roll_s", float, d.pre_roll_s, check=between(0, 60)),
         post_roll_s=sub.get("post_roll_s", float, d.post_roll_s, check=between(0, 60)),
         max_s=sub.get("max_s", float, d.max_s, check=between(1, 3600)),
-    )  # fmt: skip
+    )
     sub.done()
     return out
 
@@ -419,10 +477,12 @@ def _outbox(root: Node) -> OutboxOptions:
     d = OutboxOptions()
     out = OutboxOptions(
         max_pending=sub.get("max_pending", int, d.max_pending, check=at_least(1)),
-        retry=RetryOptions(initial_s=sub.get("retry_initial_s", float, 1.0, check=positive),
-                           max_s=sub.get("retry_max_s", float, 60.0, check=positive)),
+        retry=RetryOptions(
+            initial_s=sub.get("retry_initial_s", float, 1.0, check=positive),
+            max_s=sub.get("retry_max_s", float, 60.0, check=positive),
+        ),
         flush_timeout_s=sub.get("flush_timeout_s", float, d.flush_timeout_s, check=at_least(0)),
-    )  # fmt: skip
+    )
     sub.done()
     return out
 

@@ -65,8 +65,23 @@ def _events_002(c: sqlite3.Connection) -> None:
 
 MIGRATIONS = [Migration("events-001-event-log", _events_001), Migration("events-002-outbox", _events_002)]
 
-_COLUMNS = ("id", "source", "rule", "label", "status", "start_s", "end_s", "started_at", "ended_at", "peak",
-            "windows", "closed_by", "clip_path", "model", "created_at")  # fmt: skip
+_COLUMNS = (
+    "id",
+    "source",
+    "rule",
+    "label",
+    "status",
+    "start_s",
+    "end_s",
+    "started_at",
+    "ended_at",
+    "peak",
+    "windows",
+    "closed_by",
+    "clip_path",
+    "model",
+    "created_at",
+)
 
 
 def utc_iso(t: float) -> str:
@@ -97,7 +112,9 @@ def parse_since(text: str | None, now: datetime | None = None) -> str | None:
         try:
             when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ConfigError(f"{text!r} is not a time: use 30m, 12h, 7d or a date such as 2025-01-31T08:00") from None
+            raise ConfigError(
+                f"{text!r} is not a time: use 30m, 12h, 7d or a date such as 2025-01-31T08:00"
+            ) from None
         if when.tzinfo is None:
             when = when.astimezone()  # local time, as people write it
     return utc_iso(when.timestamp())
@@ -138,7 +155,9 @@ class EventLog:
 
     # -- events ---------------------------------------------------------------------------------
 
-    def open_event(self, row: dict[str, Any], payload: dict[str, Any], sinks: Iterable[str]) -> dict[str, int]:
+    def open_event(
+        self, row: dict[str, Any], payload: dict[str, Any], sinks: Iterable[str]
+    ) -> dict[str, int]:
         """Record a new open event and queue its start message for each sink.
 
         Returns:
@@ -146,12 +165,16 @@ class EventLog:
         """
         cols = [c for c in _COLUMNS if c in row]
         with self.db.transaction() as c:
-            c.execute(f"INSERT OR IGNORE INTO monitor_events ({', '.join(cols)}) VALUES"
-                      f" ({', '.join('?' * len(cols))})", [row[k] for k in cols])  # fmt: skip
+            c.execute(
+                f"INSERT OR IGNORE INTO monitor_events ({', '.join(cols)}) VALUES"
+                f" ({', '.join('?' * len(cols))})",
+                [row[k] for k in cols],
+            )
             return self._enqueue(c, row["id"], "start", payload, sinks)
 
-    def close_event(self, event_id: str, fields: dict[str, Any], payload: dict[str, Any],
-                    sinks: Iterable[str]) -> dict[str, int]:  # fmt: skip
+    def close_event(
+        self, event_id: str, fields: dict[str, Any], payload: dict[str, Any], sinks: Iterable[str]
+    ) -> dict[str, int]:
         """Mark an event closed with ``fields`` (end_s, ended_at, peak, ...) and queue its end message."""
         fields = {**fields, "status": "closed"}
         sets = ", ".join(f"{k}=?" for k in fields)
@@ -162,15 +185,23 @@ class EventLog:
     def close_stale(self) -> int:
         """Close events left open by a monitor that died; returns how many."""
         with self.db.transaction() as c:
-            cur = c.execute("UPDATE monitor_events SET status='closed', closed_by='interrupted' WHERE status='open'")
+            cur = c.execute(
+                "UPDATE monitor_events SET status='closed', closed_by='interrupted' WHERE status='open'"
+            )
             return cur.rowcount
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         row = self.db.conn.execute("SELECT * FROM monitor_events WHERE id=?", (event_id,)).fetchone()
         return dict(row) if row else None
 
-    def list_events(self, *, since: str | None = None, label: str | None = None, source: str | None = None,
-             limit: int = 100) -> list[dict[str, Any]]:  # fmt: skip
+    def list_events(
+        self,
+        *,
+        since: str | None = None,
+        label: str | None = None,
+        source: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         """Events newest first, filtered by start time (ISO UTC, inclusive), label and source."""
         where, args = [], []
         for clause, value in (("started_at >= ?", since), ("label = ?", label), ("source = ?", source)):
@@ -183,18 +214,24 @@ class EventLog:
 
     # -- outbox ---------------------------------------------------------------------------------
 
-    def _enqueue(self, c: sqlite3.Connection, event_id: str, kind: str, payload: dict[str, Any],
-                 sinks: Iterable[str]) -> dict[str, int]:  # fmt: skip
+    def _enqueue(
+        self, c: sqlite3.Connection, event_id: str, kind: str, payload: dict[str, Any], sinks: Iterable[str]
+    ) -> dict[str, int]:
         dropped: dict[str, int] = {}
         text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
         for sink in sinks:
-            c.execute("INSERT OR IGNORE INTO monitor_outbox (sink, event_id, kind, payload) VALUES (?, ?, ?, ?)",
-                      (sink, event_id, kind, text))  # fmt: skip
+            c.execute(
+                "INSERT OR IGNORE INTO monitor_outbox (sink, event_id, kind, payload) VALUES (?, ?, ?, ?)",
+                (sink, event_id, kind, text),
+            )
             (n,) = c.execute("SELECT COUNT(*) FROM monitor_outbox WHERE sink=?", (sink,)).fetchone()
             over = n - self.max_pending
             if over > 0:
-                c.execute("DELETE FROM monitor_outbox WHERE seq IN (SELECT seq FROM monitor_outbox WHERE sink=?"
-                          " ORDER BY seq LIMIT ?)", (sink, over))  # fmt: skip
+                c.execute(
+                    "DELETE FROM monitor_outbox WHERE seq IN (SELECT seq FROM monitor_outbox WHERE sink=?"
+                    " ORDER BY seq LIMIT ?)",
+                    (sink, over),
+                )
                 self._bump(c, f"outbox_dropped:{sink}", over)
                 dropped[sink] = over
         return dropped
@@ -203,12 +240,20 @@ class EventLog:
         """The oldest message for ``sink`` (sinks get messages in order, one at a time)."""
         r = self.db.conn.execute(
             "SELECT seq, sink, event_id, kind, payload, attempts, next_at FROM monitor_outbox WHERE sink=?"
-            " ORDER BY seq LIMIT 1", (sink,)
-        ).fetchone()  # fmt: skip
+            " ORDER BY seq LIMIT 1",
+            (sink,),
+        ).fetchone()
         if r is None:
             return None
-        return OutboxItem(seq=r[0], sink=r[1], event_id=r[2], kind=r[3], payload=json.loads(r[4]), attempts=r[5],
-                          next_at=r[6])  # fmt: skip
+        return OutboxItem(
+            seq=r[0],
+            sink=r[1],
+            event_id=r[2],
+            kind=r[3],
+            payload=json.loads(r[4]),
+            attempts=r[5],
+            next_at=r[6],
+        )
 
     def delivered(self, seq: int) -> None:
         with self.db.transaction() as c:
@@ -216,13 +261,17 @@ class EventLog:
 
     def failed(self, seq: int, error: str, retry_in_s: float) -> None:
         with self.db.transaction() as c:
-            c.execute("UPDATE monitor_outbox SET attempts=attempts+1, last_error=?, next_at=? WHERE seq=?",
-                      (error[:500], time.time() + retry_in_s, seq))  # fmt: skip
+            c.execute(
+                "UPDATE monitor_outbox SET attempts=attempts+1, last_error=?, next_at=? WHERE seq=?",
+                (error[:500], time.time() + retry_in_s, seq),
+            )
 
     def pending(self, sink: str | None = None) -> int:
         if sink is None:
             return int(self.db.conn.execute("SELECT COUNT(*) FROM monitor_outbox").fetchone()[0])
-        return int(self.db.conn.execute("SELECT COUNT(*) FROM monitor_outbox WHERE sink=?", (sink,)).fetchone()[0])
+        return int(
+            self.db.conn.execute("SELECT COUNT(*) FROM monitor_outbox WHERE sink=?", (sink,)).fetchone()[0]
+        )
 
     def counter(self, name: str) -> int:
         r = self.db.conn.execute("SELECT value FROM monitor_counters WHERE name=?", (name,)).fetchone()
@@ -230,5 +279,8 @@ class EventLog:
 
     @staticmethod
     def _bump(c: sqlite3.Connection, name: str, by: int) -> None:
-        c.execute("INSERT INTO monitor_counters(name, value) VALUES (?, ?)"
-                  " ON CONFLICT(name) DO UPDATE SET value=value+excluded.value", (name, by))  # fmt: skip
+        c.execute(
+            "INSERT INTO monitor_counters(name, value) VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
+            (name, by),
+        )

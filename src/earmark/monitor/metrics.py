@@ -28,23 +28,42 @@ class MonitorMetrics:
         r = self.registry = CollectorRegistry()
         p = "earmark_monitor_"
         self.windows = Counter(p + "windows", "Windows classified.", ["source"], registry=r)
-        self.skipped = Counter(p + "windows_skipped", "Windows not classified.", ["source", "reason"], registry=r)
-        self.scores = Histogram(p + "score", "Probabilities of alert labels per window.", ["rule", "label"],
-                                buckets=SCORE_BUCKETS, registry=r)  # fmt: skip
+        self.skipped = Counter(
+            p + "windows_skipped", "Windows not classified.", ["source", "reason"], registry=r
+        )
+        self.scores = Histogram(
+            p + "score",
+            "Probabilities of alert labels per window.",
+            ["rule", "label"],
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
         self.events = Counter(p + "events", "Events opened.", ["source", "rule", "label"], registry=r)
-        self.suppressed = Counter(p + "events_suppressed", "Triggers inside a cooldown.", ["source", "rule"],
-                                  registry=r)  # fmt: skip
+        self.suppressed = Counter(
+            p + "events_suppressed", "Triggers inside a cooldown.", ["source", "rule"], registry=r
+        )
         self.delivered = Counter(p + "sink_delivered", "Messages a sink took.", ["sink"], registry=r)
         self.sink_failures = Counter(p + "sink_failures", "Failed delivery attempts.", ["sink"], registry=r)
-        self.outbox_dropped = Counter(p + "outbox_dropped", "Messages dropped from a full outbox.", ["sink"],
-                                      registry=r)  # fmt: skip
-        self.reconnects = Counter(p + "source_reconnects", "Times a source dropped and reconnected.", ["source"],
-                                  registry=r)  # fmt: skip
+        self.outbox_dropped = Counter(
+            p + "outbox_dropped", "Messages dropped from a full outbox.", ["sink"], registry=r
+        )
+        self.reconnects = Counter(
+            p + "source_reconnects", "Times a source dropped and reconnected.", ["source"], registry=r
+        )
         self.source_up = Gauge(p + "source_up", "1 while a source delivers audio.", ["source"], registry=r)
-        self.processing = Histogram(p + "processing_seconds", "Model and rule time per window.", ["source"],
-                                    buckets=TIME_BUCKETS, registry=r)  # fmt: skip
-        self.rtf = Gauge(p + "realtime_factor", "Processing time per second of audio (1 = just keeping up).",
-                         ["source"], registry=r)  # fmt: skip
+        self.processing = Histogram(
+            p + "processing_seconds",
+            "Model and rule time per window.",
+            ["source"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.rtf = Gauge(
+            p + "realtime_factor",
+            "Processing time per second of audio (1 = just keeping up).",
+            ["source"],
+            registry=r,
+        )
         self.lag = Gauge(p + "queue_windows", "Windows waiting for the model.", registry=r)
 
     def value(self, name: str, **labels: str) -> float:

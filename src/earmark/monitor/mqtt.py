@@ -94,7 +94,9 @@ class MqttSink:
         except ImportError:
             raise MissingExtraError("the MQTT sink", "monitor") from None
         o = self.options
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=o.client_id or f"earmark-{socket.gethostname()}")
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=o.client_id or f"earmark-{socket.gethostname()}"
+        )
         if o.username:
             client.username_pw_set(o.username, o.password)
         if o.tls:

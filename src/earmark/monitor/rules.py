@@ -38,12 +38,19 @@ from typing import TYPE_CHECKING
 from ..errors import RuleError
 
 if TYPE_CHECKING:
-    from ..packs import ClassifierPack
+    from ..adapt.packs import ClassifierPack
 
 __all__ = [
-    "Closed", "Opened", "Rule", "RuleState", "Schedule", "TimeRange", "Window", "layered_thresholds",
+    "Closed",
+    "Opened",
+    "Rule",
+    "RuleState",
+    "Schedule",
+    "TimeRange",
+    "Window",
+    "layered_thresholds",
     "parse_time_range",
-]  # fmt: skip
+]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RISE = 0.05  # a probability change smaller than this is noise, not the sound coming or going
@@ -137,21 +144,29 @@ class Rule:
         if not self.labels:
             raise RuleError(f"rule {self.name!r}: names no label to alert on")
         if self.pack is not None and set(self.candidates) != set(self.pack.labels):
-            raise RuleError(f"rule {self.name!r}: its labels and background must be the pack's labels "
-                            f"({', '.join(self.pack.labels)})")  # fmt: skip
+            raise RuleError(
+                f"rule {self.name!r}: its labels and background must be the pack's labels "
+                f"({', '.join(self.pack.labels)})"
+            )
         if not self.against and self.pack is None:
             raise RuleError(f"rule {self.name!r}: needs other labels to score against (against: ...)")
         clash = {x.casefold() for x in self.labels} & {x.casefold() for x in self.against}
         if clash:
-            raise RuleError(f"rule {self.name!r}: {', '.join(sorted(clash))} is both alerted on and background")
+            raise RuleError(
+                f"rule {self.name!r}: {', '.join(sorted(clash))} is both alerted on and background"
+            )
         if not 1 <= self.k <= self.n:
             raise RuleError(f"rule {self.name!r}: need 1 <= k <= n, got k={self.k}, n={self.n}")
         for label, value in ((None, self.threshold), *self.label_thresholds):
             if not 0.0 <= value <= 1.0:
-                raise RuleError(f"rule {self.name!r}: threshold {value} for {label or 'all labels'} is not in 0..1")
+                raise RuleError(
+                    f"rule {self.name!r}: threshold {value} for {label or 'all labels'} is not in 0..1"
+                )
         unknown = {label for label, _ in self.label_thresholds} - set(self.labels)
         if unknown:
-            raise RuleError(f"rule {self.name!r}: thresholds for labels it does not alert on: {sorted(unknown)}")
+            raise RuleError(
+                f"rule {self.name!r}: thresholds for labels it does not alert on: {sorted(unknown)}"
+            )
         if self.cooldown_s < 0 or self.max_quiet_s < 0:
             raise RuleError(f"rule {self.name!r}: cooldown_s and max_quiet_s cannot be negative")
 
@@ -265,13 +280,12 @@ class RuleState:
         """Triggers not raised because their label was cooling down."""
         return sum(s.suppressed for s in self._labels.values())
 
-    def is_open(self, label: str) -> bool:
-        return self._labels[label].open is not None
-
     def step(self, window: Window) -> list[Opened | Closed]:
         """Take the next window; return the events that open or close with it."""
-        active = self.rule.schedule is None or window.local_time is None or self.rule.schedule.is_active(
-            window.local_time
+        active = (
+            self.rule.schedule is None
+            or window.local_time is None
+            or self.rule.schedule.is_active(window.local_time)
         )
         out: list[Opened | Closed] = []
         for label, st in self._labels.items():
@@ -297,7 +311,13 @@ class RuleState:
         return out
 
     def _continue(
-        self, label: str, st: _LabelState, window: Window, hit: bool, p: float | None, prev: tuple[Window, bool] | None
+        self,
+        label: str,
+        st: _LabelState,
+        window: Window,
+        hit: bool,
+        p: float | None,
+        prev: tuple[Window, bool] | None,
     ) -> list[Closed]:
         ev = st.open
         assert ev is not None
@@ -344,8 +364,15 @@ class RuleState:
         start, end = ev.start_s, end_s
         if end < start:  # one short sound seen by few windows: the estimates cross
             start, end = end, start
-        return Closed(rule=self.rule.name, label=label, start_s=start, end_s=end, last_hit_end_s=ev.last_hit.end_s,
-                      peak=ev.peak, windows=ev.hits)  # fmt: skip
+        return Closed(
+            rule=self.rule.name,
+            label=label,
+            start_s=start,
+            end_s=end,
+            last_hit_end_s=ev.last_hit.end_s,
+            peak=ev.peak,
+            windows=ev.hits,
+        )
 
 
 def _p(window: Window, label: str) -> float:

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..errors import AudioError, ConfigError
-from ..models import earmark_home
+from ..paths import earmark_home
 from ..scoring import DECIMALS, window_scores
 from ..store import Database
 from .clips import write_clip
@@ -76,14 +76,23 @@ class Monitor:
         on_window: called from the model thread with every :class:`WindowResult`.
     """
 
-    def __init__(self, config: MonitorConfig, classifier: Any, *, db: Database | None = None,
-                 sinks: list[Sink] | None = None, stdin: BinaryIO | None = None,
-                 on_window: Callable[[WindowResult], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: MonitorConfig,
+        classifier: Any,
+        *,
+        db: Database | None = None,
+        sinks: list[Sink] | None = None,
+        stdin: BinaryIO | None = None,
+        on_window: Callable[[WindowResult], None] | None = None,
+    ) -> None:
         self.config, self.clf = config, classifier
         self.rate = int(classifier.sample_rate)
         max_window = classifier.backend.window_samples / self.rate
         if config.window_s > max_window:
-            raise ConfigError(f"window_s {config.window_s:g} is longer than the model's {max_window:g} s window")
+            raise ConfigError(
+                f"window_s {config.window_s:g} is longer than the model's {max_window:g} s window"
+            )
         self.db = db or Database(config.database)
         self.events = EventLog(self.db, max_pending=config.outbox.max_pending)
         self.metrics = MonitorMetrics()
@@ -93,8 +102,11 @@ class Monitor:
         for rule in config.rules:
             if rule.pack is not None:
                 rule.pack.check(classifier)  # fitted on another model: refuse before listening
-        self._text = {r.name: classifier.text_embeddings(r.candidates, config.templates)
-                      for r in config.rules if r.pack is None}  # fmt: skip
+        self._text = {
+            r.name: classifier.text_embeddings(r.candidates, config.templates)
+            for r in config.rules
+            if r.pack is None
+        }
         self._queue: queue.Queue[PendingWindow | Marker] = queue.Queue()
         self.streams = [self._stream(spec) for spec in config.sources]
         self._workers: list[SourceWorker] = []
@@ -115,8 +127,17 @@ class Monitor:
         lookback_s = c.window_s + max(r.n for r in rules) * c.hop_s
         max_pending = 8
         keep_s = c.clips.pre_roll_s + lookback_s + max_pending * c.hop_s + 5.0
-        return Stream(spec, rules, rate=self.rate, window_s=c.window_s, hop_s=c.hop_s, out=self._queue,
-                      keep_s=keep_s, max_clip_s=c.clips.max_s, max_pending=max_pending)  # fmt: skip
+        return Stream(
+            spec,
+            rules,
+            rate=self.rate,
+            window_s=c.window_s,
+            hop_s=c.hop_s,
+            out=self._queue,
+            keep_s=keep_s,
+            max_clip_s=c.clips.max_s,
+            max_pending=max_pending,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -151,8 +172,16 @@ class Monitor:
             stream.back(gap_s)
 
         self.metrics.source_up.labels(name).set(1)
-        return SourceWorker(stream.spec, self.rate, on_chunk=stream.push, on_lost=lost, on_back=back,
-                            stop=stream.stop, on_end=stream.ended, stdin=self._stdin)  # fmt: skip
+        return SourceWorker(
+            stream.spec,
+            self.rate,
+            on_chunk=stream.push,
+            on_lost=lost,
+            on_back=back,
+            stop=stream.stop,
+            on_end=stream.ended,
+            stdin=self._stdin,
+        )
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to shut down (safe from a signal handler)."""
@@ -189,8 +218,11 @@ class Monitor:
         deadline = time.monotonic() + self.config.outbox.flush_timeout_s
         for d in self._dispatchers:
             if not d.flush(max(0.0, deadline - time.monotonic())):
-                log.warning("sink %s: %d message(s) not delivered yet; they are kept for the next run",
-                            d.sink.name, self.events.pending(d.sink.name))  # fmt: skip
+                log.warning(
+                    "sink %s: %d message(s) not delivered yet; they are kept for the next run",
+                    d.sink.name,
+                    self.events.pending(d.sink.name),
+                )
         for d in self._dispatchers:
             d.stop()
         if self._metrics_server is not None:
@@ -207,7 +239,11 @@ class Monitor:
                 "dropped": s.dropped,
                 "reconnects": int(m.value("source_reconnects_total", source=s.name)),
                 "events": int(
-                    sum(m.value("events_total", source=s.name, rule=r.name, label=x) for r in s.rules for x in r.labels)
+                    sum(
+                        m.value("events_total", source=s.name, rule=r.name, label=x)
+                        for r in s.rules
+                        for x in r.labels
+                    )
                 ),
             }
         return out
@@ -281,8 +317,13 @@ class Monitor:
         s, m = item.stream, self.metrics
         start_s, end_s = item.start / self.rate, item.end / self.rate
         local = datetime.fromtimestamp(s.wall(end_s), self._zone)
-        result = WindowResult(source=s.name, start_s=round(start_s, 3), end_s=round(end_s, 3),
-                              level_dbfs=round(item.level_dbfs, 1), skipped=vector is None)  # fmt: skip
+        result = WindowResult(
+            source=s.name,
+            start_s=round(start_s, 3),
+            end_s=round(end_s, 3),
+            level_dbfs=round(item.level_dbfs, 1),
+            skipped=vector is None,
+        )
         for rule in s.rules:
             probs = None
             if vector is not None:
@@ -339,21 +380,41 @@ class Monitor:
         s.open_events[(a.rule, a.label)] = eid
         if self.config.clips.enabled:
             s.history.begin(eid, int(max(0.0, a.start_s - self.config.clips.pre_roll_s) * self.rate))
-        row = {"id": eid, "source": s.name, "rule": a.rule, "label": a.label, "status": "open",
-               "start_s": round(a.start_s, 3), "started_at": started_at, "peak": round(a.peak, 4), "windows": 0,
-               "model": self.clf.model_id}  # fmt: skip
+        row = {
+            "id": eid,
+            "source": s.name,
+            "rule": a.rule,
+            "label": a.label,
+            "status": "open",
+            "start_s": round(a.start_s, 3),
+            "started_at": started_at,
+            "peak": round(a.peak, 4),
+            "windows": 0,
+            "model": self.clf.model_id,
+        }
         self._count_drops(self.events.open_event(row, payload("start", row), [k.name for k in self.sinks]))
         self.metrics.events.labels(s.name, a.rule, a.label).inc()
         log.info("event %s: %r on %s started at %.1f s (peak %.2f)", eid, a.label, s.name, a.start_s, a.peak)
 
     def _close(self, s: Stream, a: Closed, now_s: float, reason: str) -> None:
         eid = s.open_events.pop((a.rule, a.label))
-        clip = self._save_clip(s, eid, min(max(a.end_s, a.last_hit_end_s) + self.config.clips.post_roll_s, now_s))
-        fields = {"start_s": round(a.start_s, 3), "started_at": utc_iso(s.wall(a.start_s)),
-                  "end_s": round(a.end_s, 3), "ended_at": utc_iso(s.wall(a.end_s)), "peak": round(a.peak, 4),
-                  "windows": a.windows, "closed_by": reason, "clip_path": clip}  # fmt: skip
+        clip = self._save_clip(
+            s, eid, min(max(a.end_s, a.last_hit_end_s) + self.config.clips.post_roll_s, now_s)
+        )
+        fields = {
+            "start_s": round(a.start_s, 3),
+            "started_at": utc_iso(s.wall(a.start_s)),
+            "end_s": round(a.end_s, 3),
+            "ended_at": utc_iso(s.wall(a.end_s)),
+            "peak": round(a.peak, 4),
+            "windows": a.windows,
+            "closed_by": reason,
+            "clip_path": clip,
+        }
         row = {**(self.events.get(eid) or {}), **fields}
-        self._count_drops(self.events.close_event(eid, fields, payload("end", row), [k.name for k in self.sinks]))
+        self._count_drops(
+            self.events.close_event(eid, fields, payload("end", row), [k.name for k in self.sinks])
+        )
         log.info("event %s: %r on %s ended at %.1f s (%s)", eid, a.label, s.name, a.end_s, reason)
 
     def _save_clip(self, s: Stream, eid: str, end_s: float) -> str | None:
@@ -379,8 +440,14 @@ def payload(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     """The message sinks get: event metadata only (the clip's file name; its path stays local)."""
     clip = row.get("clip_path")
     keys = ("id", "source", "rule", "label", "start_s", "end_s", "peak", "windows", "closed_by", "model")
-    return {"event": kind, **{k: row.get(k) for k in keys}, "start": row.get("started_at"),
-            "end": row.get("ended_at"), "clip": Path(clip).name if clip else None, "clip_path": clip}  # fmt: skip
+    return {
+        "event": kind,
+        **{k: row.get(k) for k in keys},
+        "start": row.get("started_at"),
+        "end": row.get("ended_at"),
+        "clip": Path(clip).name if clip else None,
+        "clip_path": clip,
+    }
 
 
 def build_sinks(config: MonitorConfig) -> list[Sink]:

@@ -72,8 +72,10 @@ def describe(payload: dict[str, Any]) -> str:
     when = payload.get("end" if payload["event"] == "end" else "start") or ""
     verb = "ended" if payload["event"] == "end" else "started"
     extra = f", {payload['end_s'] - payload['start_s']:.1f} s" if payload.get("end_s") is not None else ""
-    return (f"{when[11:19]}  {payload['source']}  {payload['label']}  {verb} (peak {payload['peak']:.2f}{extra})"
-            f"  {payload['id']}")  # fmt: skip
+    return (
+        f"{when[11:19]}  {payload['source']}  {payload['label']}  {verb} (peak {payload['peak']:.2f}{extra})"
+        f"  {payload['id']}"
+    )
 
 
 class StdoutSink:
@@ -87,8 +89,10 @@ class StdoutSink:
 
     def send(self, item: OutboxItem) -> None:
         stream = self._stream or sys.stdout
-        line = json.dumps(item.payload, ensure_ascii=False, sort_keys=True) if self.fmt == "json" else describe(
-            item.payload
+        line = (
+            json.dumps(item.payload, ensure_ascii=False, sort_keys=True)
+            if self.fmt == "json"
+            else describe(item.payload)
         )
         try:
             stream.write(line + "\n")
@@ -167,8 +171,12 @@ class WebhookSink:
         import httpx
 
         body = self.body(item)
-        headers = {"Content-Type": "application/json", "X-Earmark-Event": item.event_id,
-                   "X-Earmark-Delivery": f"{item.event_id}:{item.kind}", **dict(self.options.headers)}  # fmt: skip
+        headers = {
+            "Content-Type": "application/json",
+            "X-Earmark-Event": item.event_id,
+            "X-Earmark-Delivery": f"{item.event_id}:{item.kind}",
+            **dict(self.options.headers),
+        }
         if self.options.secret:
             digest = hmac.new(self.options.secret.encode(), body, hashlib.sha256).hexdigest()
             headers["X-Earmark-Signature"] = "sha256=" + digest
@@ -205,8 +213,9 @@ class Dispatcher(threading.Thread):
         on_result: called with ``(sink name, ok)`` after each attempt (metrics).
     """
 
-    def __init__(self, sink: Sink, events: EventLog, *, retry: RetryOptions = RetryOptions(),
-                 on_result: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self, sink: Sink, events: EventLog, *, retry: RetryOptions = RetryOptions(), on_result: Any = None
+    ) -> None:
         super().__init__(name=f"earmark-sink-{sink.name}", daemon=True)
         self.sink, self.events, self.retry = sink, events, retry
         self._on_result = on_result

@@ -33,7 +33,11 @@ __all__ = ["ReconnectOptions", "SourceLost", "SourceSpec", "SourceWorker", "mask
 log = logging.getLogger("earmark")
 
 SourceKind = Literal["file", "url", "stdin", "microphone"]
-PCM_FORMATS: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "s32le": np.dtype("<i4"), "f32le": np.dtype("<f4")}
+PCM_FORMATS: dict[str, np.dtype[Any]] = {
+    "s16le": np.dtype("<i2"),
+    "s32le": np.dtype("<i4"),
+    "f32le": np.dtype("<f4"),
+}
 _SECRET_PARAMS = re.compile(r"pass|pwd|token|key|secret|auth|sig|cred", re.IGNORECASE)
 CHUNK_S = 0.5
 
@@ -105,10 +109,6 @@ class SourceSpec:
         """A file (not looped) or stdin ends; live sources only drop."""
         return (self.kind == "file" and not self.loop) or self.kind == "stdin"
 
-    @property
-    def display(self) -> str:
-        return mask_url(self.target) if self.kind == "url" else self.target or self.kind
-
 
 def mask_url(url: str) -> str:
     """``rtsp://user:pw@cam/x?token=abc`` -> ``rtsp://***@cam/x?token=***``: safe to log."""
@@ -130,7 +130,11 @@ def _scrub(text: str, url: str) -> str:
     """Remove a URL and its secrets from an error message (FFmpeg messages quote the URL)."""
     parts = urlsplit(url)
     out = text.replace(url, mask_url(url))
-    for secret in (parts.password, parts.username, *(v for k, v in parse_qsl(parts.query) if _SECRET_PARAMS.search(k))):
+    for secret in (
+        parts.password,
+        parts.username,
+        *(v for k, v in parse_qsl(parts.query) if _SECRET_PARAMS.search(k)),
+    ):
         if secret and len(secret) > 2:
             out = out.replace(secret, "***")
     return out
@@ -139,7 +143,9 @@ def _scrub(text: str, url: str) -> str:
 Reader = Iterator[np.ndarray]
 
 
-def open_reader(spec: SourceSpec, rate: int, stop: threading.Event, *, stdin: BinaryIO | None = None) -> Reader:
+def open_reader(
+    spec: SourceSpec, rate: int, stop: threading.Event, *, stdin: BinaryIO | None = None
+) -> Reader:
     """One connection to a source: float32 mono chunks at ``rate`` until it ends or drops.
 
     Raises:
@@ -162,7 +168,9 @@ def open_reader(spec: SourceSpec, rate: int, stop: threading.Event, *, stdin: Bi
 def _read_file(spec: SourceSpec, rate: int, stop: threading.Event) -> Reader:
     limits = _audio.AudioLimits(max_duration_s=None)
     started, played = time.monotonic(), 0
-    for chunk in _audio.stream(spec.target, sample_rate=rate, limits=limits, name=spec.target, chunk_s=CHUNK_S):
+    for chunk in _audio.stream(
+        spec.target, sample_rate=rate, limits=limits, name=spec.target, chunk_s=CHUNK_S
+    ):
         if spec.realtime:
             # pace to the audio clock so a file stands in for a live source: a chunk is there once it has "played"
             ahead = started + (played + chunk.size) / rate - time.monotonic()
@@ -251,7 +259,9 @@ class _Resampler:
         import av
 
         self.in_rate, self.out_rate = in_rate, out_rate
-        self._r = None if in_rate == out_rate else av.AudioResampler(format="flt", layout="mono", rate=out_rate)
+        self._r = (
+            None if in_rate == out_rate else av.AudioResampler(format="flt", layout="mono", rate=out_rate)
+        )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self._r is None or x.size == 0:
@@ -305,25 +315,36 @@ def _read_microphone(spec: SourceSpec, rate: int, stop: threading.Event) -> Read
     except ImportError:
         raise MissingExtraError("microphone input", "monitor") from None
     except OSError as ex:  # the PortAudio library itself is missing
-        raise ConfigError(f"microphone input needs PortAudio ({ex}); e.g. apt install libportaudio2") from None
+        raise ConfigError(
+            f"microphone input needs PortAudio ({ex}); e.g. apt install libportaudio2"
+        ) from None
     q: queue.Queue[np.ndarray] = queue.Queue(maxsize=256)
 
     def callback(indata: np.ndarray, frames: int, t: Any, status: Any) -> None:
         try:
-            q.put_nowait(indata.mean(axis=1, dtype=np.float32) if indata.shape[1] > 1 else indata[:, 0].copy())
+            q.put_nowait(
+                indata.mean(axis=1, dtype=np.float32) if indata.shape[1] > 1 else indata[:, 0].copy()
+            )
         except queue.Full:
             pass  # the model thread is far behind; live audio is dropped, never queued forever
 
     resample = _Resampler(spec.input_rate_hz, rate)
     device = spec.target or None
     try:
-        with sd.InputStream(samplerate=spec.input_rate_hz, channels=spec.channels, dtype="float32",
-                            device=device, callback=callback):  # fmt: skip
+        with sd.InputStream(
+            samplerate=spec.input_rate_hz,
+            channels=spec.channels,
+            dtype="float32",
+            device=device,
+            callback=callback,
+        ):
             while not stop.is_set():
                 try:
                     x = q.get(timeout=spec.reconnect.watchdog_s)
                 except queue.Empty:
-                    raise SourceLost(f"no audio from the microphone for {spec.reconnect.watchdog_s:g} s") from None
+                    raise SourceLost(
+                        f"no audio from the microphone for {spec.reconnect.watchdog_s:g} s"
+                    ) from None
                 yield resample(x)
     except sd.PortAudioError as ex:
         raise SourceLost(f"microphone: {ex}") from None

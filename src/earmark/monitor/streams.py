@@ -61,9 +61,19 @@ class Stream:
         max_pending: windows this stream may have waiting.
     """
 
-    def __init__(self, spec: SourceSpec, rules: tuple[Rule, ...], *, rate: int, window_s: float, hop_s: float,
-                 out: queue.Queue[PendingWindow | Marker], keep_s: float, max_clip_s: float,
-                 max_pending: int = 8) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: SourceSpec,
+        rules: tuple[Rule, ...],
+        *,
+        rate: int,
+        window_s: float,
+        hop_s: float,
+        out: queue.Queue[PendingWindow | Marker],
+        keep_s: float,
+        max_clip_s: float,
+        max_pending: int = 8,
+    ) -> None:
         self.spec, self.rules, self.rate = spec, rules, rate
         self.name = spec.name
         self.hop_s = hop_s
@@ -95,7 +105,9 @@ class Stream:
         level = level_dbfs(samples, rate=self.rate)
         gate = self.spec.gate_dbfs
         keep = None if gate is not None and level < gate else samples
-        item = PendingWindow(stream=self, start=start, end=start + samples.size, samples=keep, level_dbfs=level)
+        item = PendingWindow(
+            stream=self, start=start, end=start + samples.size, samples=keep, level_dbfs=level
+        )
         if self.spec.kind in ("file", "stdin"):
             while not self._slots.acquire(timeout=0.2):  # a file or a pipe waits for the model
                 if self.stop.is_set():
@@ -103,7 +115,9 @@ class Stream:
         elif not self._slots.acquire(blocking=False):
             self.dropped += 1  # live audio waits for nobody; say so once in a while
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
-                log.warning("source %s: the model is behind; %d window(s) dropped so far", self.name, self.dropped)
+                log.warning(
+                    "source %s: the model is behind; %d window(s) dropped so far", self.name, self.dropped
+                )
             return
         self._out.put(item)
 

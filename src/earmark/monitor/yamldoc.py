@@ -127,8 +127,15 @@ class Node:
         self._seen.add(key)
         return self.data.get(key, default)
 
-    def get(self, key: str, kind: type[T] | tuple[type, ...], default: Any = None, *,
-            check: Callable[[Any], str | None] | None = None, required: bool = False) -> Any:  # fmt: skip
+    def get(
+        self,
+        key: str,
+        kind: type[T] | tuple[type, ...],
+        default: Any = None,
+        *,
+        check: Callable[[Any], str | None] | None = None,
+        required: bool = False,
+    ) -> Any:
         """The value of ``key`` as ``kind`` (ints accepted for floats), or ``default``; ``check`` returns a problem."""
         self._seen.add(key)
         if key not in self.data or self.data[key] is None:
@@ -190,8 +197,14 @@ class Node:
                 raise self.error(key, f"unknown key {key!r}{hint}")
 
 
-_TYPE_NAMES = {str: "text", float: "a number", int: "a whole number", bool: "true or false", list: "a list",
-               dict: "a mapping"}  # fmt: skip
+_TYPE_NAMES = {
+    str: "text",
+    float: "a number",
+    int: "a whole number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 def between(lo: float, hi: float) -> Callable[[Any], str | None]:

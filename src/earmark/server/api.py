@@ -39,8 +39,8 @@ except ImportError:  # pragma: no cover - depends on the install
     raise MissingExtraError("earmark serve", "server") from None
 
 if TYPE_CHECKING:
+    from ..adapt.packs import ClassifierPack
     from ..classify import Classifier
-    from ..packs import ClassifierPack
     from ..store import Database
 
 __all__ = ["create_app", "error_status"]
@@ -105,13 +105,13 @@ def create_app(
     from .events_routes import router as events
     from .guards import ApiKeyMiddleware, BodyLimitMiddleware
     from .library_routes import router as library
-    from .metrics import Metrics, MetricsMiddleware
+    from .metrics import MetricsMiddleware, ServerMetrics
     from .routes import health, v1
     from .served_packs import check_packs
 
     settings.check()
     served = check_packs(classifier, packs or {})
-    metrics = Metrics()
+    metrics = ServerMetrics()
     metrics.queue_capacity.set(settings.capacity)
     if model_load_s is not None:
         metrics.model_load_seconds.set(model_load_s)
@@ -165,8 +165,14 @@ def _store_tabs(classifier: Classifier, db: Database | None) -> list[UiTab]:
     return [("Library", lambda: build_library_tab(classifier, db)), ("Events", lambda: build_events_tab(db))]
 
 
-def _mount_ui(app: FastAPI, classifier: Classifier, db: Database | None, settings: ServerSettings,
-              tabs: Sequence[UiTab], packs: Mapping[str, ClassifierPack]) -> None:  # fmt: skip
+def _mount_ui(
+    app: FastAPI,
+    classifier: Classifier,
+    db: Database | None,
+    settings: ServerSettings,
+    tabs: Sequence[UiTab],
+    packs: Mapping[str, ClassifierPack],
+) -> None:
     from .ui import AppRunner, build_ui, mount_ui
 
     blocks = build_ui(classifier, db, extra_tabs=tabs, runner=AppRunner(app), settings=settings, packs=packs)
@@ -215,7 +221,9 @@ async def _earmark_error(request: Request, ex: EarmarkError) -> JSONResponse:
     headers = {"Retry-After": str(ex.retry_after_s)} if isinstance(ex, ServerBusy) else None
     if isinstance(ex, _PRIVATE):
         log.error("%s %s: %s", request.method, request.url.path, ex)
-        return _error(status, code, "the server cannot do this right now; the operator can see why in its log")
+        return _error(
+            status, code, "the server cannot do this right now; the operator can see why in its log"
+        )
     return _error(status, code, str(ex), headers)
 
 

@@ -159,7 +159,6 @@ class ModelBatcher:
         if self._on_batch:
             self._on_batch(len(live), time.perf_counter() - start)
 
-
     def _embed_fixed_shape(self, windows: list[np.ndarray]) -> np.ndarray:
         """Embed ``windows`` in one call of exactly ``batch_size`` rows (padding rows are dropped)."""
         missing = self.batch_size - len(windows)

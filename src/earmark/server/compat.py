@@ -39,8 +39,15 @@ _OPENAPI_BODY = {
                     "type": "object",
                     "required": ["file", "labels"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "Audio (or field `audio`)."},
-                        "labels": {"type": "string", "description": "Comma-separated (or `candidate_labels`)."},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Audio (or field `audio`).",
+                        },
+                        "labels": {
+                            "type": "string",
+                            "description": "Comma-separated (or `candidate_labels`).",
+                        },
                     },
                 }
             },
@@ -48,7 +55,9 @@ _OPENAPI_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["data"],
-                    "properties": {"data": {"type": "array", "description": '["data:audio/wav;base64,...", "a, b"]'}},
+                    "properties": {
+                        "data": {"type": "array", "description": '["data:audio/wav;base64,...", "a, b"]'}
+                    },
                 }
             },
         }
@@ -64,7 +73,7 @@ async def predict(request: Request) -> JSONResponse:
     if kind == "application/json":
         return await _gradio3(request, engine)
     if kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        raise ConfigError("send multipart/form-data (file + labels) or JSON {\"data\": [audio, labels]}")
+        raise ConfigError('send multipart/form-data (file + labels) or JSON {"data": [audio, labels]}')
     async with request.form() as form:
         upload = form.get("file") or form.get("audio")
         labels = form.get("labels") or form.get("candidate_labels")
@@ -89,8 +98,14 @@ async def _gradio3(request: Request, engine: Any) -> JSONResponse:
     data, name = _audio_payload(items[0])
     prediction = await engine.classify(data, items[1], engine.options(), name=name)
     took = round(time.perf_counter() - started, 4)
-    return JSONResponse({"data": [_gradio_label(prediction)], "is_generating": False,
-                         "duration": took, "average_duration": took})  # fmt: skip
+    return JSONResponse(
+        {
+            "data": [_gradio_label(prediction)],
+            "is_generating": False,
+            "duration": took,
+            "average_duration": took,
+        }
+    )
 
 
 def _audio_payload(item: Any) -> tuple[bytes, str]:

@@ -1,4 +1,4 @@
-"""Upload decoding for the server: :class:`earmark.isolate.DecoderPool`.
+"""Upload decoding for the server: :class:`earmark.audio.isolate.DecoderPool`.
 
 Uploads are untrusted: a file that makes FFmpeg hang, crash or eat memory costs
 one worker process, which is killed and replaced; the server answers 504 or 422.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Union
 
-from ..isolate import DecoderPool
+from ..audio.isolate import DecoderPool
 
 __all__ = ["Data", "DecoderPool"]
 

@@ -33,7 +33,7 @@ from .errors import RequestDeadline
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
-    from ..packs import ClassifierPack
+    from ..adapt.packs import ClassifierPack
 
 __all__ = ["ServingEngine"]
 
@@ -71,7 +71,9 @@ class ServingEngine:
         self.decoder = DecoderPool(
             workers=settings.decode_workers, timeout_s=settings.decode_timeout_s, limits=self.limits
         )
-        self._decode_threads = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="earmark-decode")
+        self._decode_threads = ThreadPoolExecutor(
+            settings.decode_workers, thread_name_prefix="earmark-decode"
+        )
         self.batcher = ModelBatcher(
             classifier.backend,
             batch_size=settings.max_batch_size or _auto_batch_size(classifier.backend),
@@ -89,7 +91,12 @@ class ServingEngine:
         return self.classifier.resolve_options(None, **overrides)
 
     async def classify(
-        self, data: Data, labels: str | Iterable[str] | None, options: ClassifyOptions, *, name: str,
+        self,
+        data: Data,
+        labels: str | Iterable[str] | None,
+        options: ClassifyOptions,
+        *,
+        name: str,
         pack: ClassifierPack | None = None,
     ) -> Prediction:
         """Decode an upload in a worker, embed it in shared batches, score it.
@@ -113,7 +120,12 @@ class ServingEngine:
             return await self._deadline(self._score(embedding, labels_t, options, pack))
 
     async def classify_samples(
-        self, samples: np.ndarray, labels: str | Iterable[str] | None, options: ClassifyOptions, *, name: str,
+        self,
+        samples: np.ndarray,
+        labels: str | Iterable[str] | None,
+        options: ClassifyOptions,
+        *,
+        name: str,
         pack: ClassifierPack | None = None,
     ) -> Prediction:
         """Classify float32 mono samples already at the model's rate (the live microphone)."""
@@ -178,7 +190,9 @@ class ServingEngine:
                 self._decoding -= 1
             self._observe("decode", time.perf_counter() - start)
 
-    async def _embed_samples(self, samples: np.ndarray, options: ClassifyOptions, name: str) -> AudioEmbedding:
+    async def _embed_samples(
+        self, samples: np.ndarray, options: ClassifyOptions, name: str
+    ) -> AudioEmbedding:
         rate = self.sample_rate
         if samples.size == 0:
             raise AudioError(name, "decodes to no audio samples")
@@ -199,8 +213,13 @@ class ServingEngine:
             sample_rate=rate,
         )
 
-    async def _score(self, embedding: Any, labels: tuple[str, ...] | None, options: ClassifyOptions,
-                     pack: ClassifierPack | None) -> Prediction:  # fmt: skip
+    async def _score(
+        self,
+        embedding: Any,
+        labels: tuple[str, ...] | None,
+        options: ClassifyOptions,
+        pack: ClassifierPack | None,
+    ) -> Prediction:
         emb = await embedding
         # on the model thread: a pack's model check may embed its label texts
         return await self._on_model(partial(self.classifier.score, emb, labels, options=options, pack=pack))
@@ -217,8 +236,10 @@ def _check_labels(labels: str | Iterable[str] | None, pack: ClassifierPack | Non
         return None
     labels_t = parse_labels(labels)
     if pack is not None and set(labels_t) != set(pack.labels):
-        raise LabelError(f"the classifier pack scores its own labels ({', '.join(pack.labels)}); "
-                         "leave the labels out or give exactly those")  # fmt: skip
+        raise LabelError(
+            f"the classifier pack scores its own labels ({', '.join(pack.labels)}); "
+            "leave the labels out or give exactly those"
+        )
     return labels_t
 
 

@@ -26,8 +26,14 @@ __all__ = ["build_events_tab", "event_clip", "events_table", "router"]
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
 EVENT_ID = r"^[A-Za-z0-9_-]{1,64}$"
-_MEDIA = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "opus": "audio/ogg", "mp3": "audio/mpeg",
-          "m4a": "audio/mp4"}  # fmt: skip
+_MEDIA = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg",
+    "mp3": "audio/mpeg",
+    "m4a": "audio/mp4",
+}
 
 
 def _events(request: Request) -> EventLog:
@@ -47,9 +53,13 @@ def _with_url(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("")
-def list_events(request: Request, since: str | None = Query(None, description="30m, 12h, 7d or an ISO time"),
-                label: str | None = None, source: str | None = None,
-                limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:  # fmt: skip
+def list_events(
+    request: Request,
+    since: str | None = Query(None, description="30m, 12h, 7d or an ISO time"),
+    label: str | None = None,
+    source: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
     """Events, newest first."""
     try:
         since_iso = parse_since(since)
@@ -76,8 +86,11 @@ def get_clip(request: Request, event_id: str = PathParam(..., pattern=EVENT_ID))
     if path is None:
         raise HTTPException(status_code=404, detail="this event has no clip")
     fmt = path.suffix.lstrip(".")
-    return FileResponse(path, media_type=_MEDIA.get(fmt) or mimetypes.guess_type(path.name)[0] or "audio/*",
-                        filename=path.name)  # fmt: skip
+    return FileResponse(
+        path,
+        media_type=_MEDIA.get(fmt) or mimetypes.guess_type(path.name)[0] or "audio/*",
+        filename=path.name,
+    )
 
 
 def _clip_path(row: dict[str, Any] | None, clips_dir: str | Path | None) -> Path | None:
@@ -97,14 +110,26 @@ TABLE_HEADERS = ["started (UTC)", "source", "rule", "label", "length (s)", "peak
 SINCE_CHOICES = ["1h", "24h", "7d", "30d", "all"]
 
 
-def events_table(log: EventLog, since: str | None = "24h", label: str | None = None,
-                 limit: int = 200) -> tuple[list[list[Any]], list[str]]:  # fmt: skip
+def events_table(
+    log: EventLog, since: str | None = "24h", label: str | None = None, limit: int = 200
+) -> tuple[list[list[Any]], list[str]]:
     """Rows for the events table and the ids that have a clip."""
-    rows = log.list_events(since=parse_since(None if since in (None, "all") else since), label=label or None,
-                           limit=limit)  # fmt: skip
-    table = [[r["started_at"][:19].replace("T", " "), r["source"], r["rule"], r["label"],
-              None if r["end_s"] is None else round(r["end_s"] - r["start_s"], 1), round(r["peak"], 3),
-              r["closed_by"] or r["status"], r["id"]] for r in rows]  # fmt: skip
+    rows = log.list_events(
+        since=parse_since(None if since in (None, "all") else since), label=label or None, limit=limit
+    )
+    table = [
+        [
+            r["started_at"][:19].replace("T", " "),
+            r["source"],
+            r["rule"],
+            r["label"],
+            None if r["end_s"] is None else round(r["end_s"] - r["start_s"], 1),
+            round(r["peak"], 3),
+            r["closed_by"] or r["status"],
+            r["id"],
+        ]
+        for r in rows
+    ]
     return table, [r["id"] for r in rows if r.get("clip_path")]
 
 
@@ -148,8 +173,12 @@ def build_events_tab(db: Any) -> None:
         since = gr.Dropdown(SINCE_CHOICES, value="24h", label="Since", scale=1)
         label = gr.Textbox(label="Label", placeholder="any label", scale=2)
         button = gr.Button("Refresh", scale=1)
-    table = gr.Dataframe(headers=TABLE_HEADERS, value=lambda: events_table(log)[0], interactive=False,
-                         label="Events (newest first)")  # fmt: skip
+    table = gr.Dataframe(
+        headers=TABLE_HEADERS,
+        value=lambda: events_table(log)[0],
+        interactive=False,
+        label="Events (newest first)",
+    )
     with gr.Row():
         pick = gr.Dropdown(choices=[], label="Event with a clip", scale=1)
         player = gr.Audio(label="Clip", type="numpy", interactive=False, scale=2)

@@ -20,15 +20,23 @@ Scope = dict[str, Any]
 OPEN_PATHS = frozenset({"/livez", "/readyz"})
 
 
-async def json_error(send: Any, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+async def json_error(
+    send: Any, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] = ()
+) -> None:  # type: ignore[assignment]
     """Send ``{"error": {"code", "message"}}`` with ``status`` straight on the ASGI channel."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"), *headers],
-    })  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -113,8 +121,9 @@ class ApiKeyMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         challenge = [(b"www-authenticate", b'Bearer realm="earmark", Basic realm="earmark"')]
-        await json_error(send, 401, "unauthorized", "this server needs an API key: Authorization: Bearer KEY",
-                         challenge)  # fmt: skip
+        await json_error(
+            send, 401, "unauthorized", "this server needs an API key: Authorization: Bearer KEY", challenge
+        )
 
     def _allowed(self, header: str) -> bool:
         scheme, _, value = header.partition(" ")

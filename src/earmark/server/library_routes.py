@@ -53,14 +53,20 @@ def _classifier(request: Request) -> Any:
 
 
 @router.get("/search")
-def search(request: Request, q: str = Query(..., max_length=500), k: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
+def search(
+    request: Request, q: str = Query(..., max_length=500), k: int = Query(20, ge=1, le=500)
+) -> dict[str, Any]:
     """Files whose best window matches the text ``q``, best first."""
     t = time.perf_counter()
     try:
         hits = search_text(_db(request), _classifier(request), q, k=k)
     except ConfigError as ex:
         raise HTTPException(422, str(ex)) from None
-    return {"query": q, "results": [h.to_dict() for h in hits], "took_ms": round((time.perf_counter() - t) * 1e3, 2)}
+    return {
+        "query": q,
+        "results": [h.to_dict() for h in hits],
+        "took_ms": round((time.perf_counter() - t) * 1e3, 2),
+    }
 
 
 @router.get("/similar/{file_id}")
@@ -71,8 +77,11 @@ def similar(request: Request, file_id: int, k: int = Query(20, ge=1, le=500)) ->
         hits = similar_to(_db(request), _classifier(request), file_id, k=k)
     except ConfigError as ex:
         raise HTTPException(404, str(ex)) from None
-    return {"file_id": file_id, "results": [h.to_dict() for h in hits],
-            "took_ms": round((time.perf_counter() - t) * 1e3, 2)}  # fmt: skip
+    return {
+        "file_id": file_id,
+        "results": [h.to_dict() for h in hits],
+        "took_ms": round((time.perf_counter() - t) * 1e3, 2),
+    }
 
 
 @router.get("/review")

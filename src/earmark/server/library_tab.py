@@ -26,8 +26,10 @@ def search_rows(db: Any, classifier: Any, query: str, k: int) -> tuple[list[list
         hits = search_text(db, classifier, query, k=int(k))
     except ConfigError as ex:
         return [], str(ex)
-    rows = [[i, round(h.score, 3), round(h.start_s, 1), round(h.end_s, 1), h.top_label or "", h.path, h.file_id]
-            for i, h in enumerate(hits, 1)]  # fmt: skip
+    rows = [
+        [i, round(h.score, 3), round(h.start_s, 1), round(h.end_s, 1), h.top_label or "", h.path, h.file_id]
+        for i, h in enumerate(hits, 1)
+    ]
     return rows, f"{len(rows)} files" if rows else "nothing found: tag a folder with `earmark tag` first"
 
 
@@ -54,7 +56,9 @@ def next_review(db: Any) -> tuple[int | None, str, list[str]]:
     return item.file_id, f"`{item.path}`  \n{top}", list(item.labels)
 
 
-def decide_and_next(db: Any, file_id: int | None, decision: str, label: str | None) -> tuple[int | None, str, list[str]]:
+def decide_and_next(
+    db: Any, file_id: int | None, decision: str, label: str | None
+) -> tuple[int | None, str, list[str]]:
     """Store a decision for ``file_id`` (relabel uses ``label``), then return the next item."""
     if file_id is not None:
         try:

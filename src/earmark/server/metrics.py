@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["Metrics", "MetricsMiddleware", "route_name"]
+__all__ = ["ServerMetrics", "MetricsMiddleware", "route_name"]
 
 _ROUTES = ("/api/v1/classify", "/api/v1/embed", "/api/predict", "/livez", "/readyz", "/metrics")
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -29,7 +29,7 @@ def route_name(path: str) -> str:
     return "other"
 
 
-class Metrics:
+class ServerMetrics:
     """The app's collectors."""
 
     def __init__(self) -> None:
@@ -37,13 +37,20 @@ class Metrics:
         r = self.registry
         self.requests = Counter("earmark_requests", "HTTP requests answered", ["route", "status"], registry=r)
         self.latency = Histogram(
-            "earmark_request_seconds", "Time to answer a request", ["route"], buckets=_LATENCY_BUCKETS, registry=r
+            "earmark_request_seconds",
+            "Time to answer a request",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_depth = Gauge("earmark_queue_depth", "Requests held by the engine now", registry=r)
         self.queue_capacity = Gauge("earmark_queue_capacity", "Requests the engine may hold", registry=r)
         self.rejected = Counter("earmark_rejected", "Requests refused with 429 (queue full)", registry=r)
         self.batch_size = Histogram(
-            "earmark_batch_size", "Audio windows per model batch", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32), registry=r
+            "earmark_batch_size",
+            "Audio windows per model batch",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+            registry=r,
         )
         self.batch_seconds = Histogram(
             "earmark_batch_seconds", "Model time per batch", buckets=_LATENCY_BUCKETS, registry=r
@@ -51,7 +58,9 @@ class Metrics:
         self.decode_seconds = Histogram(
             "earmark_decode_seconds", "Time to decode one upload", buckets=_LATENCY_BUCKETS, registry=r
         )
-        self.model_load_seconds = Gauge("earmark_model_load_seconds", "Time the model took to load", registry=r)
+        self.model_load_seconds = Gauge(
+            "earmark_model_load_seconds", "Time the model took to load", registry=r
+        )
         self.ready = Gauge("earmark_ready", "1 when the model is loaded, warm and not draining", registry=r)
 
     def observe(self, kind: str, *values: float) -> None:
@@ -69,7 +78,7 @@ class Metrics:
 class MetricsMiddleware:
     """Pure ASGI middleware: counts every HTTP response by route and status, and times it."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: Any, metrics: ServerMetrics) -> None:
         self.app = app
         self.metrics = metrics
 

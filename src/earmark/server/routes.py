@@ -63,12 +63,26 @@ async def metrics(request: Request) -> Response:
 @v1.post("/classify", response_model=ClassifyResponse, response_model_exclude_unset=True)
 async def classify(
     request: Request,
-    file: Annotated[UploadFile, File(description="The audio file (wav, mp3, ogg, flac, opus, m4a, webm...).")],
-    labels: Annotated[str | None, Form(description="Candidate labels, separated by commas or new lines (2 to 1000). "
-                                       "With `pack`: leave out, or exactly the pack's labels.")] = None,
-    pack: Annotated[str | None, Form(description="Name of a classifier pack this server serves (see "
-                                     "`GET /api/v1/packs`): its trained head scores its own labels.")] = None,
-    threshold: Annotated[float | None, Form(ge=0, le=1, description="Below it the answer is uncertain.")] = None,
+    file: Annotated[
+        UploadFile, File(description="The audio file (wav, mp3, ogg, flac, opus, m4a, webm...).")
+    ],
+    labels: Annotated[
+        str | None,
+        Form(
+            description="Candidate labels, separated by commas or new lines (2 to 1000). "
+            "With `pack`: leave out, or exactly the pack's labels."
+        ),
+    ] = None,
+    pack: Annotated[
+        str | None,
+        Form(
+            description="Name of a classifier pack this server serves (see "
+            "`GET /api/v1/packs`): its trained head scores its own labels."
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None, Form(ge=0, le=1, description="Below it the answer is uncertain.")
+    ] = None,
     top_k: Annotated[int | None, Form(ge=1, description="How many best labels `top_k` holds.")] = None,
     template: Annotated[list[str] | None, Form(description="Prompt template(s) with {label}.")] = None,
     window_s: Annotated[float | None, Form(gt=0, le=10, description="Window length in seconds.")] = None,
@@ -84,8 +98,14 @@ async def classify(
     if chosen is None and labels is None:
         hint = f", or name a classifier pack as `pack` ({', '.join(sorted(packs))})" if packs else ""
         raise LabelError(f"no labels given: send the candidate labels as `labels`{hint}")
-    opts = engine.options(threshold=threshold, top_k=top_k, templates=tuple(template) if template else None,
-                          window_s=window_s, hop_s=hop_s, aggregate=aggregate)  # fmt: skip
+    opts = engine.options(
+        threshold=threshold,
+        top_k=top_k,
+        templates=tuple(template) if template else None,
+        window_s=window_s,
+        hop_s=hop_s,
+        aggregate=aggregate,
+    )
     async with upload_source(file) as (data, name):
         prediction = await engine.classify(data, labels, opts, name=name, pack=chosen)
     out = prediction_json(prediction, windows=windows)
@@ -118,15 +138,26 @@ async def embed(
     if texts:
         _check_texts(texts)
         vectors = await engine.embed_texts(texts, (template,) if template else None)
-        return {"model": model, "kind": "text", "dim": int(vectors.shape[1]), "texts": texts,
-                "vectors": vectors.tolist()}  # fmt: skip
+        return {
+            "model": model,
+            "kind": "text",
+            "dim": int(vectors.shape[1]),
+            "texts": texts,
+            "vectors": vectors.tolist(),
+        }
     assert file is not None
     opts = engine.options(window_s=window_s, hop_s=hop_s)
     async with upload_source(file) as (data, name):
         emb = await engine.embed_upload(data, opts, name=name)
-    return {"model": model, "kind": "audio", "dim": int(emb.vectors.shape[1]), "source": emb.source,
-            "duration_s": round(emb.duration_s, 3), "spans_s": [list(s) for s in emb.spans_s],
-            "vectors": emb.vectors.tolist()}  # fmt: skip
+    return {
+        "model": model,
+        "kind": "audio",
+        "dim": int(emb.vectors.shape[1]),
+        "source": emb.source,
+        "duration_s": round(emb.duration_s, 3),
+        "spans_s": [list(s) for s in emb.spans_s],
+        "vectors": emb.vectors.tolist(),
+    }
 
 
 def engine_of(request: Request) -> Any:

@@ -11,8 +11,6 @@ __all__ = [
     "EmbedResponse",
     "ErrorBody",
     "ErrorResponse",
-    "GradioLabel",
-    "LegacyPredictResponse",
     "PackInfo",
     "PacksResponse",
 ]
@@ -58,7 +56,9 @@ class ClassifyResponse(BaseModel):
     duration_s: float
     sample_rate: int
     labels: list[str] = Field(description="Candidate labels, cleaned, in the order given.")
-    label: str | None = Field(description="The answer, or null when uncertain (top probability below threshold).")
+    label: str | None = Field(
+        description="The answer, or null when uncertain (top probability below threshold)."
+    )
     top: TopScore
     uncertain: bool
     threshold: float
@@ -66,9 +66,13 @@ class ClassifyResponse(BaseModel):
     scores: dict[str, float] = Field(description="Every label's probability, best first.")
     cosines: dict[str, float] = Field(description="Every label's raw cosine similarity.")
     timeline: list[SegmentRow] = Field(description="Stretches where a label is heard above threshold.")
-    windows: list[WindowRow] | None = Field(default=None, description="Per-window scores when `windows=true`.")
-    pack: str | None = Field(default=None, description="The classifier pack that scored, when `pack` was given; "
-                             "absent for zero-shot.")
+    windows: list[WindowRow] | None = Field(
+        default=None, description="Per-window scores when `windows=true`."
+    )
+    pack: str | None = Field(
+        default=None,
+        description="The classifier pack that scored, when `pack` was given; absent for zero-shot.",
+    )
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -78,10 +82,14 @@ class PackInfo(BaseModel):
     model: str = Field(description="The model it was fitted on (the server checked it is the one loaded).")
     digest: str = Field(description="Identity of what the pack computes (labels, head, thresholds).")
     examples: dict[str, int] = Field(description="Training examples per class.")
-    cv_accuracy: float | None = Field(description="Cross-validated accuracy on its training data, if recorded.")
+    cv_accuracy: float | None = Field(
+        description="Cross-validated accuracy on its training data, if recorded."
+    )
     label_thresholds: dict[str, float] = Field(description="Calibrated per-label thresholds (may be empty).")
-    training: dict[str, Any] = Field(description="Training summary: method, folds, macro-F1, zero-shot "
-                                     "accuracy on the same data, when fitted.")
+    training: dict[str, Any] = Field(
+        description="Training summary: method, folds, macro-F1, zero-shot "
+        "accuracy on the same data, when fitted."
+    )
 
 
 class PacksResponse(BaseModel):
@@ -97,20 +105,3 @@ class EmbedResponse(BaseModel):
     source: str | None = None
     duration_s: float | None = None
     spans_s: list[list[float]] | None = Field(default=None, description="(start, end) of each audio window.")
-
-
-class GradioConfidence(BaseModel):
-    label: str
-    confidence: float
-
-
-class GradioLabel(BaseModel):
-    label: str
-    confidences: list[GradioConfidence]
-
-
-class LegacyPredictResponse(BaseModel):
-    data: list[GradioLabel]
-    is_generating: bool = False
-    duration: float
-    average_duration: float

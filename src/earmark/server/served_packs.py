@@ -14,14 +14,23 @@ from ..errors import ConfigError
 from .errors import UnknownPack
 
 if TYPE_CHECKING:
+    from ..adapt.packs import ClassifierPack
     from ..classify import Classifier
-    from ..packs import ClassifierPack
 
 __all__ = ["TRAINING_KEYS", "check_packs", "pack_summary", "pick_pack"]
 
 # what clients see of a pack's training summary; the rest (e.g. the training data's location) stays private
-TRAINING_KEYS = ("method", "examples", "cv_folds", "cv_accuracy", "cv_macro_f1", "zero_shot_accuracy",
-                 "zero_shot_macro_f1", "target_precision", "fitted_at")  # fmt: skip
+TRAINING_KEYS = (
+    "method",
+    "examples",
+    "cv_folds",
+    "cv_accuracy",
+    "cv_macro_f1",
+    "zero_shot_accuracy",
+    "zero_shot_macro_f1",
+    "target_precision",
+    "fitted_at",
+)
 
 
 def check_packs(classifier: Classifier, packs: Mapping[str, ClassifierPack]) -> dict[str, ClassifierPack]:
@@ -51,7 +60,9 @@ def pick_pack(packs: Mapping[str, ClassifierPack], name: str | None) -> Classifi
     pack = packs.get(name.strip())
     if pack is None:
         served = ", ".join(sorted(packs)) if packs else "none"
-        raise UnknownPack(f"no classifier pack named {name.strip()[:80]!r} is served here; served packs: {served}")
+        raise UnknownPack(
+            f"no classifier pack named {name.strip()[:80]!r} is served here; served packs: {served}"
+        )
     return pack
 
 

@@ -45,8 +45,14 @@ class ServerSettings:
 
     def check(self) -> ServerSettings:
         """Raise ConfigError on values that cannot work; returns self."""
-        positive = ("max_upload_mb", "max_duration_s", "decode_timeout_s", "request_timeout_s",
-                    "live_window_s", "live_every_s")  # fmt: skip
+        positive = (
+            "max_upload_mb",
+            "max_duration_s",
+            "decode_timeout_s",
+            "request_timeout_s",
+            "live_window_s",
+            "live_every_s",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be positive")

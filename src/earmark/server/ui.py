@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingExtraError
-from ..models import earmark_home
+from ..paths import earmark_home
 from ..types import ClassifyOptions, Prediction
 from .errors import ServerBusy
 from .i18n import MESSAGES
@@ -31,8 +31,8 @@ except ImportError:  # pragma: no cover - depends on the install
 if TYPE_CHECKING:
     import numpy as np
 
+    from ..adapt.packs import ClassifierPack
     from ..classify import Classifier
-    from ..packs import ClassifierPack
     from ..store import Database
 
 __all__ = ["AppRunner", "DirectRunner", "build_ui", "mount_ui", "page_assets", "ui_text"]
@@ -93,15 +93,36 @@ class DirectRunner:
     def options(self, **overrides: Any) -> ClassifyOptions:
         return self.classifier.resolve_options(None, **overrides)
 
-    async def classify(self, data: Any, labels: Any, options: ClassifyOptions, *, name: str,
-                       pack: ClassifierPack | None = None) -> Prediction:  # fmt: skip
+    async def classify(
+        self,
+        data: Any,
+        labels: Any,
+        options: ClassifyOptions,
+        *,
+        name: str,
+        pack: ClassifierPack | None = None,
+    ) -> Prediction:
         fn = partial(self.classifier.classify, data, labels, name=name, options=options, pack=pack)
         return await asyncio.to_thread(fn)
 
-    async def classify_samples(self, samples: np.ndarray, labels: Any, options: ClassifyOptions, *,
-                               name: str, pack: ClassifierPack | None = None) -> Prediction:  # fmt: skip
-        fn = partial(self.classifier.classify, samples, labels, input_rate=self.sample_rate, name=name,
-                     options=options, pack=pack)  # fmt: skip
+    async def classify_samples(
+        self,
+        samples: np.ndarray,
+        labels: Any,
+        options: ClassifyOptions,
+        *,
+        name: str,
+        pack: ClassifierPack | None = None,
+    ) -> Prediction:
+        fn = partial(
+            self.classifier.classify,
+            samples,
+            labels,
+            input_rate=self.sample_rate,
+            name=name,
+            options=options,
+            pack=pack,
+        )
         return await asyncio.to_thread(fn)
 
 
@@ -124,14 +145,33 @@ class AppRunner:
     def options(self, **overrides: Any) -> ClassifyOptions:
         return self.app.state.classifier.resolve_options(None, **overrides)  # type: ignore[no-any-return]
 
-    async def classify(self, data: Any, labels: Any, options: ClassifyOptions, *, name: str,
-                       pack: ClassifierPack | None = None) -> Prediction:  # fmt: skip
+    async def classify(
+        self,
+        data: Any,
+        labels: Any,
+        options: ClassifyOptions,
+        *,
+        name: str,
+        pack: ClassifierPack | None = None,
+    ) -> Prediction:
         return await self._engine().classify(data, labels, options, name=name, pack=pack)  # type: ignore[no-any-return]
 
-    async def classify_samples(self, samples: np.ndarray, labels: Any, options: ClassifyOptions, *,
-                               name: str, pack: ClassifierPack | None = None) -> Prediction:  # fmt: skip
-        return await self._engine().classify_samples(samples, labels, options, name=name,  # type: ignore[no-any-return]
-                                                     pack=pack)  # fmt: skip
+    async def classify_samples(
+        self,
+        samples: np.ndarray,
+        labels: Any,
+        options: ClassifyOptions,
+        *,
+        name: str,
+        pack: ClassifierPack | None = None,
+    ) -> Prediction:
+        return await self._engine().classify_samples(
+            samples,
+            labels,
+            options,
+            name=name,  # type: ignore[no-any-return]
+            pack=pack,
+        )
 
 
 def build_ui(

@@ -25,7 +25,7 @@ from .ui_packs import ZERO_SHOT, labels_and_pack, on_pack_change, pack_choice
 from .ui_render import bars_html, export_csv, export_json, summary_html, timeline_html
 
 if TYPE_CHECKING:
-    from ..packs import ClassifierPack
+    from ..adapt.packs import ClassifierPack
 
 __all__ = ["build_classify_tab", "make_examples"]
 
@@ -38,8 +38,10 @@ def make_examples(folder: Path) -> list[list[str]]:
 
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for fname, parts in (("beep.wav", [("beep", 5.0)]), ("hum-clicks-beep-30s.wav", [("hum", 10.0), ("clicks", 10.0),
-                                                                                  ("beep", 10.0)])):  # fmt: skip
+    for fname, parts in (
+        ("beep.wav", [("beep", 5.0)]),
+        ("hum-clicks-beep-30s.wav", [("hum", 10.0), ("clicks", 10.0), ("beep", 10.0)]),
+    ):
         path = folder / fname
         if not path.is_file():
             _write_wav(path, synth.sequence(parts, seed=7), synth.RATE)
@@ -80,8 +82,15 @@ class _Exports:
 
 def make_handler(runner: Any, exports: _Exports, packs: Mapping[str, ClassifierPack]) -> Callable[..., Any]:
     """The Classify button: one prediction, rendered for the asker's language."""
-    async def on_classify(audio_path: str | None, labels: str, threshold: float, template: str, choice: str | None,
-                          request: gr.Request) -> tuple[Any, ...]:  # fmt: skip
+
+    async def on_classify(
+        audio_path: str | None,
+        labels: str,
+        threshold: float,
+        template: str,
+        choice: str | None,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:
         lang = pick_language(request.headers.get("accept-language") if request else None)
         if not audio_path:
             raise gr.Error(t("no_audio", lang))
@@ -89,7 +98,9 @@ def make_handler(runner: Any, exports: _Exports, packs: Mapping[str, ClassifierP
             label_set, pack = labels_and_pack(packs, choice, labels)
             templates = (template.strip(),) if template and template.strip() else None
             opts = runner.options(threshold=threshold, templates=templates)
-            p = await runner.classify(Path(audio_path), label_set, opts, name=os.path.basename(audio_path), pack=pack)
+            p = await runner.classify(
+                Path(audio_path), label_set, opts, name=os.path.basename(audio_path), pack=pack
+            )
         except ServerBusy as ex:
             raise gr.Error(t("busy", lang, s=ex.retry_after_s)) from None
         except EarmarkError as ex:
@@ -102,36 +113,59 @@ def make_handler(runner: Any, exports: _Exports, packs: Mapping[str, ClassifierP
     return on_classify
 
 
-def build_classify_tab(runner: Any, settings: ServerSettings, i18n: Any, examples: list[list[str]],
-                       packs: Mapping[str, ClassifierPack]) -> None:  # fmt: skip
+def build_classify_tab(
+    runner: Any,
+    settings: ServerSettings,
+    i18n: Any,
+    examples: list[list[str]],
+    packs: Mapping[str, ClassifierPack],
+) -> None:
     """Components and events of the Classify tab (call inside ``gr.Tab``); ``packs`` adds the Classifier choice."""
     with gr.Row():
         with gr.Column(scale=1):
             # Gradio 6 shows an i18n label on Audio as "[object Object]": the caption is a Markdown instead
             gr.Markdown(i18n("audio"), elem_classes="em-caption")
-            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="audio", show_label=False,
-                             elem_id="em-audio")  # fmt: skip
+            audio = gr.Audio(
+                sources=["upload", "microphone"],
+                type="filepath",
+                label="audio",
+                show_label=False,
+                elem_id="em-audio",
+            )
             pack, pack_note = pack_choice(packs, i18n, elem_id="em-pack")
-            labels = gr.Textbox(label=i18n("labels"), lines=3, placeholder=t("labels_placeholder"),
-                                elem_id="em-labels")  # fmt: skip
+            labels = gr.Textbox(
+                label=i18n("labels"), lines=3, placeholder=t("labels_placeholder"), elem_id="em-labels"
+            )
             with gr.Row(elem_id="em-presets"):
-                preset_buttons = {key: gr.Button(i18n(key), size="sm", elem_id=f"em-{key}") for key in PRESETS}
+                preset_buttons = {
+                    key: gr.Button(i18n(key), size="sm", elem_id=f"em-{key}") for key in PRESETS
+                }
             threshold = gr.Slider(0, 1, value=0.7, step=0.01, label=i18n("threshold"), elem_id="em-threshold")
             template = gr.Textbox(value=DEFAULT_TEMPLATE, label=i18n("template"), elem_id="em-template")
             button = gr.Button(i18n("classify"), variant="primary", elem_id="em-classify")
-            shown = gr.Examples(examples, inputs=[audio, labels], label=i18n("examples"),
-                                example_labels=["beep (5 s)", "hum → clicks → beep (30 s)"])  # fmt: skip
+            shown = gr.Examples(
+                examples,
+                inputs=[audio, labels],
+                label=i18n("examples"),
+                example_labels=["beep (5 s)", "hum → clicks → beep (30 s)"],
+            )
         with gr.Column(scale=1):
             summary = gr.HTML(elem_id="em-summary")
             bars = gr.HTML(elem_id="em-bars")
             timeline = gr.HTML(visible=False, elem_id="em-timeline")
-            downloads = gr.File(label=i18n("download"), file_count="multiple", interactive=False,
-                                elem_id="em-downloads")  # fmt: skip
+            downloads = gr.File(
+                label=i18n("download"), file_count="multiple", interactive=False, elem_id="em-downloads"
+            )
     for key, btn in preset_buttons.items():  # filled in by the browser: no server round trip
         btn.click(None, None, labels, js=f"() => {json.dumps(PRESETS[key])}")
     on_pack_change(pack, pack_note, labels, [*preset_buttons.values(), template], packs)
     if packs:  # the examples come with their own labels: picking one goes back to zero-shot
         shown.dataset.click(None, None, pack, js=f"() => {json.dumps(ZERO_SHOT)}")
     handler = make_handler(runner, _Exports(), packs)
-    button.click(handler, [audio, labels, threshold, template, pack], [summary, bars, timeline, downloads],
-                 api_name="classify", concurrency_limit=settings.capacity)  # fmt: skip
+    button.click(
+        handler,
+        [audio, labels, threshold, template, pack],
+        [summary, bars, timeline, downloads],
+        api_name="classify",
+        concurrency_limit=settings.capacity,
+    )

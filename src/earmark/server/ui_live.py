@@ -27,7 +27,7 @@ from .ui_packs import labels_and_pack, on_pack_change, pack_choice
 from .ui_render import LiveResult, live_html, warnings_html
 
 if TYPE_CHECKING:
-    from ..packs import ClassifierPack
+    from ..adapt.packs import ClassifierPack
 
 __all__ = ["LiveState", "build_live_tab", "read_wav"]
 
@@ -53,7 +53,9 @@ def read_wav(data: bytes, name: str = "microphone") -> tuple[int, np.ndarray]:
         body = data[pos + 8 : pos + 8 + size]  # a streaming writer may leave size unset: take what is there
         if cid == b"fmt " and len(body) >= 16:
             fmt = struct.unpack("<HHIIHH", body[:16])
-            if fmt[0] == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the real tag is in the sub-format
+            if (
+                fmt[0] == 0xFFFE and len(body) >= 26
+            ):  # WAVE_FORMAT_EXTENSIBLE: the real tag is in the sub-format
                 fmt = (int.from_bytes(body[24:26], "little"), *fmt[1:])
         elif cid == b"data":
             if fmt is None:
@@ -108,11 +110,19 @@ def chunk_samples(path: str, model_rate: int) -> np.ndarray:
     return _audio.decode(x, input_rate=rate, sample_rate=model_rate, name="microphone")
 
 
-def make_handler(runner: Any, settings: ServerSettings,
-                 packs: Mapping[str, ClassifierPack] | None = None) -> Callable[..., Any]:  # fmt: skip
+def make_handler(
+    runner: Any, settings: ServerSettings, packs: Mapping[str, ClassifierPack] | None = None
+) -> Callable[..., Any]:
     """The stream handler: buffer each chunk; every ``live_every_s`` of audio, classify the window."""
-    async def on_chunk(path: str | None, labels: str, threshold: float, state: LiveState | None,
-                       choice: str | None, request: gr.Request) -> tuple[Any, LiveState]:  # fmt: skip
+
+    async def on_chunk(
+        path: str | None,
+        labels: str,
+        threshold: float,
+        state: LiveState | None,
+        choice: str | None,
+        request: gr.Request,
+    ) -> tuple[Any, LiveState]:
         lang = pick_language(request.headers.get("accept-language") if request else None)
         state = state if isinstance(state, LiveState) else LiveState()
         if not path:
@@ -126,14 +136,21 @@ def make_handler(runner: Any, settings: ServerSettings,
         state.next_at_s = state.heard_s + settings.live_every_s
         try:
             label_set, pack = labels_and_pack(packs or {}, choice, labels)
-            opts = runner.options(threshold=threshold, window_s=settings.live_window_s, hop_s=settings.live_window_s)
+            opts = runner.options(
+                threshold=threshold, window_s=settings.live_window_s, hop_s=settings.live_window_s
+            )
             p = await runner.classify_samples(state.buffer, label_set, opts, name="microphone", pack=pack)
         except ServerBusy as ex:
             return _message(t("busy", lang, s=ex.retry_after_s)), state
         except EarmarkError as ex:
             return _message(t("error", lang, reason=str(ex))), state
-        result = LiveResult(at_s=round(state.heard_s, 1), top=p.top.label, probability=p.top.probability,
-                            uncertain=p.uncertain, level_dbfs=round(state.level_dbfs(), 1))  # fmt: skip
+        result = LiveResult(
+            at_s=round(state.heard_s, 1),
+            top=p.top.label,
+            probability=p.top.probability,
+            uncertain=p.uncertain,
+            level_dbfs=round(state.level_dbfs(), 1),
+        )
         state.history = [*state.history[-(MAX_HISTORY - 1) :], result]
         html = live_html(state.history, lang, window_s=settings.live_window_s, every_s=settings.live_every_s)
         html = warnings_html(p.labels, lang) + html
@@ -148,27 +165,48 @@ def _message(text: str) -> str:
     return f'<div class="em-live em-error" role="alert">{escape(text)}</div>'
 
 
-def build_live_tab(runner: Any, settings: ServerSettings, i18n: Any, packs: Mapping[str, ClassifierPack]) -> None:
+def build_live_tab(
+    runner: Any, settings: ServerSettings, i18n: Any, packs: Mapping[str, ClassifierPack]
+) -> None:
     """Components and events of the Live tab (call inside ``gr.Tab``); ``packs`` adds the Classifier choice."""
     gr.Markdown(i18n("live_intro"))
     with gr.Row():
         with gr.Column(scale=1):
             gr.Markdown(i18n("live_mic"), elem_classes="em-caption")
-            mic = gr.Audio(sources=["microphone"], streaming=True, type="filepath", label="microphone",
-                           show_label=False, elem_id="em-live-mic")  # fmt: skip
+            mic = gr.Audio(
+                sources=["microphone"],
+                streaming=True,
+                type="filepath",
+                label="microphone",
+                show_label=False,
+                elem_id="em-live-mic",
+            )
             pack, pack_note = pack_choice(packs, i18n, elem_id="em-live-pack")
-            labels = gr.Textbox(label=i18n("labels"), lines=2, value="speech, music, dog barking, silence",
-                                elem_id="em-live-labels")  # fmt: skip
-            threshold = gr.Slider(0, 1, value=0.7, step=0.01, label=i18n("threshold"), elem_id="em-live-threshold")
+            labels = gr.Textbox(
+                label=i18n("labels"),
+                lines=2,
+                value="speech, music, dog barking, silence",
+                elem_id="em-live-labels",
+            )
+            threshold = gr.Slider(
+                0, 1, value=0.7, step=0.01, label=i18n("threshold"), elem_id="em-live-threshold"
+            )
             clear = gr.Button(i18n("live_clear"), elem_id="em-live-clear", size="sm")
             gr.Markdown(i18n("live_stream_note"))
         with gr.Column(scale=2):
             panel = gr.HTML(elem_id="em-live-panel")
     state = gr.State(None)
     on_pack_change(pack, pack_note, labels, [], packs)
-    mic.stream(make_handler(runner, settings, packs), [mic, labels, threshold, state, pack], [panel, state],
-               stream_every=0.5, time_limit=None, concurrency_limit=settings.live_sessions,
-               show_progress="hidden", api_name="live_chunk")  # fmt: skip
+    mic.stream(
+        make_handler(runner, settings, packs),
+        [mic, labels, threshold, state, pack],
+        [panel, state],
+        stream_every=0.5,
+        time_limit=None,
+        concurrency_limit=settings.live_sessions,
+        show_progress="hidden",
+        api_name="live_chunk",
+    )
     # a new recording starts a new window; the history stays until cleared
     mic.start_recording(_restart, [state], [state], show_progress="hidden", api_visibility="private")
     clear.click(_clear, None, [panel, state], show_progress="hidden", api_visibility="private")

@@ -20,7 +20,15 @@ from itertools import pairwise
 from ..types import Prediction
 from .i18n import foreign_script_labels, t
 
-__all__ = ["LiveResult", "bars_html", "export_csv", "export_json", "live_html", "summary_html", "timeline_html"]
+__all__ = [
+    "LiveResult",
+    "bars_html",
+    "export_csv",
+    "export_json",
+    "live_html",
+    "summary_html",
+    "timeline_html",
+]
 
 MAX_LANES = 8
 
@@ -48,13 +56,18 @@ def summary_html(p: Prediction, lang: str, *, pack: str | None = None) -> str:
     top = p.top
     if p.uncertain:
         detail = t("uncertain_detail", lang, label=top.label, p=_pct(top.probability), t=_pct(p.threshold))
-        answer = (f'<div class="em-answer em-uncertain">{escape(t("uncertain", lang))}</div>'
-                  f'<div class="em-detail">{escape(detail)}</div>')  # fmt: skip
+        answer = (
+            f'<div class="em-answer em-uncertain">{escape(t("uncertain", lang))}</div>'
+            f'<div class="em-detail">{escape(detail)}</div>'
+        )
     else:
-        answer = (f'<div class="em-answer">{escape(top.label)} '
-                  f'<span class="em-p">{_pct(top.probability)}</span></div>')  # fmt: skip
+        answer = (
+            f'<div class="em-answer">{escape(top.label)} '
+            f'<span class="em-p">{_pct(top.probability)}</span></div>'
+        )
     items = "".join(
-        f'<li data-label="{escape(s.label)}">{escape(s.label)}: {_pct(s.probability)}</li>' for s in p.scores[:3]
+        f'<li data-label="{escape(s.label)}">{escape(s.label)}: {_pct(s.probability)}</li>'
+        for s in p.scores[:3]
     )
     meta = t("duration", lang, s=f"{p.duration_s:.1f}", n=len(p.windows) or 1, model=p.model)
     if pack is not None:
@@ -115,37 +128,52 @@ def timeline_html(p: Prediction, lang: str) -> str:
         y = top + i * lane_h
         j = p.labels.index(label)
         color = label_color(label)
-        parts.append(f'<text x="{left - 6}" y="{y + 17}" text-anchor="end" class="em-lane-label">'
-                     f'{escape(label[:18])}</text>')  # fmt: skip
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 17}" text-anchor="end" class="em-lane-label">'
+            f"{escape(label[:18])}</text>"
+        )
         for (a, b), w in zip(_cell_edges(p), p.windows, strict=True):
             prob = w.probabilities[j]
-            parts.append(f'<rect x="{x(a):.1f}" y="{y + 3}" width="{max(x(b) - x(a), 0.5):.1f}" height="{lane_h - 6}" '
-                         f'fill="{color}" fill-opacity="{0.08 + 0.6 * prob:.3f}"><title>{escape(label)} '
-                         f'{w.start_s:g}-{w.end_s:g} s: {_pct(prob)}</title></rect>')  # fmt: skip
+            parts.append(
+                f'<rect x="{x(a):.1f}" y="{y + 3}" width="{max(x(b) - x(a), 0.5):.1f}" height="{lane_h - 6}" '
+                f'fill="{color}" fill-opacity="{0.08 + 0.6 * prob:.3f}"><title>{escape(label)} '
+                f"{w.start_s:g}-{w.end_s:g} s: {_pct(prob)}</title></rect>"
+            )
         for seg in (s for s in p.timeline if s.label == label):
-            parts.append(f'<rect class="em-segment" data-label="{escape(label)}" x="{x(seg.start_s):.1f}" '
-                         f'y="{y + 9}" width="{max(x(seg.end_s) - x(seg.start_s), 1):.1f}" height="{lane_h - 18}" '
-                         f'fill="{color}"/>')  # fmt: skip
+            parts.append(
+                f'<rect class="em-segment" data-label="{escape(label)}" x="{x(seg.start_s):.1f}" '
+                f'y="{y + 9}" width="{max(x(seg.end_s) - x(seg.start_s), 1):.1f}" height="{lane_h - 18}" '
+                f'fill="{color}"/>'
+            )
     height = top + len(lanes) * lane_h + 22
     step = _tick_step(span)
     ticks = "".join(
         f'<text x="{x(s):.1f}" y="{height - 6}" text-anchor="middle" class="em-tick">{s:g}s</text>'
         for s in _frange(0, span, step)
     )
-    svg = (f'<svg class="em-timeline-svg" data-testid="timeline-svg" viewBox="0 0 {width:g} {height:g}" '
-           f'role="img" aria-label="{escape(t("timeline", lang))}">{"".join(parts)}{ticks}</svg>')  # fmt: skip
+    svg = (
+        f'<svg class="em-timeline-svg" data-testid="timeline-svg" viewBox="0 0 {width:g} {height:g}" '
+        f'role="img" aria-label="{escape(t("timeline", lang))}">{"".join(parts)}{ticks}</svg>'
+    )
     return f'<div class="em-timeline"><h4>{escape(t("timeline", lang))}</h4>{svg}{_segments_table(p, lang)}</div>'
 
 
 def _segments_table(p: Prediction, lang: str) -> str:
-    head = "".join(f"<th>{escape(t(k, lang))}</th>" for k in ("col_label", "col_start", "col_end", "col_peak"))
-    rows = "".join(
-        f'<tr data-label="{escape(s.label)}"><td>{escape(s.label)}</td><td>{s.start_s:.1f}</td>'
-        f"<td>{s.end_s:.1f}</td><td>{_pct(s.score)}</td></tr>"
-        for s in p.timeline
-    ) or f'<tr><td colspan="4">{escape(t("nothing_heard", lang))}</td></tr>'
-    return (f'<h4>{escape(t("segments", lang))}</h4><table class="em-segments">'
-            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
+    head = "".join(
+        f"<th>{escape(t(k, lang))}</th>" for k in ("col_label", "col_start", "col_end", "col_peak")
+    )
+    rows = (
+        "".join(
+            f'<tr data-label="{escape(s.label)}"><td>{escape(s.label)}</td><td>{s.start_s:.1f}</td>'
+            f"<td>{s.end_s:.1f}</td><td>{_pct(s.score)}</td></tr>"
+            for s in p.timeline
+        )
+        or f'<tr><td colspan="4">{escape(t("nothing_heard", lang))}</td></tr>'
+    )
+    return (
+        f'<h4>{escape(t("segments", lang))}</h4><table class="em-segments">'
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _tick_step(span: float) -> float:
@@ -195,7 +223,9 @@ def live_html(history: Sequence[LiveResult], lang: str, *, window_s: float, ever
         f"<td>{r.level_dbfs:.1f} dBFS</td></tr>"
         for r in reversed(history[-12:])
     )
-    head = "".join(f"<th>{escape(t(k, lang))}</th>" for k in ("live_time", "col_label", "col_confidence", "live_level"))
+    head = "".join(
+        f"<th>{escape(t(k, lang))}</th>" for k in ("live_time", "col_label", "col_confidence", "live_level")
+    )
     return (
         f'<div class="em-live" data-count="{len(history)}" data-label="{escape(now.top)}">'
         f'<div class="em-answer{" em-uncertain" if now.uncertain else ""}">{escape(answer)} '
@@ -221,7 +251,9 @@ def export_csv(p: Prediction) -> str:
     w = csv.writer(out)
     w.writerow(["row", "start_s", "end_s", "answer", *p.labels])
     clip = {s.label: s.probability for s in p.scores}
-    w.writerow(["clip", 0, round(p.duration_s, 3), p.label or "uncertain", *(clip[label] for label in p.labels)])
+    w.writerow(
+        ["clip", 0, round(p.duration_s, 3), p.label or "uncertain", *(clip[label] for label in p.labels)]
+    )
     for i, win in enumerate(p.windows):
         w.writerow([f"window {i + 1}", win.start_s, win.end_s, "", *win.probabilities])
     return out.getvalue()

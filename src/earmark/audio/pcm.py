@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import AudioError
+from ..errors import AudioError
 
 if TYPE_CHECKING:
-    from .audio import AudioLimits
+    from . import AudioLimits
 
 
 def check_format(rate: int | None, channels: int | None, name: str, limits: AudioLimits) -> None:

@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .evaluate import stratified_folds
+from ..errors import ConfigError
+from ..evaluate.metrics import stratified_folds
 
 __all__ = [
     "Calibration",
@@ -99,10 +99,14 @@ class Calibration:
         return tuple((label, t.threshold) for label, t in self.labels.items())
 
 
-def _one_label(top_p: np.ndarray, right: np.ndarray, target: float, default: float, support: int) -> LabelThreshold:
+def _one_label(
+    top_p: np.ndarray, right: np.ndarray, target: float, default: float, support: int
+) -> LabelThreshold:
     """Lowest cut over this label's answers whose kept answers reach ``target`` precision."""
     if top_p.size == 0:
-        return LabelThreshold(threshold=default, status="no data", precision=None, answered=0, support=support)
+        return LabelThreshold(
+            threshold=default, status="no data", precision=None, answered=0, support=support
+        )
     order = np.argsort(-top_p, kind="stable")
     p, r = top_p[order], right[order].astype(np.float64)
     precision = np.cumsum(r) / np.arange(1, p.size + 1)
@@ -110,13 +114,16 @@ def _one_label(top_p: np.ndarray, right: np.ndarray, target: float, default: flo
     last_of_value = np.append(p[1:] != p[:-1], True)
     ok = np.flatnonzero(last_of_value & (precision >= target - 1e-12))
     if ok.size == 0:
-        return LabelThreshold(threshold=1.0, status="unreachable", precision=None, answered=0, support=support)
+        return LabelThreshold(
+            threshold=1.0, status="unreachable", precision=None, answered=0, support=support
+        )
     k = int(ok[-1])
     # every answer kept: the data shows no point where errors start, so do not raise the threshold above
     # the default just because the least confident answer happened to be high
     threshold = min(float(p[k]), default) if k == p.size - 1 else float(p[k])
-    return LabelThreshold(threshold=threshold, status="reached", precision=float(precision[k]),
-                          answered=k + 1, support=support)  # fmt: skip
+    return LabelThreshold(
+        threshold=threshold, status="reached", precision=float(precision[k]), answered=k + 1, support=support
+    )
 
 
 def calibrate(
@@ -147,7 +154,9 @@ def calibrate(
     out = {}
     for j, label in enumerate(labels):
         mine = pred == j
-        out[label] = _one_label(top[mine], y[mine] == j, target_precision, default_threshold, int((y == j).sum()))
+        out[label] = _one_label(
+            top[mine], y[mine] == j, target_precision, default_threshold, int((y == j).sum())
+        )
     return Calibration(labels=out, target_precision=target_precision, default_threshold=default_threshold)
 
 
@@ -180,8 +189,9 @@ def held_out_check(
     answered = np.zeros(y.size, dtype=bool)
     for f in range(k):
         train, test = fold != f, fold == f
-        cal = calibrate(y[train], p[train], labels, target_precision=target_precision,
-                        default_threshold=default_threshold)  # fmt: skip
+        cal = calibrate(
+            y[train], p[train], labels, target_precision=target_precision, default_threshold=default_threshold
+        )
         answered[test] = answered_mask(p[test], [cal.labels[label].threshold for label in labels])
     correct = answered & (np.argmax(p, axis=1) == y)
     n_ans = int(answered.sum())
@@ -220,7 +230,9 @@ def save_thresholds(
     return out
 
 
-def load_thresholds(path: str | os.PathLike[str], *, model: str | None = None) -> tuple[tuple[str, float], ...]:
+def load_thresholds(
+    path: str | os.PathLike[str], *, model: str | None = None
+) -> tuple[tuple[str, float], ...]:
     """Read a thresholds file into ``ClassifyOptions.label_thresholds``.
 
     Args:
@@ -236,10 +248,14 @@ def load_thresholds(path: str | os.PathLike[str], *, model: str | None = None) -
         if doc["format"] != FORMAT:
             raise ConfigError(f"{p} is a {doc['format']!r} file, not a thresholds file")
         if int(doc.get("version", 0)) > VERSION:
-            raise ConfigError(f"{p} has version {doc['version']}; this earmark reads up to {VERSION}: upgrade it")
+            raise ConfigError(
+                f"{p} has version {doc['version']}; this earmark reads up to {VERSION}: upgrade it"
+            )
         if model and doc.get("model") and doc["model"] != model:
             log.warning("%s was calibrated on %s, not %s: its thresholds may not fit", p, doc["model"], model)
-        raw = {k: (v.get("threshold") if isinstance(v, dict) else v) for k, v in doc.get("labels", {}).items()}
+        raw = {
+            k: (v.get("threshold") if isinstance(v, dict) else v) for k, v in doc.get("labels", {}).items()
+        }
     else:
         raw = doc
     out = []

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -43,10 +43,30 @@ __all__ = [
 
 log = logging.getLogger("earmark")
 
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".wave", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".mp4",
-    ".aif", ".aiff", ".aifc", ".webm", ".mka", ".wma", ".caf", ".au", ".amr", ".ac3",
-})  # fmt: skip
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".wav",
+        ".wave",
+        ".mp3",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".flac",
+        ".m4a",
+        ".aac",
+        ".mp4",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".webm",
+        ".mka",
+        ".wma",
+        ".caf",
+        ".au",
+        ".amr",
+        ".ac3",
+    }
+)
 
 # The prompt of LAION-CLAP's ESC-50 zero-shot script: "This is a sound of " + class (no full stop).
 LAION_TEMPLATE = "This is a sound of {label}"
@@ -93,11 +113,15 @@ class Dataset:
         wanted = {str(f) for f in folds}
         have = {item.fold for item in self.items}
         if None in have:
-            raise ConfigError(f"{self.name} has no folds to select from (add a 'fold' column to the manifest)")
+            raise ConfigError(
+                f"{self.name} has no folds to select from (add a 'fold' column to the manifest)"
+            )
         missing = wanted - have
         if missing:
-            raise ConfigError(f"{self.name}: no fold {', '.join(sorted(missing))}; folds are: "
-                              + ", ".join(sorted(h for h in have if h is not None)))  # fmt: skip
+            raise ConfigError(
+                f"{self.name}: no fold {', '.join(sorted(missing))}; folds are: "
+                + ", ".join(sorted(h for h in have if h is not None))
+            )
         return replace(self, items=tuple(i for i in self.items if i.fold in wanted))
 
     def counts(self) -> dict[str, int]:
@@ -141,7 +165,9 @@ def load_label_map(path: str | os.PathLike[str]) -> dict[str, str]:
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
         if len(row) != 2:
-            raise ConfigError(f"label map {p} line {n}: expected 2 columns (name, label text), got {len(row)}")
+            raise ConfigError(
+                f"label map {p} line {n}: expected 2 columns (name, label text), got {len(row)}"
+            )
         if n == 1 and [c.strip().lower() for c in row] == ["name", "label"]:
             continue
         out[row[0].strip()] = row[1].strip()
@@ -162,8 +188,10 @@ def _labels_for(names: Sequence[str], mapping: Mapping[str, str] | None, source:
             raise ConfigError(f"class {name!r}: label text {text!r} must be non-empty and contain no comma")
         key = text.casefold()
         if key in seen:
-            raise ConfigError(f"classes {seen[key]!r} and {name!r} both read as label {text!r}; "
-                              "give them different texts in the label map")  # fmt: skip
+            raise ConfigError(
+                f"classes {seen[key]!r} and {name!r} both read as label {text!r}; "
+                "give them different texts in the label map"
+            )
         seen[key] = name
         texts[name] = text
     return texts
@@ -191,7 +219,9 @@ def from_folder(root: str | os.PathLike[str], *, label_map: Mapping[str, str] | 
         raise ConfigError(f"{base} needs one sub-folder per class (at least 2); found {len(names)}")
     loose = [f for f in os.listdir(base) if Path(f).suffix.lower() in AUDIO_EXTENSIONS]
     if loose:
-        log.warning("%d audio file(s) directly in %s belong to no class folder and are ignored", len(loose), base)
+        log.warning(
+            "%d audio file(s) directly in %s belong to no class folder and are ignored", len(loose), base
+        )
     texts = _labels_for(names, label_map, str(base))
     items: list[Item] = []
     for name in names:
@@ -257,7 +287,9 @@ def _check_exists(items: Sequence[Item], source: str) -> None:
     missing = [i.path for i in items if not os.path.isfile(i.path)]
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise ConfigError(f"{source}: {len(missing)} listed file(s) do not exist: {', '.join(missing[:3])}{more}")
+        raise ConfigError(
+            f"{source}: {len(missing)} listed file(s) do not exist: {', '.join(missing[:3])}{more}"
+        )
 
 
 def esc50(
@@ -283,8 +315,9 @@ def esc50(
     try:
         rows = list(csv.DictReader(meta.read_text(encoding="utf-8-sig").splitlines()))
     except (OSError, UnicodeDecodeError) as ex:
-        raise ConfigError(f"{base} is not an ESC-50 folder: cannot read {meta}: "
-                          f"{getattr(ex, 'strerror', None) or ex}") from None  # fmt: skip
+        raise ConfigError(
+            f"{base} is not an ESC-50 folder: cannot read {meta}: {getattr(ex, 'strerror', None) or ex}"
+        ) from None
     need = {"filename", "fold", "target", "category"}
     if not rows or not need <= set(rows[0]):
         raise ConfigError(f"{meta} needs the columns {', '.join(sorted(need))}")
@@ -301,7 +334,9 @@ def esc50(
         for r in sorted(rows, key=lambda r: r["filename"])
     )
     _check_exists(items, str(meta))
-    return Dataset(name=str(base), items=items, labels=tuple(texts[n] for n in names), template=LAION_TEMPLATE)
+    return Dataset(
+        name=str(base), items=items, labels=tuple(texts[n] for n in names), template=LAION_TEMPLATE
+    )
 
 
 def load(

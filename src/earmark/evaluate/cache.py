@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .classify import AudioEmbedding
-from .errors import AudioError
-from .pipeline import embed_many
-from .store import Database, Migration
+from ..classify import AudioEmbedding
+from ..errors import AudioError
+from ..stage import embed_many
+from ..store import Database, Migration
 
 if TYPE_CHECKING:
-    from .classify import Classifier
-    from .types import ClassifyOptions
+    from ..classify import Classifier
+    from ..types import ClassifyOptions
 
 __all__ = ["MIGRATIONS", "Embedded", "EmbeddingCache", "embed_files", "model_key"]
 
@@ -118,10 +118,19 @@ class EmbeddingCache:
             c.execute(
                 "INSERT OR REPLACE INTO eval_embeddings (content_hash, model, window_s, hop_s, dim, vectors,"
                 " spans, duration_s, sample_rate, embed_s) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (content_hash, model, window_s, hop_s, int(emb.vectors.shape[1]),
-                 np.ascontiguousarray(emb.vectors, dtype="<f4").tobytes(), json.dumps(emb.spans_s),
-                 emb.duration_s, emb.sample_rate, item.seconds),
-            )  # fmt: skip
+                (
+                    content_hash,
+                    model,
+                    window_s,
+                    hop_s,
+                    int(emb.vectors.shape[1]),
+                    np.ascontiguousarray(emb.vectors, dtype="<f4").tobytes(),
+                    json.dumps(emb.spans_s),
+                    emb.duration_s,
+                    emb.sample_rate,
+                    item.seconds,
+                ),
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,7 +159,7 @@ def embed_files(
 ) -> Iterator[Embedded]:
     """Embed files through the cache, in input order.
 
-    Cache misses go through :func:`earmark.pipeline.embed_many` and are stored.
+    Cache misses go through :func:`earmark.stage.embed_many` and are stored.
     An unreadable file yields its error (never cached) and the rest go on.
 
     Args:
@@ -169,8 +178,9 @@ def embed_files(
         try:
             hashes[path] = file_hash(path)
         except OSError as ex:
-            hits[path] = Embedded(path=path, result=AudioError(path, ex.strerror or str(ex)), seconds=0.0,
-                                  cached=False)  # fmt: skip
+            hits[path] = Embedded(
+                path=path, result=AudioError(path, ex.strerror or str(ex)), seconds=0.0, cached=False
+            )
             continue
         found = cache.get(hashes[path], key, opts.window_s, opts.hop_s, path)
         if found is not None:

@@ -26,8 +26,8 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import ConfigError
-from .evaluate import stratified_folds
+from ..errors import ConfigError
+from ..evaluate.metrics import stratified_folds
 
 __all__ = [
     "FitOptions",
@@ -90,7 +90,9 @@ def clip_vectors(window_vectors: Sequence[np.ndarray]) -> np.ndarray:
     return _unit(np.stack([np.asarray(v, dtype=np.float64).mean(axis=0) for v in window_vectors]))
 
 
-def _prototypes(x: np.ndarray, y: np.ndarray, n_classes: int, text: np.ndarray | None, prior: float) -> np.ndarray:
+def _prototypes(
+    x: np.ndarray, y: np.ndarray, n_classes: int, text: np.ndarray | None, prior: float
+) -> np.ndarray:
     sums = np.zeros((n_classes, x.shape[1]))
     np.add.at(sums, y, x)
     if text is not None and prior > 0:
@@ -195,7 +197,9 @@ def cross_val_cosines(
     return cos, folds
 
 
-def reject_cosine(cos: np.ndarray, y: Sequence[int] | np.ndarray, scale: float, quantile: float) -> float | None:
+def reject_cosine(
+    cos: np.ndarray, y: Sequence[int] | np.ndarray, scale: float, quantile: float
+) -> float | None:
     """The "none of these" cosine: below the ``quantile`` of examples' cosines to their own class.
 
     It sits ln(9)/scale lower, so an example right at that quantile still

@@ -43,10 +43,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import audio
-from ._sources import is_url, size_text
-from .audio import DEFAULT_LIMITS, AudioLimits, AudioWarning
-from .errors import AudioError, DecodeTimeout
+from .. import audio
+from ..errors import AudioError, DecodeTimeout
+from . import DEFAULT_LIMITS, AudioLimits, AudioWarning
+from .sources import is_url, size_text
 
 __all__ = ["DecoderPool", "decode_isolated"]
 
@@ -258,7 +258,7 @@ class _Worker:
         env = dict(os.environ)
         env["EARMARK_WORKER_MEMORY_BYTES"] = str(memory_limit_bytes or 0)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        code = "from earmark._decoder_worker import main; main()"
+        code = "from earmark.audio._worker import main; main()"
         proc = subprocess.Popen(
             [sys.executable, "-c", code],
             stdin=subprocess.PIPE,

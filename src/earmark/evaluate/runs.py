@@ -9,7 +9,7 @@ then scores the same embeddings several ways, each a *variant* of the report:
   labelled examples give;
 - classifier packs (``earmark fit``), on data they were not fitted on.
 
-The CLI renders the result with :mod:`earmark.report`.
+The CLI renders the result with :mod:`earmark.evaluate.report`.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import fewshot
-from .calibrate import Calibration, answered_mask, calibrate, held_out_check
-from .classify import AudioEmbedding
+from ..adapt import fewshot
+from ..adapt.calibrate import Calibration, answered_mask, calibrate, held_out_check
+from ..classify import AudioEmbedding
+from ..errors import AudioError, ConfigError
+from ..types import DEFAULT_TEMPLATE, ClassifyOptions
+from .cache import Embedded, EmbeddingCache, embed_files
 from .datasets import Dataset, Item
-from .errors import AudioError, ConfigError
-from .eval_cache import Embedded, EmbeddingCache, embed_files
-from .evaluate import Metrics, compute_metrics
-from .types import DEFAULT_TEMPLATE, ClassifyOptions
+from .metrics import EvalMetrics, compute_metrics
 
 if TYPE_CHECKING:
-    from .classify import Classifier
-    from .packs import ClassifierPack
+    from ..adapt.packs import ClassifierPack
+    from ..classify import Classifier
 
 __all__ = ["EvalOptions", "EvalResult", "Variant", "embed_dataset", "run_eval", "zero_shot_probs"]
 
@@ -88,7 +88,7 @@ class Variant:
     model: str
     templates: tuple[str, ...]
     probs: np.ndarray
-    metrics: Metrics
+    metrics: EvalMetrics
     calibration: Calibration | None = None
     held_out: dict[str, Any] | None = None
     own_thresholds: dict[str, Any] | None = None
@@ -146,8 +146,12 @@ def zero_shot_probs(
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(labels))
 
 
-def pack_probs(pack: ClassifierPack, embeddings: Sequence[AudioEmbedding], labels: Sequence[str],
-               options: ClassifyOptions) -> np.ndarray:  # fmt: skip
+def pack_probs(
+    pack: ClassifierPack,
+    embeddings: Sequence[AudioEmbedding],
+    labels: Sequence[str],
+    options: ClassifyOptions,
+) -> np.ndarray:
     """(items, labels) probabilities of a classifier pack (same label set), columns in ``labels`` order."""
     rows = []
     for emb in embeddings:
@@ -164,16 +168,40 @@ def _fold_ids(items: Sequence[Item]) -> np.ndarray | None:
     return np.asarray([index[f] for f in folds])
 
 
-def _variant(name: str, kind: str, model: str, templates: tuple[str, ...], probs: np.ndarray,
-             y: np.ndarray, labels: tuple[str, ...], opts: EvalOptions) -> Variant:  # fmt: skip
+def _variant(
+    name: str,
+    kind: str,
+    model: str,
+    templates: tuple[str, ...],
+    probs: np.ndarray,
+    y: np.ndarray,
+    labels: tuple[str, ...],
+    opts: EvalOptions,
+) -> Variant:
     metrics = compute_metrics(y, probs, labels, threshold=opts.threshold)
     cal = held = None
     if opts.target_precision is not None:
-        cal = calibrate(y, probs, labels, target_precision=opts.target_precision, default_threshold=opts.threshold)
-        held = held_out_check(y, probs, labels, target_precision=opts.target_precision,
-                              default_threshold=opts.threshold, folds=opts.cv_folds)  # fmt: skip
-    return Variant(name=name, kind=kind, model=model, templates=templates, probs=probs, metrics=metrics,
-                   calibration=cal, held_out=held)  # fmt: skip
+        cal = calibrate(
+            y, probs, labels, target_precision=opts.target_precision, default_threshold=opts.threshold
+        )
+        held = held_out_check(
+            y,
+            probs,
+            labels,
+            target_precision=opts.target_precision,
+            default_threshold=opts.threshold,
+            folds=opts.cv_folds,
+        )
+    return Variant(
+        name=name,
+        kind=kind,
+        model=model,
+        templates=templates,
+        probs=probs,
+        metrics=metrics,
+        calibration=cal,
+        held_out=held,
+    )
 
 
 def _template_sets(dataset: Dataset, opts: EvalOptions) -> list[tuple[str, ...]]:
@@ -209,8 +237,10 @@ def run_eval(
     opts = options or EvalOptions()
     win = ClassifyOptions(window_s=opts.window_s, hop_s=opts.hop_s, threshold=opts.threshold)
     fitting = _match_packs(packs or {}, classifiers, dataset.labels)  # before any audio work
-    per_model = {clf.model_id: embed_dataset(clf, dataset, options=win, cache=cache, progress=progress)
-                 for clf in classifiers}  # fmt: skip
+    per_model = {
+        clf.model_id: embed_dataset(clf, dataset, options=win, cache=cache, progress=progress)
+        for clf in classifiers
+    }
     bad: dict[str, str] = {}
     for done in per_model.values():
         for e in done:
@@ -230,12 +260,25 @@ def run_eval(
             if clf.model_id in fitting[name]:
                 probs = pack_probs(pack, embs, dataset.labels, win)  # type: ignore[arg-type]
                 variants.append(_pack_variant(name, pack, clf.model_id, probs, y, dataset.labels, opts))
-    return EvalResult(dataset=dataset, items=items, errors=tuple(bad.items()), variants=tuple(variants),
-                      files={k: tuple(v) for k, v in per_model.items()}, options=opts)  # fmt: skip
+    return EvalResult(
+        dataset=dataset,
+        items=items,
+        errors=tuple(bad.items()),
+        variants=tuple(variants),
+        files={k: tuple(v) for k, v in per_model.items()},
+        options=opts,
+    )
 
 
-def _pack_variant(name: str, pack: ClassifierPack, model: str, probs: np.ndarray, y: np.ndarray,
-                  labels: tuple[str, ...], opts: EvalOptions) -> Variant:  # fmt: skip
+def _pack_variant(
+    name: str,
+    pack: ClassifierPack,
+    model: str,
+    probs: np.ndarray,
+    y: np.ndarray,
+    labels: tuple[str, ...],
+    opts: EvalOptions,
+) -> Variant:
     """A pack's variant; its own calibrated thresholds (if any) are reported as ``own_thresholds``."""
     v = _variant(f"pack {name}", "pack", model, (), probs, y, labels, opts)
     if not pack.label_thresholds:
@@ -245,8 +288,13 @@ def _pack_variant(name: str, pack: ClassifierPack, model: str, probs: np.ndarray
     answered = answered_mask(probs, thresholds)
     correct = int((answered & (np.argmax(probs, axis=1) == y)).sum())
     n_ans = int(answered.sum())
-    own = {"thresholds": given, "answered": n_ans, "correct": correct, "coverage": n_ans / y.size,
-           "precision": correct / n_ans if n_ans else None}  # fmt: skip
+    own = {
+        "thresholds": given,
+        "answered": n_ans,
+        "correct": correct,
+        "coverage": n_ans / y.size,
+        "precision": correct / n_ans if n_ans else None,
+    }
     return replace(v, own_thresholds=own)
 
 
@@ -258,37 +306,66 @@ def _fits(pack: ClassifierPack, clf: Classifier) -> bool:
     return True
 
 
-def _match_packs(packs: Mapping[str, ClassifierPack], classifiers: Sequence[Classifier],
-                 labels: Sequence[str]) -> dict[str, set[str]]:  # fmt: skip
+def _match_packs(
+    packs: Mapping[str, ClassifierPack], classifiers: Sequence[Classifier], labels: Sequence[str]
+) -> dict[str, set[str]]:
     """Pack name -> ids of the models it fits; a pack for other labels or no model here is an error."""
     out = {}
     for name, pack in packs.items():
         if set(pack.labels) != set(labels):
-            raise ConfigError(f"pack {name} scores " + ", ".join(pack.labels) + "; the data's labels are "
-                              + ", ".join(labels))  # fmt: skip
+            raise ConfigError(
+                f"pack {name} scores "
+                + ", ".join(pack.labels)
+                + "; the data's labels are "
+                + ", ".join(labels)
+            )
         out[name] = {c.model_id for c in classifiers if _fits(pack, c)}
         if not out[name]:
-            raise ConfigError(f"pack {name} was fitted on {pack.model}, which is not among the models evaluated")
+            raise ConfigError(
+                f"pack {name} was fitted on {pack.model}, which is not among the models evaluated"
+            )
     return out
 
 
-def _model_variants(clf: Classifier, embs: list[AudioEmbedding], items: tuple[Item, ...], y: np.ndarray,
-                    dataset: Dataset, opts: EvalOptions, win: ClassifyOptions) -> list[Variant]:  # fmt: skip
+def _model_variants(
+    clf: Classifier,
+    embs: list[AudioEmbedding],
+    items: tuple[Item, ...],
+    y: np.ndarray,
+    dataset: Dataset,
+    opts: EvalOptions,
+    win: ClassifyOptions,
+) -> list[Variant]:
     out = []
     labels = dataset.labels
     for templates in _template_sets(dataset, opts):
-        probs = zero_shot_probs(clf, embs, labels, ClassifyOptions(templates=templates, window_s=win.window_s,
-                                                                   hop_s=win.hop_s))  # fmt: skip
-        name = "zero-shot · " + (" + ".join(repr(t) for t in templates) if len(templates) < 3
-                                 else f"{len(templates)} templates averaged")  # fmt: skip
+        probs = zero_shot_probs(
+            clf, embs, labels, ClassifyOptions(templates=templates, window_s=win.window_s, hop_s=win.hop_s)
+        )
+        name = "zero-shot · " + (
+            " + ".join(repr(t) for t in templates)
+            if len(templates) < 3
+            else f"{len(templates)} templates averaged"
+        )
         out.append(_variant(name, "zero-shot", clf.model_id, templates, probs, y, labels, opts))
     if opts.baseline:
         probe = fewshot.FitOptions(method="logreg", text_prior=0.0, folds=opts.cv_folds)
         x = fewshot.clip_vectors([e.vectors for e in embs])
         scale = clf.backend.logit_scale
-        cos, folds = fewshot.cross_val_cosines(x, y, len(labels), text=None, scale=scale, options=probe,
-                                               fold_ids=_fold_ids(items))  # fmt: skip
+        cos, folds = fewshot.cross_val_cosines(
+            x, y, len(labels), text=None, scale=scale, options=probe, fold_ids=_fold_ids(items)
+        )
         name = f"linear probe ({len(np.unique(folds))}-fold cv)"
-        out.append(_variant(name, "linear probe (cv)", clf.model_id, (), fewshot.probabilities(cos, scale, None),
-                            y, labels, opts))  # fmt: skip
+        out.append(
+            _variant(
+                name,
+                "linear probe (cv)",
+                clf.model_id,
+                (),
+                fewshot.probabilities(cos, scale, None),
+                y,
+                labels,
+                opts,
+            )
+        )
     return out

@@ -35,9 +35,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ._pcm import Mixdown, Output, check_format, stream_array
-from ._sources import Target, ffmpeg_reason, opened, wav_promised_s
-from .errors import AudioError
+from ..errors import AudioError
+from .pcm import Mixdown, Output, check_format, stream_array
+from .sources import Target, ffmpeg_reason, opened, wav_promised_s
 
 __all__ = [
     "AudioInfo",

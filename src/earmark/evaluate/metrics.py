@@ -23,7 +23,7 @@ import numpy as np
 __all__ = [
     "ClassMetrics",
     "CoveragePoint",
-    "Metrics",
+    "EvalMetrics",
     "compute_metrics",
     "confusion_matrix",
     "coverage_curve",
@@ -79,7 +79,7 @@ class CoveragePoint:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Metrics:
+class EvalMetrics:
     """Everything the report shows for one scorer on one labelled set.
 
     Attributes:
@@ -113,7 +113,10 @@ class Metrics:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         out = asdict(self)
-        out["confusion"] = {"labels": list(self.labels), "rows_true_columns_answer": [list(r) for r in self.confusion]}
+        out["confusion"] = {
+            "labels": list(self.labels),
+            "rows_true_columns_answer": [list(r) for r in self.confusion],
+        }
         out["confused_pairs"] = [{"true": t, "answer": a, "count": c} for t, a, c in self.confused_pairs]
         out["labels"] = list(self.labels)
         return out
@@ -152,7 +155,9 @@ def top_k_accuracy(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, k: int
     return float(np.mean(rank < k))
 
 
-def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+def confusion_matrix(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, n: int
+) -> np.ndarray:
     """(n, n) counts: rows the true class, columns the answer."""
     cm = np.zeros((n, n), dtype=np.int64)
     np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
@@ -167,7 +172,9 @@ def most_confused(cm: np.ndarray, labels: Sequence[str], limit: int = 10) -> tup
         labels: class names.
         limit: most pairs to return.
     """
-    cells = [(int(cm[i, j]), i, j) for i in range(cm.shape[0]) for j in range(cm.shape[1]) if i != j and cm[i, j]]
+    cells = [
+        (int(cm[i, j]), i, j) for i in range(cm.shape[0]) for j in range(cm.shape[1]) if i != j and cm[i, j]
+    ]
     cells.sort(key=lambda c: (-c[0], c[1], c[2]))
     return tuple((labels[i], labels[j], c) for c, i, j in cells[:limit])
 
@@ -212,8 +219,11 @@ def _per_class(cm: np.ndarray, labels: Sequence[str]) -> tuple[ClassMetrics, ...
         precision = tp / predicted if predicted else 0.0
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out.append(ClassMetrics(label=label, precision=precision, recall=recall, f1=f1,
-                                support=support, predicted=predicted))  # fmt: skip
+        out.append(
+            ClassMetrics(
+                label=label, precision=precision, recall=recall, f1=f1, support=support, predicted=predicted
+            )
+        )
     return tuple(out)
 
 
@@ -224,7 +234,7 @@ def compute_metrics(
     *,
     threshold: float = 0.7,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-) -> Metrics:
+) -> EvalMetrics:
     """All report metrics for one scorer.
 
     Args:
@@ -235,7 +245,7 @@ def compute_metrics(
         thresholds: the coverage curve's thresholds.
 
     Returns:
-        :class:`Metrics`.
+        :class:`EvalMetrics`.
     """
     y, p = _check(y_true, probs)
     if p.shape[1] != len(labels):
@@ -246,7 +256,7 @@ def compute_metrics(
     present = [c.f1 for c in per_class if c.support]
     curve = coverage_curve(y, p, (*thresholds, threshold))
     n_classes = len(labels)
-    return Metrics(
+    return EvalMetrics(
         labels=tuple(labels),
         n=int(y.size),
         accuracy=float(np.mean(pred == y)) if y.size else 0.0,

@@ -1,4 +1,4 @@
-"""The decoder process behind :class:`earmark.isolate.DecoderPool` (runs in the worker, not the caller).
+"""The decoder process behind :class:`earmark.audio.isolate.DecoderPool` (runs in the worker, not the caller).
 
 Protocol, one request at a time: the parent sends a JSON request (and the
 encoded bytes, if any); the worker answers a JSON header (``{"error": reason}``
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from . import audio
-from .audio import AudioLimits, AudioWarning
-from .errors import AudioError
+from .. import audio
+from ..errors import AudioError
+from . import AudioLimits, AudioWarning
 
 log = logging.getLogger("earmark")
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import MissingExtraError
+from ..errors import MissingExtraError
 
 if TYPE_CHECKING:
-    from .eval_run import EvalResult, Variant
+    from .runs import EvalResult, Variant
 
 __all__ = ["report_dict", "write_report"]
 
@@ -43,15 +43,28 @@ def _slowest(result: EvalResult) -> list[dict[str, Any]]:
     for model, files in result.files.items():
         for e in files:
             duration = getattr(e.result, "duration_s", None)
-            rows.append({"model": model, "path": e.path, "seconds": round(e.seconds, 4), "cached": e.cached,
-                         "duration_s": None if duration is None else round(duration, 3)})  # fmt: skip
+            rows.append(
+                {
+                    "model": model,
+                    "path": e.path,
+                    "seconds": round(e.seconds, 4),
+                    "cached": e.cached,
+                    "duration_s": None if duration is None else round(duration, 3),
+                }
+            )
     rows.sort(key=lambda r: (-r["seconds"], r["path"]))
     return rows[:SLOWEST]
 
 
 def _variant_dict(n: int, v: Variant) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": f"v{n}", "name": v.name, "kind": v.kind, "model": v.model,
-                           "templates": list(v.templates), "metrics": v.metrics.to_dict()}  # fmt: skip
+    out: dict[str, Any] = {
+        "id": f"v{n}",
+        "name": v.name,
+        "kind": v.kind,
+        "model": v.model,
+        "templates": list(v.templates),
+        "metrics": v.metrics.to_dict(),
+    }
     if v.calibration is not None:
         out["calibration"] = {
             "target_precision": v.calibration.target_precision,
@@ -68,10 +81,14 @@ def report_dict(result: EvalResult) -> dict[str, Any]:
     ds = result.dataset
     folds = sorted({i.fold for i in result.items if i.fold is not None})
     embedding = {
-        model: {"files": len(files), "embedded": sum(not e.cached for e in files),
-                "cached": sum(e.cached for e in files), "seconds": round(sum(e.seconds for e in files if not e.cached), 3)}
+        model: {
+            "files": len(files),
+            "embedded": sum(not e.cached for e in files),
+            "cached": sum(e.cached for e in files),
+            "seconds": round(sum(e.seconds for e in files if not e.cached), 3),
+        }
         for model, files in result.files.items()
-    }  # fmt: skip
+    }
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -94,12 +111,16 @@ def report_dict(result: EvalResult) -> dict[str, Any]:
 
 def _md_summary(doc: dict[str, Any]) -> list[str]:
     t = doc["options"]["threshold"]
-    lines = [f"| | variant | model | accuracy | top-3 | top-5 | macro-F1 | answered ≥ {t:g} | right when answered |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"| | variant | model | accuracy | top-3 | top-5 | macro-F1 | answered ≥ {t:g} | right when answered |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for v in doc["variants"]:
         m, at = v["metrics"], v["metrics"]["at_threshold"]
-        lines.append(f"| {v['id']} | {v['name']} | {v['model']} | {_pct(m['accuracy'])} | {_pct(m['top3'])} | "
-                     f"{_pct(m['top5'])} | {_pct(m['macro_f1'])} | {_pct(at['coverage'])} | {_pct(at['accuracy'])} |")
+        lines.append(
+            f"| {v['id']} | {v['name']} | {v['model']} | {_pct(m['accuracy'])} | {_pct(m['top3'])} | "
+            f"{_pct(m['top5'])} | {_pct(m['macro_f1'])} | {_pct(at['coverage'])} | {_pct(at['accuracy'])} |"
+        )
     return lines
 
 
@@ -108,26 +129,41 @@ def _md_variant(v: dict[str, Any], plots: bool) -> list[str]:
     out = [f"## {v['id']}: {v['name']}", "", f"Model `{v['model']}`, {m['n']} files.", ""]
     out += ["| label | precision | recall | F1 | files | answered as |", "|---|---:|---:|---:|---:|---:|"]
     for c in m["per_class"]:
-        out.append(f"| {c['label']} | {_pct(c['precision'])} | {_pct(c['recall'])} | {_pct(c['f1'])} | "
-                   f"{c['support']} | {c['predicted']} |")  # fmt: skip
+        out.append(
+            f"| {c['label']} | {_pct(c['precision'])} | {_pct(c['recall'])} | {_pct(c['f1'])} | "
+            f"{c['support']} | {c['predicted']} |"
+        )
     pairs = m["confused_pairs"]
-    out += ["", "Most confused (true → answered): " + (", ".join(
-        f"{p['true']} → {p['answer']} ({p['count']})" for p in pairs) if pairs else "none") + ".", ""]  # fmt: skip
+    out += [
+        "",
+        "Most confused (true → answered): "
+        + (", ".join(f"{p['true']} → {p['answer']} ({p['count']})" for p in pairs) if pairs else "none")
+        + ".",
+        "",
+    ]
     out += ["| threshold | answered | right when answered | right of all |", "|---:|---:|---:|---:|"]
     for pt in m["coverage"]:
-        out.append(f"| {pt['threshold']:g} | {_pct(pt['coverage'])} ({pt['answered']}) | {_pct(pt['accuracy'])} | "
-                   f"{_pct(pt['correct_of_all'])} |")  # fmt: skip
+        out.append(
+            f"| {pt['threshold']:g} | {_pct(pt['coverage'])} ({pt['answered']}) | {_pct(pt['accuracy'])} | "
+            f"{_pct(pt['correct_of_all'])} |"
+        )
     cal = v.get("calibration")
     if cal:
         held = cal["held_out"]
         kept = ", ".join(f"{k} {t['threshold']:.3f} ({t['status']})" for k, t in cal["labels"].items())
-        out += ["", f"Thresholds for {_pct(cal['target_precision'])} precision: {kept}.",
-                f"Cross-validated ({held['folds']} folds): precision {_pct(held['precision'])} at "
-                + f"{_pct(held['coverage'])} answered."]  # fmt: skip
+        out += [
+            "",
+            f"Thresholds for {_pct(cal['target_precision'])} precision: {kept}.",
+            f"Cross-validated ({held['folds']} folds): precision {_pct(held['precision'])} at "
+            + f"{_pct(held['coverage'])} answered.",
+        ]
     own = v.get("own_thresholds")
     if own:
-        out += ["", f"With the pack's own thresholds: {_pct(own['coverage'])} answered, "
-                + f"{_pct(own['precision'])} right when answered."]  # fmt: skip
+        out += [
+            "",
+            f"With the pack's own thresholds: {_pct(own['coverage'])} answered, "
+            + f"{_pct(own['precision'])} right when answered.",
+        ]
     if plots:
         out += ["", f"![confusion matrix of {v['id']}](confusion-{v['id'][1:]}.png)"]
     return out + [""]
@@ -135,24 +171,41 @@ def _md_variant(v: dict[str, Any], plots: bool) -> list[str]:
 
 def _markdown(doc: dict[str, Any], plots: bool) -> str:
     ds = doc["dataset"]
-    lines = [f"# earmark evaluation: {ds['name']}", "",
-             f"{doc['created_at']}. {ds['scored']} of {ds['files']} files scored, {len(ds['labels'])} labels"
-             + (f", folds {', '.join(ds['folds'])}" if ds["folds"] else "") + ". "
-             "Accuracy, top-k, F1 and the confusion matrices use each variant's best label; "
-             "the coverage columns count only answers at or above the threshold.", ""]  # fmt: skip
+    lines = [
+        f"# earmark evaluation: {ds['name']}",
+        "",
+        f"{doc['created_at']}. {ds['scored']} of {ds['files']} files scored, {len(ds['labels'])} labels"
+        + (f", folds {', '.join(ds['folds'])}" if ds["folds"] else "")
+        + ". "
+        "Accuracy, top-k, F1 and the confusion matrices use each variant's best label; "
+        "the coverage columns count only answers at or above the threshold.",
+        "",
+    ]
     lines += _md_summary(doc) + [""]
     if plots:
         lines += ["![coverage and accuracy as the threshold moves](coverage.png)", ""]
     for v in doc["variants"]:
         lines += _md_variant(v, plots)
-    lines += ["## Slowest files", "", "| file | model | seconds | audio s | cached |", "|---|---|---:|---:|---|"]
+    lines += [
+        "## Slowest files",
+        "",
+        "| file | model | seconds | audio s | cached |",
+        "|---|---|---:|---:|---|",
+    ]
     for r in doc["slowest"]:
-        lines.append(f"| {r['path']} | {r['model']} | {r['seconds']:.3f} | {r['duration_s']} | "
-                     f"{'yes' if r['cached'] else 'no'} |")  # fmt: skip
-    lines += [""] + [f"Embedding with {m}: {e['embedded']} files decoded and embedded ({e['seconds']:.1f} s), "
-                     f"{e['cached']} from the cache." for m, e in doc["embedding"].items()]  # fmt: skip
+        lines.append(
+            f"| {r['path']} | {r['model']} | {r['seconds']:.3f} | {r['duration_s']} | "
+            f"{'yes' if r['cached'] else 'no'} |"
+        )
+    lines += [""] + [
+        f"Embedding with {m}: {e['embedded']} files decoded and embedded ({e['seconds']:.1f} s), "
+        f"{e['cached']} from the cache."
+        for m, e in doc["embedding"].items()
+    ]
     if doc["errors"]:
-        lines += ["", "## Unreadable files (left out)", ""] + [f"- {e['path']}: {e['reason']}" for e in doc["errors"]]
+        lines += ["", "## Unreadable files (left out)", ""] + [
+            f"- {e['path']}: {e['reason']}" for e in doc["errors"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -176,7 +229,7 @@ def write_report(result: EvalResult, folder: str | Path, *, plots: bool = True) 
     """Write ``report.md``, ``report.json``, ``predictions.csv`` (and plots) into ``folder``.
 
     Args:
-        result: from :func:`earmark.eval_run.run_eval`.
+        result: from :func:`earmark.evaluate.runs.run_eval`.
         folder: output folder (created).
         plots: draw PNGs (needs matplotlib: ``pip install 'earmark[eval]'``).
 
@@ -218,15 +271,34 @@ def _coverage_plot(result: EvalResult, path: Path) -> None:
         pts = v.metrics.coverage
         t = [p.threshold for p in pts]
         line = left.plot(t, [p.coverage for p in pts], linestyle="--")[0]
-        left.plot(t, [np.nan if p.accuracy is None else p.accuracy for p in pts], color=line.get_color(),
-                  label=f"v{n} {v.name}"[:60])  # fmt: skip
-        right.plot([p.coverage for p in pts], [np.nan if p.accuracy is None else p.accuracy for p in pts],
-                   marker=".", color=line.get_color(), label=f"v{n}")  # fmt: skip
+        left.plot(
+            t,
+            [np.nan if p.accuracy is None else p.accuracy for p in pts],
+            color=line.get_color(),
+            label=f"v{n} {v.name}"[:60],
+        )
+        right.plot(
+            [p.coverage for p in pts],
+            [np.nan if p.accuracy is None else p.accuracy for p in pts],
+            marker=".",
+            color=line.get_color(),
+            label=f"v{n}",
+        )
     left.axvline(result.options.threshold, color="grey", linewidth=0.8)
-    left.set(xlabel="threshold", ylabel="share", title="answered (dashed) and right when answered (solid)",
-             xlim=(0, 1), ylim=(0, 1.02))  # fmt: skip
-    right.set(xlabel="answered (coverage)", ylabel="right when answered", title="accuracy vs coverage",
-              xlim=(0, 1.02), ylim=(0, 1.02))  # fmt: skip
+    left.set(
+        xlabel="threshold",
+        ylabel="share",
+        title="answered (dashed) and right when answered (solid)",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
+    right.set(
+        xlabel="answered (coverage)",
+        ylabel="right when answered",
+        title="accuracy vs coverage",
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+    )
     left.legend(fontsize=7, loc="lower left")
     right.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
@@ -250,8 +322,15 @@ def _confusion_plot(v: Variant, labels: tuple[str, ...], path: Path) -> None:
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if share[i, j] > 0.5 else "black")  # fmt: skip
+                    ax.text(
+                        j,
+                        i,
+                        int(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black",
+                    )
     fig.tight_layout()
     fig.savefig(path)
 

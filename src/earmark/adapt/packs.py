@@ -1,7 +1,7 @@
 """Classifier packs: a few-shot head, its labels and thresholds, in one versioned file.
 
 ``earmark fit`` trains a head on frozen CLAP embeddings of a labelled folder
-(see :mod:`earmark.fewshot`) and saves a pack. Anything that classifies can
+(see :mod:`earmark.adapt.fewshot`) and saves a pack. Anything that classifies can
 use it instead of label texts::
 
     pack = load_pack("bearings.pack.json")
@@ -34,15 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..evaluate.metrics import compute_metrics
+from ..scoring import build_prediction
+from ..types import ClassifyOptions, Prediction
 from . import fewshot
 from .calibrate import calibrate, read_json_object
-from .errors import ConfigError
-from .evaluate import compute_metrics
-from .scoring import build_prediction
-from .types import ClassifyOptions, Prediction
 
 if TYPE_CHECKING:
-    from .classify import AudioEmbedding, Classifier
+    from ..classify import AudioEmbedding, Classifier
 
 __all__ = ["ClassifierPack", "fit_pack", "load_pack", "pack_name"]
 
@@ -90,8 +90,14 @@ class ClassifierPack:
         re-scores a library and the same pack under another name does not.
         """
         h = hashlib.sha256()
-        head = [list(self.labels), self.model, list(self.templates), self.scale, self.reject_cosine,
-                sorted(self.label_thresholds)]  # fmt: skip
+        head = [
+            list(self.labels),
+            self.model,
+            list(self.templates),
+            self.scale,
+            self.reject_cosine,
+            sorted(self.label_thresholds),
+        ]
         h.update(json.dumps(head).encode())
         h.update(np.ascontiguousarray(self.directions, dtype="<f4").tobytes())
         return h.hexdigest()[:32]
@@ -140,10 +146,17 @@ class ClassifierPack:
             text[:-1, :-1] = self.directions
             text[-1, -1] = self.reject_cosine
         pred = build_prediction(
-            source=embedding.source, model=self.model, labels=labels, spans_s=embedding.spans_s, audio=audio,
-            text=text, logit_scale=self.scale, options=opts, duration_s=embedding.duration_s,
+            source=embedding.source,
+            model=self.model,
+            labels=labels,
+            spans_s=embedding.spans_s,
+            audio=audio,
+            text=text,
+            logit_scale=self.scale,
+            options=opts,
+            duration_s=embedding.duration_s,
             sample_rate=embedding.sample_rate,
-        )  # fmt: skip
+        )
         return self._drop_reject(pred) if self.reject_cosine is not None else pred
 
     def _drop_reject(self, pred: Prediction) -> Prediction:
@@ -152,7 +165,9 @@ class ClassifierPack:
             pred,
             labels=self.labels,
             scores=tuple(s for s in pred.scores if s.label != _REJECT),
-            windows=tuple(replace(w, probabilities=w.probabilities[:n], cosines=w.cosines[:n]) for w in pred.windows),
+            windows=tuple(
+                replace(w, probabilities=w.probabilities[:n], cosines=w.cosines[:n]) for w in pred.windows
+            ),
             timeline=tuple(s for s in pred.timeline if s.label != _REJECT),
         )
 
@@ -197,7 +212,11 @@ class ClassifierPack:
 
 def _encode(a: np.ndarray) -> dict[str, Any]:
     data = np.ascontiguousarray(a, dtype="<f4")
-    return {"dtype": "float32", "shape": list(data.shape), "base64": base64.b64encode(data.tobytes()).decode()}
+    return {
+        "dtype": "float32",
+        "shape": list(data.shape),
+        "base64": base64.b64encode(data.tobytes()).decode(),
+    }
 
 
 def _decode(d: Any, what: str, path: Path) -> np.ndarray:
@@ -227,7 +246,9 @@ def load_pack(path: str | os.PathLike[str]) -> ClassifierPack:
     if doc.get("format") != FORMAT:
         raise ConfigError(f"{p} is not a classifier pack (no 'format: {FORMAT}')")
     if int(doc.get("version", 0)) > VERSION:
-        raise ConfigError(f"{p} is pack version {doc['version']}; this earmark reads up to {VERSION}: upgrade it")
+        raise ConfigError(
+            f"{p} is pack version {doc['version']}; this earmark reads up to {VERSION}: upgrade it"
+        )
     try:
         labels = tuple(str(x) for x in doc["labels"])
         directions = _decode(doc["directions"], "directions", p)
@@ -238,7 +259,9 @@ def load_pack(path: str | os.PathLike[str]) -> ClassifierPack:
             scale=float(doc["scale"]),
             directions=directions,
             reject_cosine=None if doc.get("reject_cosine") is None else float(doc["reject_cosine"]),
-            label_thresholds=tuple((str(k), float(v)) for k, v in (doc.get("label_thresholds") or {}).items()),
+            label_thresholds=tuple(
+                (str(k), float(v)) for k, v in (doc.get("label_thresholds") or {}).items()
+            ),
             text=None if doc.get("text") is None else _decode(doc["text"], "text", p),
             training=dict(doc.get("training") or {}),
         )
@@ -270,14 +293,14 @@ def fit_pack(
     the training summary. Then the head is trained on everything.
 
     Args:
-        x: (items, dim) clip embeddings (see :func:`earmark.fewshot.clip_vectors`).
+        x: (items, dim) clip embeddings (see :func:`earmark.adapt.fewshot.clip_vectors`).
         y: class index per item.
         labels: class labels (their texts gave ``text``).
         text: (classes, dim) label-text embeddings from the same model.
         scale: the model's logit scale.
         model: model id, recorded in the pack.
         templates: the templates ``text`` was made with.
-        options: :class:`earmark.fewshot.FitOptions`.
+        options: :class:`earmark.adapt.fewshot.FitOptions`.
         fold_ids: fold per item for cross-validation (default: stratified).
         zero_shot_probs: (items, classes) zero-shot probabilities, to compare in the summary.
 
@@ -290,7 +313,9 @@ def fit_pack(
     empty = [labels[int(i)] for i in np.flatnonzero(counts == 0)]
     if empty:
         raise ConfigError(f"no examples for: {', '.join(empty)}")
-    cos, folds = fewshot.cross_val_cosines(x, y, len(labels), text=text, scale=scale, options=opts, fold_ids=fold_ids)
+    cos, folds = fewshot.cross_val_cosines(
+        x, y, len(labels), text=text, scale=scale, options=opts, fold_ids=fold_ids
+    )
     reject = fewshot.reject_cosine(cos, y, scale, opts.reject_quantile)
     cv_probs = fewshot.probabilities(cos, scale, reject)
     thresholds: tuple[tuple[str, float], ...] = ()
@@ -298,18 +323,30 @@ def fit_pack(
         thresholds = calibrate(y, cv_probs, labels, target_precision=opts.target_precision).label_thresholds()
     cv = compute_metrics(y, cv_probs, labels)
     training: dict[str, Any] = {
-        "method": opts.method, "text_prior": opts.text_prior, "l2": opts.l2, "iterations": opts.iterations,
-        "reject_quantile": opts.reject_quantile, "target_precision": opts.target_precision,
+        "method": opts.method,
+        "text_prior": opts.text_prior,
+        "l2": opts.l2,
+        "iterations": opts.iterations,
+        "reject_quantile": opts.reject_quantile,
+        "target_precision": opts.target_precision,
         "examples": {label: int(c) for label, c in zip(labels, counts, strict=True)},
-        "cv_folds": len(np.unique(folds)), "cv_accuracy": cv.accuracy, "cv_macro_f1": cv.macro_f1,
+        "cv_folds": len(np.unique(folds)),
+        "cv_accuracy": cv.accuracy,
+        "cv_macro_f1": cv.macro_f1,
         "fitted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     if zero_shot_probs is not None:
         zs = compute_metrics(y, zero_shot_probs, labels)
         training.update(zero_shot_accuracy=zs.accuracy, zero_shot_macro_f1=zs.macro_f1)
     directions = fewshot.fit_directions(x, y, len(labels), text=text, scale=scale, options=opts)
     return ClassifierPack(
-        labels=tuple(labels), model=model, templates=tuple(templates), scale=float(scale),
-        directions=directions.astype(np.float32), reject_cosine=reject, label_thresholds=thresholds,
-        text=np.asarray(text, dtype=np.float32), training=training,
-    )  # fmt: skip
+        labels=tuple(labels),
+        model=model,
+        templates=tuple(templates),
+        scale=float(scale),
+        directions=directions.astype(np.float32),
+        reject_cosine=reject,
+        label_thresholds=thresholds,
+        text=np.asarray(text, dtype=np.float32),
+        training=training,
+    )

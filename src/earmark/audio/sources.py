@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .errors import AudioError
+from ..errors import AudioError
 
 if TYPE_CHECKING:
-    from .audio import AudioLimits, Source
+    from . import AudioLimits, Source
 
 HEAD_BYTES = 4096  # enough for the chunk headers before a WAV's "data" chunk
 TAIL_BYTES = 65536 + 27  # holds the start of an Ogg file's last page (pages are < 64 KiB)

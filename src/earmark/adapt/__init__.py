@@ -1,0 +1,1 @@
+"""Adaptation used at run time: few-shot heads, classifier packs, calibrated thresholds."""

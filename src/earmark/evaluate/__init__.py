@@ -1,0 +1,1 @@
+"""Evaluation: datasets, runs, the embedding cache, metrics and reports."""
