@@ -8,7 +8,7 @@ MODEL ?=
 TORCH_VERSION := 2.13.0
 DEBIAN_PACKAGES := ffmpeg sox chromium mosquitto
 
-.PHONY: setup sysdeps serve test bench tiny-model clean
+.PHONY: setup sysdeps serve test check lint bench tiny-model clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,8 +38,20 @@ tests/assets/tiny-clap/model.safetensors:
 
 tiny-model: setup tests/assets/tiny-clap/model.safetensors
 
+# the whole suite: what CI runs (after lint)
 test: setup sysdeps tiny-model
 	$(PY) -m pytest -q
+
+# style and types: CI fails on any of these
+lint: setup
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/mypy src
+
+# while developing: lint + the fast lane (no browser, no kill loops, no Ray, no subprocess servers, no image)
+FAST := not slow and not browser and not kill and not ray and not server and not image
+check: lint sysdeps tiny-model
+	$(PY) -m pytest -q -m "$(FAST)"
 
 bench: setup
 	$(PY) bench/bench_engine.py

@@ -79,7 +79,7 @@ def bench_cache(model: str, n_files: int, threads: int | None) -> dict[str, floa
 
 
 def bench_fit() -> dict[str, float]:
-    from earmark import fewshot
+    from earmark.adapt import fewshot
     from earmark.adapt.calibrate import calibrate, held_out_check
     from earmark.adapt.packs import fit_pack
     from earmark.evaluate.metrics import compute_metrics

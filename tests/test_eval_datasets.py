@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from earmark import datasets
 from earmark.errors import ConfigError
+from earmark.evaluate import datasets
 
 ESC50_HEADER = "filename,fold,target,category,esc10,src_file,take\n"
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from earmark import fewshot
+from earmark.adapt import fewshot
 from earmark.evaluate.metrics import (
     compute_metrics,
     confusion_matrix,

@@ -15,7 +15,7 @@ import pytest
 from earmark import audio
 from earmark.audio import AudioLimits, AudioWarning
 from earmark.audio.isolate import DecoderPool, decode_isolated
-from earmark.errors import AudioError, DecodeTimeout
+from earmark.errors import AudioError, DecoderUnavailable, DecodeTimeout
 from helpers import encode
 
 RATE = 48_000
@@ -101,7 +101,8 @@ def test_a_hang_is_killed_at_the_deadline(tmp_path: Path, clips: dict[str, Path]
         start = time.monotonic()
         with pytest.raises(DecodeTimeout) as info:
             p.decode(fifo, sample_rate=RATE, timeout_s=1.0)
-        assert 1.0 <= time.monotonic() - start < 5.0
+        # never before its deadline; well before the pool's 30 s default (a loose bound: a busy machine)
+        assert 1.0 <= time.monotonic() - start < 20.0
         assert isinstance(info.value, AudioError)
         assert str(info.value) == f"{fifo}: took longer than 1 s to decode, so it was stopped"
         with pytest.raises(ProcessLookupError):
@@ -132,7 +133,7 @@ def test_a_worker_killed_mid_decode_or_while_idle(
         start = time.monotonic()
         with pytest.raises(AudioError, match=r"the decoder crashed on this file \(killed by SIGKILL\)$"):
             p.decode(fifo, sample_rate=RATE)
-        assert time.monotonic() - start < 10  # noticed at once, not at the 30 s deadline
+        assert time.monotonic() - start < 20  # noticed when it dies, not at the 30 s deadline
         p.decode(clips["ogg"], sample_rate=RATE)
         (idle,) = pids(p)
         os.kill(idle, 9)
@@ -171,8 +172,18 @@ def test_urls_and_closed_pools_are_refused(clips: dict[str, Path]) -> None:
     p.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    with pytest.raises(RuntimeError, match="closed"):
+    # a typed earmark error that says what happened (the server answers it with 503, not a bare 500)
+    with pytest.raises(DecoderUnavailable, match="the audio decoder is shut down"):
         p.decode(clips["ogg"], sample_rate=RATE)
+
+
+def test_a_decoder_that_cannot_start_is_a_typed_error(
+    clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONHOME", "/nonexistent")  # the worker's Python dies before it says ready
+    with DecoderPool(workers=1) as p, pytest.raises(DecoderUnavailable, match="did not start") as info:
+        p.decode(clips["ogg"], sample_rate=RATE)
+    assert "exit code 1" in str(info.value) and not isinstance(info.value, AudioError)  # not the file's fault
 
 
 def test_decode_isolated_one_call(clips: dict[str, Path]) -> None:

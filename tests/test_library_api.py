@@ -37,7 +37,7 @@ def test_search_and_similar_endpoints(app: FastAPI) -> None:
         assert r.status_code == 200
         body = r.json()
         assert len(body["results"]) == 5 and kind_of(body["results"][0]["path"]) == "chirp"
-        assert body["took_ms"] < 1000
+        assert isinstance(body["took_ms"], float) and body["took_ms"] >= 0  # speed: bench/, not here
         first = body["results"][0]["file_id"]
         r = client.get(f"/api/v1/library/similar/{first}", params={"k": 4})
         assert r.status_code == 200 and [kind_of(x["path"]) for x in r.json()["results"]].count("chirp") >= 3

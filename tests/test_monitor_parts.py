@@ -83,7 +83,7 @@ def test_stdin_watchdog_reports_a_stall() -> None:
     t0 = time.monotonic()
     with pytest.raises(SourceLost, match="no audio on stdin for 0.5 s"):
         next(reader)
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 15  # the 0.5 s watchdog, not a read that waits forever
     os.close(w)
 
 

@@ -64,32 +64,36 @@ def test_overload_excess_requests_get_429_at_once(served: ServerProcess, tmp_pat
     capacity = 4  # decode_workers 1 + max_queue 3, as the `served` fixture sets
     data = _slow_file(tmp_path).read_bytes()
 
-    async def one(client: httpx.AsyncClient) -> tuple[int, float, httpx.Response]:
-        start = time.perf_counter()
+    finished: list[int] = []  # statuses in the order the answers came back
+
+    async def one(client: httpx.AsyncClient) -> tuple[int, httpx.Response]:
         form = {"labels": "noise, beep", "hop_s": "10"}  # few windows: the model part stays short
         r = await client.post("/api/v1/classify", files={"file": ("slow.mp3", data)}, data=form)
-        return r.status_code, time.perf_counter() - start, r
+        finished.append(r.status_code)
+        return r.status_code, r
 
-    async def burst() -> list[tuple[int, float, httpx.Response]]:
+    async def burst() -> list[tuple[int, httpx.Response]]:
         limits = httpx.Limits(max_connections=64)
         async with httpx.AsyncClient(base_url=served.url, timeout=60, limits=limits) as client:
             return await asyncio.gather(*(one(client) for _ in range(4 * capacity)))
 
     results = asyncio.run(burst())
-    statuses = [s for s, _, _ in results]
+    statuses = [s for s, _ in results]
     assert set(statuses) <= {200, 429}, statuses
-    busy = [(t, r) for s, t, r in results if s == 429]
+    busy = [r for s, r in results if s == 429]
     assert statuses.count(200) >= capacity and len(busy) >= 2 * capacity
-    for took, r in busy:
-        assert took < 0.1, f"a 429 took {took:.3f} s"
+    # refused, not queued: every 429 came back while admitted requests were still being worked on
+    # (a refused request that waited for a free place would have been served instead)
+    assert finished.index(200) > max(i for i, s in enumerate(finished) if s == 429), finished
+    for r in busy:
         assert r.json()["error"]["code"] == "server_busy" and int(r.headers["retry-after"]) >= 1
-    assert all(r.json()["label"] == "noise" for s, _, r in results if s == 200)
+    assert all(r.json()["label"] == "noise" for s, r in results if s == 200)
 
 
 def test_sixty_megabytes_get_413_before_the_body_is_read(served: ServerProcess) -> None:
     host, port = urlsplit(served.url).hostname, urlsplit(served.url).port
-    start = time.perf_counter()
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+    # a server that waited for the body would never answer: the socket's timeout is the hang guard
+    conn = http.client.HTTPConnection(host, port, timeout=60)
     conn.putrequest("POST", "/api/v1/classify")
     conn.putheader("Content-Type", "multipart/form-data; boundary=x")
     conn.putheader("Content-Length", str(60_000_000))
@@ -97,7 +101,6 @@ def test_sixty_megabytes_get_413_before_the_body_is_read(served: ServerProcess) 
     response = conn.getresponse()
     body = json.loads(response.read())
     assert response.status == 413 and body["error"]["code"] == "upload_too_large"
-    assert time.perf_counter() - start < 1.0
     conn.close()
     # a client that sends it all anyway gets the same answer, as does one streaming without a length
     big = os.urandom(1_000_000) * 60
@@ -186,7 +189,7 @@ def test_sigterm_answers_everything_in_flight_then_exits_0(tmp_path: Path) -> No
         "40",
         "--setting",
         "drain_delay_s",
-        "1",
+        "5",
         home=tmp_path,
     )
     try:
@@ -211,8 +214,11 @@ def test_sigterm_answers_everything_in_flight_then_exits_0(tmp_path: Path) -> No
                     assert time.monotonic() < deadline, "the requests never all arrived"
                     await asyncio.sleep(0.02)
                 server.proc.send_signal(signal.SIGTERM)
-                await asyncio.sleep(0.2)
-                ready = (await client.get("/readyz")).status_code
+                # /readyz turns 503 within the 5 s drain delay; poll for it instead of guessing when
+                ready = 200
+                while ready == 200 and time.monotonic() < deadline + 30:
+                    ready = (await client.get("/readyz")).status_code
+                    await asyncio.sleep(0.02)
                 return list(await asyncio.gather(*tasks)), ready
 
         statuses, ready_while_draining = asyncio.run(scenario())

@@ -6,6 +6,7 @@ REST API, web page) translates it once into its own words::
     EarmarkError
     ├── AudioError          a source that cannot be read as audio (names the source and why)
     │   └── DecodeTimeout   decoding ran past its wall-clock deadline
+    ├── DecoderUnavailable  the isolated decoder cannot take work (worker did not start, pool closed)
     ├── LabelError          an empty, tiny, huge or otherwise unusable label list
     ├── ModelError          a model that cannot be loaded
     │   └── UnknownModelError   not in the cache and not downloadable: says what to run
@@ -22,6 +23,7 @@ __all__ = [
     "AudioError",
     "ConfigError",
     "DecodeTimeout",
+    "DecoderUnavailable",
     "EarmarkError",
     "FilingError",
     "LabelError",
@@ -48,6 +50,13 @@ class AudioError(EarmarkError):
 
 class DecodeTimeout(AudioError):
     """Decoding took longer than its deadline (a hostile or huge file)."""
+
+
+class DecoderUnavailable(EarmarkError):
+    """The isolated audio decoder cannot take work: its worker process did not start, or the pool is closed.
+
+    Not the audio's fault: the same file may decode once the decoder is back.
+    """
 
 
 class LabelError(EarmarkError):

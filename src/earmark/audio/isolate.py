@@ -44,7 +44,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import audio
-from ..errors import AudioError, DecodeTimeout
+from ..errors import AudioError, DecoderUnavailable, DecodeTimeout
 from . import DEFAULT_LIMITS, AudioLimits, AudioWarning
 from .sources import is_url, size_text
 
@@ -54,7 +54,7 @@ log = logging.getLogger("earmark")
 
 IsolatedSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 _HEADER_MAX = 1 << 20  # a worker's JSON header is small; refuse anything bigger
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])  # so workers import this same earmark
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # so workers import this same earmark
 
 
 class DecoderPool:
@@ -157,7 +157,9 @@ class DecoderPool:
         slot = self._slots.get()
         if self._closed:
             self._slots.put(slot)
-            raise RuntimeError("the DecoderPool is closed")
+            raise DecoderUnavailable(
+                "the audio decoder is shut down (the server is stopping); nothing was decoded"
+            )
         if slot is not None and slot.alive():
             return slot
         if slot is not None:  # died while idle (OOM killer, ...): not the next file's fault
@@ -272,8 +274,9 @@ class _Worker:
                 raise OSError("no ready message")
         except (OSError, EOFError, ValueError) as ex:
             worker.stop()
-            raise RuntimeError(
-                f"the audio decoder process could not start ({ex}; exit code {proc.returncode}); see its stderr"
+            raise DecoderUnavailable(
+                f"the audio decoder process did not start within {timeout_s:g} s ({ex}; exit code "
+                f"{proc.returncode}); its error output is in this process's stderr"
             ) from None
         log.debug("decoder worker %d started", proc.pid)
         return worker

@@ -196,10 +196,10 @@ def fit_cmd(
     ds = _load(data, label_map, folds)
     tpl = _templates(ds, templates)
     fit_opts = FitOptions(
-        method=method,
+        method=method,  # type: ignore[arg-type]
         text_prior=text_prior,
         l2=l2,
-        folds=cv_folds,  # type: ignore[arg-type]
+        folds=cv_folds,
         target_precision=target_precision,
         reject_quantile=reject_quantile,
     ).check()

@@ -215,9 +215,9 @@ def _source(n: Node, i: int) -> SourceSpec:
     )
     spec = SourceSpec(
         name=name,
-        kind=kind,
+        kind=kind,  # type: ignore[arg-type]
         target=target,
-        gate_dbfs=None if gate is False else gate,  # type: ignore[arg-type]
+        gate_dbfs=None if gate is False else gate,
         reconnect=_reconnect(n),
         **extra,
     )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import (
     AudioError,
     ConfigError,
+    DecoderUnavailable,
     DecodeTimeout,
     EarmarkError,
     LabelError,
@@ -58,6 +59,7 @@ _STATUS: tuple[tuple[type[EarmarkError], int, str], ...] = (
     (UnknownPack, 422, "unknown_pack"),
     (ConfigError, 422, "invalid_options"),
     (ModelError, 503, "model_unavailable"),
+    (DecoderUnavailable, 503, "decoder_unavailable"),
     (StoreError, 503, "store_unavailable"),
     (MissingExtraError, 501, "missing_extra"),
     (EarmarkError, 400, "bad_request"),
@@ -128,6 +130,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.engine = None
     app.state.ready = False
+    app.state.warmup = {"waiting_for": "the model engine to start"}
     app.state.draining = False
     for router in (health, v1, compat, library, events):
         app.include_router(router)
@@ -201,15 +204,40 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(engine.close)
 
 
+WARMUP_RETRY_MAX_S = 60.0
+
+
 async def _warm_up(app: FastAPI, engine: Any) -> None:
-    try:
-        await engine.warm_up()
-    except Exception:  # the server stays up, not ready, and says why in the log
-        log.exception("warm-up failed; /readyz stays 503")
-        return
+    """Warm the engine, retrying with backoff until it works; ``/readyz`` shows where it is.
+
+    A failed attempt never leaves the server 503 for good: it is logged with its
+    reason, kept in ``app.state.warmup`` for ``/readyz``, and tried again.
+    """
+    timeout_s = app.state.settings.warmup_timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        app.state.warmup = {"waiting_for": "warm-up: one test decode and one model pass", "attempt": attempt}
+        try:
+            await engine.warm_up(timeout_s)
+            break
+        except asyncio.CancelledError:
+            raise
+        except Exception as ex:  # any cause: say why, wait, try again
+            delay = min(WARMUP_RETRY_MAX_S, 2.0 ** (attempt - 1))
+            reason = str(ex) if isinstance(ex, EarmarkError) else f"{type(ex).__name__}: {ex}"
+            log.error("warm-up attempt %d failed (%s); retrying in %g s", attempt, reason, delay)
+            app.state.warmup = {
+                "waiting_for": "warm-up retry",
+                "attempt": attempt,
+                "last_error": reason,
+                "retry_in_s": delay,
+            }
+            await asyncio.sleep(delay)
+    app.state.warmup = None
     app.state.ready = True
     app.state.metrics.ready.set(1)
-    log.info("ready: model %s is warm", engine.classifier.model_id)
+    log.info("ready: model %s is warm (warm-up attempt %d)", engine.classifier.model_id, attempt)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

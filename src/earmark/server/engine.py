@@ -148,14 +148,26 @@ class ServingEngine:
                 fn = partial(self.classifier.backend.embed_text, list(texts))
             return await self._deadline(self._on_model(fn))
 
-    async def warm_up(self) -> None:
-        """One decode and one model pass, so the first real request is not the slow one."""
+    async def warm_up(self, timeout_s: float) -> None:
+        """One decode and one model pass, so the first real request is not the slow one.
+
+        Not a client request: it takes no admission slot and runs under its own
+        ``timeout_s``, not ``decode_timeout_s``/``request_timeout_s`` (deadlines
+        meant for hostile uploads, which may be set small).
+        """
         from ..synth import make
 
-        wave = (make("beep", 1.0) * 32767).astype("<i2")
-        await self._decode(_wav_bytes(wave, 48_000), "warm-up")
-        opts = self.options()
-        await self.classify_samples(np.zeros(self.sample_rate, np.float32), ("a", "b"), opts, name="warm-up")
+        async def warm() -> None:
+            wave = (make("beep", 1.0) * 32767).astype("<i2")
+            await self._decode(_wav_bytes(wave, 48_000), "warm-up", timeout_s=timeout_s)
+            opts = self.options()
+            embedding = self._embed_samples(np.zeros(self.sample_rate, np.float32), opts, "warm-up")
+            await self._score(embedding, ("a", "b"), opts, None)
+
+        try:
+            await asyncio.wait_for(warm(), timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestDeadline(f"warm-up took longer than {timeout_s:g} s") from None
 
     def close(self) -> None:
         """Stop the model thread and the decode workers."""
@@ -175,7 +187,7 @@ class ServingEngine:
         samples = await self._decode(data, name)
         return await self._embed_samples(samples, options, name)
 
-    async def _decode(self, data: Data, name: str) -> np.ndarray:
+    async def _decode(self, data: Data, name: str, timeout_s: float | None = None) -> np.ndarray:
         with self._decoding_lock:  # read by the model thread: batches wait only while decodes are under way
             self._decoding += 1
         start = time.perf_counter()
@@ -183,7 +195,9 @@ class ServingEngine:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
                 self._decode_threads,
-                lambda: self.decoder.decode(data, sample_rate=self.sample_rate, name=name),
+                lambda: self.decoder.decode(
+                    data, sample_rate=self.sample_rate, name=name, timeout_s=timeout_s
+                ),
             )
         finally:
             with self._decoding_lock:

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "json_error"]
@@ -21,8 +22,8 @@ OPEN_PATHS = frozenset({"/livez", "/readyz"})
 
 
 async def json_error(
-    send: Any, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] = ()
-) -> None:  # type: ignore[assignment]
+    send: Any, status: int, code: str, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     """Send ``{"error": {"code", "message"}}`` with ``status`` straight on the ASGI channel."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     await send(

@@ -49,7 +49,7 @@ async def readyz(request: Request) -> JSONResponse:
     if state.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
     if not state.ready:
-        return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "starting", **(state.warmup or {})}, status_code=503)
     return JSONResponse({"status": "ready", "model": state.classifier.model_id})
 
 

@@ -29,6 +29,7 @@ class ServerSettings:
     max_wait_ms: float = 5.0
     request_timeout_s: float = 60.0
     drain_delay_s: float = 0.0
+    warmup_timeout_s: float = 300.0
     live_window_s: float = 10.0
     live_every_s: float = 2.0
     live_sessions: int = 8
@@ -50,6 +51,7 @@ class ServerSettings:
             "max_duration_s",
             "decode_timeout_s",
             "request_timeout_s",
+            "warmup_timeout_s",
             "live_window_s",
             "live_every_s",
         )
@@ -80,6 +82,10 @@ SETTINGS: dict[str, str] = {
     ),
     "max_wait_ms": "How long a batch waits for more windows while other requests are still decoding, in ms.",
     "request_timeout_s": "Deadline for a whole request (decode + model); past it the request gets 504.",
+    "warmup_timeout_s": (
+        "Deadline of one start-up warm-up attempt (a decode and a model pass); not a client deadline. "
+        "A failed attempt is logged and retried with backoff, and /readyz says what it waits for."
+    ),
     "drain_delay_s": "On SIGTERM, /readyz answers 503 this long before the server stops accepting requests.",
     "live_window_s": "Live tab: seconds of microphone audio each classification hears (at most 10).",
     "live_every_s": "Live tab: classify the last window every this many seconds of audio.",

@@ -165,13 +165,10 @@ class AppRunner:
         name: str,
         pack: ClassifierPack | None = None,
     ) -> Prediction:
-        return await self._engine().classify_samples(
-            samples,
-            labels,
-            options,
-            name=name,  # type: ignore[no-any-return]
-            pack=pack,
+        prediction: Prediction = await self._engine().classify_samples(
+            samples, labels, options, name=name, pack=pack
         )
+        return prediction
 
 
 def build_ui(
