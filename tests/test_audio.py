@@ -254,6 +254,7 @@ def test_a_stream_yields_audio_before_its_end_arrives(files: dict[str, Path]) ->
     assert total == 20 * RATE
 
 
+@pytest.mark.slow
 def test_thirty_minutes_stream_in_bounded_chunks_and_memory(tmp_path: Path) -> None:
     one = encode(tone(1.0, 8000), tmp_path / "one.wav", rate=8000)
     long = tmp_path / "thirty-minutes.wav"

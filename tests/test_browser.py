@@ -18,7 +18,7 @@ import pytest
 from earmark import synth
 from helpers import ARTIFACTS, ServerProcess, encode, sound_file
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

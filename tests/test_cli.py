@@ -57,6 +57,7 @@ def test_classify_csv_has_a_column_per_label(runner, tiny_model, tmp_path) -> No
     assert set(rows[0]) == {"file", "label", "top", "probability", "uncertain", "chirp", "hum"}
 
 
+@pytest.mark.slow
 def test_timeline_for_long_audio(runner, tiny_model, tmp_path) -> None:
     f = encode(synth.sequence([("hum", 10), ("clicks", 10), ("beep", 10)], seed=7), tmp_path / "three.ogg")
     r = runner.invoke(cli, ["classify", str(f), "-l", ",".join(LABELS), "-m", tiny_model, "--timeline"])

@@ -35,6 +35,7 @@ def test_short_clip_embedding_equals_single_clip_transformers_reference(classifi
         np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_transformers_batch_is_not_batch_invariant_but_earmark_is(classifier, reference) -> None:
     """The reason for the fixed policy: in a transformers batch, one random clip takes the fusion path."""
     model, fe = reference
@@ -43,13 +44,13 @@ def test_transformers_batch_is_not_batch_invariant_but_earmark_is(classifier, re
     np.random.seed(0)
     feats = fe(clips, sampling_rate=48_000, return_tensors="pt")
     assert int(feats["is_longer"].sum()) == 1  # exactly one clip, chosen at random
-    for batch_size in (2, 5, 8):
+    for batch_size in (2, 8):  # the smallest and a full CPU batch
         batch = [clips[0], *_mixed_clips(batch_size)[1:]]
         got = classifier.backend.embed_audio(batch)[0]
         np.testing.assert_allclose(got, alone, atol=1e-5)
 
 
-@pytest.mark.parametrize("batch_size", [2, 5, 8])
+@pytest.mark.parametrize("batch_size", [2, 8])
 def test_every_clip_is_the_same_alone_and_in_a_mixed_batch(classifier, batch_size: int) -> None:
     clips = _mixed_clips(batch_size)
     together = classifier.backend.embed_audio(clips)
@@ -59,6 +60,7 @@ def test_every_clip_is_the_same_alone_and_in_a_mixed_batch(classifier, batch_siz
     np.testing.assert_allclose(reordered, together, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_35s_file_gives_identical_scores_twice_and_in_any_order(classifier, tmp_path) -> None:
     long = encode(synth.sequence([("hum", 12), ("clicks", 11), ("chirp", 12)], seed=3), tmp_path / "long.mp3")
     others = [

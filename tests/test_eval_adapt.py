@@ -51,6 +51,7 @@ def _precision(lines: list[dict[str, object]]) -> tuple[float, int]:
     return right / max(len(answered), 1), len(answered)
 
 
+@pytest.mark.slow
 def test_calibrated_thresholds_hit_the_target_precision_on_held_out_files(
     tiny_model: str, tmp_path: Path
 ) -> None:

@@ -11,6 +11,8 @@ from earmark.library import FileTagged, ModelRef, TagOptions
 from earmark.store import Database
 from helpers import LABELS, TINY_MODEL
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def ray_cluster():  # type: ignore[no-untyped-def]

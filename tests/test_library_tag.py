@@ -91,6 +91,7 @@ def test_rerun_skips_everything_without_loading_the_model(library_copy) -> None:
     assert Counter(e.how for e in found.values()) == {"skipped": len(manifest)}
 
 
+@pytest.mark.slow
 def test_changed_labels_reuse_embeddings_without_decoding(
     tagged_library, classifier, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -134,6 +135,7 @@ def test_changed_file_is_tagged_again(library_copy, classifier) -> None:  # type
     assert Counter(e.how for e in found.values())["embedded"] == 1
 
 
+@pytest.mark.slow
 def test_noise_reduction_is_optional_and_recorded(sound_library, classifier, tmp_path) -> None:  # type: ignore[no-untyped-def]
     root, manifest = sound_library
     files = [str(root / rel) for rel, k in manifest.items() if k in ("beep", "hum")][:4]

@@ -43,6 +43,8 @@ from monitor_support import (
     wait_for,
 )
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 HOP = 2.0
 BEEP_AT, BEEP_S = 10.0, 12.0
 # seed 4: a beep the tiny model hears in windows that hold only part of it (it is a

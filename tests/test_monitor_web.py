@@ -18,6 +18,8 @@ from earmark.monitor.events import EventLog, event_id, utc_iso
 from earmark.store import Database
 from monitor_support import free_port, wait_port
 
+pytestmark = [pytest.mark.server]
+
 
 def add_event(log: EventLog, *, label: str, source: str, t: float, clip: Path | None) -> str:
     started = utc_iso(t)

@@ -261,6 +261,7 @@ def test_api_key_guards_everything_but_probes(classifier, files) -> None:  # typ
         c.__exit__(None, None, None)
 
 
+@pytest.mark.slow
 def test_decode_and_request_deadlines_are_504(classifier, files) -> None:  # type: ignore[no-untyped-def]
     # a 1 s decode deadline: the 30 min file takes many seconds to decode on any machine, the 6 s one
     # a few ms; the server's own warm-up is not bound by it (it has warmup_timeout_s)

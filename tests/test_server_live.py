@@ -20,6 +20,8 @@ from earmark import synth
 from earmark.cli import cli
 from helpers import ServerProcess, encode, sound_file
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 
 def test_serve_refuses_a_public_address_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EARMARK_API_KEY", raising=False)
