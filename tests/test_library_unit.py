@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from earmark.audio.sniff import sniff
 from earmark.errors import FilingError, StoreError
 from earmark.library import folder_name
 from earmark.library.fileops import NameTaken, copy_verified, partial_path, place
@@ -16,7 +17,6 @@ from earmark.library.journal import complete_op, plan_op, recover, start_run, wr
 from earmark.library.scan import content_hash, walk_audio
 from earmark.library.schema import migrate
 from earmark.library.search import WindowIndex
-from earmark.library.sniff import sniff
 from earmark.store import Database
 
 

@@ -10,12 +10,12 @@ import threading
 import numpy as np
 import pytest
 
+from earmark.audio.sniff import not_audio_kind
 from earmark.errors import AudioError, ConfigError
 from earmark.server.batching import Admission
 from earmark.server.errors import ServerBusy
 from earmark.server.i18n import MESSAGES, foreign_script_labels, pick_language, t
 from earmark.server.settings import SETTINGS, ServerSettings, is_loopback, parse_setting
-from earmark.server.sniff import not_audio_kind
 from earmark.types import Prediction, Score, Segment, WindowScores
 from helpers import ROOT
 
