@@ -203,7 +203,8 @@ def test_start_run_marks_dead_runs_interrupted(tmp_path: Path) -> None:
 def test_migrations_apply_once(tmp_path: Path) -> None:
     db = Database(tmp_path / "lib.db")
     assert db.migrate(__import__("earmark.library.schema", fromlist=["x"]).MIGRATIONS) == [
-        "library-001-tables"
+        "library-001-tables",
+        "library-002-embedding-seconds",
     ]
     assert migrate(db).migrate([]) == []
     tables = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
