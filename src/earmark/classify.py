@@ -21,7 +21,7 @@ import numpy as np
 from . import audio as _audio
 from .backends import Backend, get_backend
 from .errors import AudioError, ConfigError, LabelError
-from .labels import check_templates, parse_labels
+from .labels import check_pack_labels, check_templates, parse_labels
 from .scoring import build_prediction
 from .stage import AudioEmbedding, BatchPolicy, ModelRunner, embed_many, embed_source
 from .types import ClassifyOptions, Prediction
@@ -200,11 +200,7 @@ class Classifier:
             if labels is None:
                 raise LabelError("no labels given (and no classifier pack)")
             return parse_labels(labels)
-        if labels is not None and set(parse_labels(labels)) != set(pack.labels):
-            raise LabelError(
-                "a classifier pack scores its own labels (" + ", ".join(pack.labels) + "); "
-                "leave the labels out or give exactly those"
-            )
+        check_pack_labels(labels, pack.labels)
         pack.check(self)
         return None
 

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..audio import AudioWarning, describe
 from ..classify import AudioEmbedding, Classifier
-from ..errors import AudioError, LabelError
-from ..labels import parse_labels
+from ..errors import AudioError
+from ..labels import check_pack_labels, parse_labels
 from ..store import Database
 from ..types import ClassifyOptions
 from . import records
@@ -83,11 +83,7 @@ class TagOptions:
         """
         if self.pack is None:
             return replace(self, labels=parse_labels(self.labels))
-        if self.labels and set(parse_labels(self.labels)) != set(self.pack.labels):
-            raise LabelError(
-                "a classifier pack tags with its own labels (" + ", ".join(self.pack.labels) + "); "
-                "leave the labels out or give exactly those"
-            )
+        check_pack_labels(self.labels, self.pack.labels, verb="tags with")
         return replace(self, labels=self.pack.labels, classify=self.pack.options(self.classify))
 
 

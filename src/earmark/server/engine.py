@@ -24,7 +24,7 @@ import numpy as np
 
 from ..classify import AudioEmbedding, Classifier
 from ..errors import AudioError, LabelError
-from ..labels import parse_labels
+from ..labels import check_pack_labels, parse_labels
 from ..stage import BatchPolicy, Pending, submit_chunks
 from ..types import ClassifyOptions, Prediction
 from .batching import Admission
@@ -250,11 +250,8 @@ def _check_labels(labels: str | Iterable[str] | None, pack: ClassifierPack | Non
             raise LabelError("no labels given: send the candidate labels, or name a classifier pack")
         return None
     labels_t = parse_labels(labels)
-    if pack is not None and set(labels_t) != set(pack.labels):
-        raise LabelError(
-            f"the classifier pack scores its own labels ({', '.join(pack.labels)}); "
-            "leave the labels out or give exactly those"
-        )
+    if pack is not None:
+        check_pack_labels(labels_t, pack.labels)
     return labels_t
 
 
