@@ -21,6 +21,7 @@ import pytest
 from earmark import audio
 from earmark.audio import AudioLimits, AudioWarning
 from earmark.errors import AudioError
+from earmark.stage.windows import iter_windows, window_spans
 from helpers import encode
 
 RATE = 48_000
@@ -280,8 +281,8 @@ print(len(sizes), sum(sizes), max(sizes), sizes[-1], grew_mb)
 def test_windows_from_a_stream_match_windows_of_the_whole() -> None:
     x = np.arange(23 * 1000, dtype=np.float32)
     chunks = (x[i : i + 700] for i in range(0, x.size, 700))
-    got = list(audio.iter_windows(chunks, window=10_000, hop=5_000))
-    spans = audio.window_spans(x.size, 10_000, 5_000)
+    got = list(iter_windows(chunks, window=10_000, hop=5_000))
+    spans = window_spans(x.size, 10_000, 5_000)
     assert [s for s, _ in got] == [s for s, _ in spans] == [0, 5000, 10000, 13000]
     for (start, w), (a, b) in zip(got, spans, strict=True):
         np.testing.assert_array_equal(w, x[a:b])

@@ -130,7 +130,8 @@ def test_cache_misses_on_changed_file_or_window(classifier: Classifier, tmp_path
     first = list(embed_files(classifier, [str(a)], options=opts, cache=cache))
     again = list(embed_files(classifier, [str(a)], options=opts, cache=cache))
     assert (first[0].cached, again[0].cached) == (False, True)
-    assert (again[0].result.vectors == first[0].result.vectors).all()  # type: ignore[union-attr]
+    # the one store keeps float16 (as tag does): within rounding of the fresh vectors
+    assert abs(again[0].result.vectors - first[0].result.vectors).max() < 2e-3  # type: ignore[union-attr]
     other_window = list(
         embed_files(classifier, [str(a)], options=ClassifyOptions(window_s=0.5, hop_s=0.5), cache=cache)
     )

@@ -113,17 +113,16 @@ def test_changed_labels_reuse_embeddings_without_decoding(
     }
     beeps = [e for rel, k in manifest.items() if k == "beep" for e in [found[str(root / rel)]]]
     assert sum(e.top_label == "tone" for e in beeps) >= 0.9 * len(beeps)
-    # the same as tagging those files from scratch with the new labels
+    # the same as tagging those files from scratch with the new labels, to the float16 rounding of
+    # the stored vectors (fresh scores come from full precision; docs/library.md says how far they may differ)
     fresh_db = Database(tmp_path / "fresh.db")
     some = [str(root / rel) for rel, k in manifest.items() if k != "error"][:12]
     monkeypatch.setattr(earmark.audio, "stream", real_stream)
     fresh = _tagged(list(tag_paths(fresh_db, some, TagOptions(labels=new_labels), classifier)))
     for path in some:
         assert fresh[path].how == "embedded"
-        assert (fresh[path].top_label, fresh[path].top_score) == (
-            found[path].top_label,
-            found[path].top_score,
-        )
+        assert fresh[path].top_label == found[path].top_label
+        assert fresh[path].top_score == pytest.approx(found[path].top_score, abs=5e-3)
 
 
 def test_changed_file_is_tagged_again(library_copy, classifier) -> None:  # type: ignore[no-untyped-def]

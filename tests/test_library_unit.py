@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from earmark.audio.sniff import sniff
 from earmark.errors import FilingError, StoreError
 from earmark.library import folder_name
 from earmark.library.fileops import NameTaken, copy_verified, partial_path, place
@@ -16,7 +17,6 @@ from earmark.library.journal import complete_op, plan_op, recover, start_run, wr
 from earmark.library.scan import content_hash, walk_audio
 from earmark.library.schema import migrate
 from earmark.library.search import WindowIndex
-from earmark.library.sniff import sniff
 from earmark.store import Database
 
 
@@ -203,7 +203,8 @@ def test_start_run_marks_dead_runs_interrupted(tmp_path: Path) -> None:
 def test_migrations_apply_once(tmp_path: Path) -> None:
     db = Database(tmp_path / "lib.db")
     assert db.migrate(__import__("earmark.library.schema", fromlist=["x"]).MIGRATIONS) == [
-        "library-001-tables"
+        "library-001-tables",
+        "library-002-embedding-seconds",
     ]
     assert migrate(db).migrate([]) == []
     tables = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

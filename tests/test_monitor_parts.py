@@ -15,24 +15,25 @@ import numpy as np
 import pytest
 
 from earmark import audio, synth
-from earmark.monitor.buffers import AudioHistory, Windower, level_dbfs
+from earmark.monitor.buffers import AudioHistory, level_dbfs
 from earmark.monitor.clips import CLIP_FORMATS, write_clip
 from earmark.monitor.events import EventLog, OutboxItem, parse_since
 from earmark.monitor.metrics import MonitorMetrics
 from earmark.monitor.sinks import Dispatcher, RetryOptions, SinkError
 from earmark.monitor.sources import ReconnectOptions, SourceLost, SourceSpec, SourceWorker, open_reader
+from earmark.stage import WindowCutter, window_spans
 from earmark.store import Database
 from monitor_support import free_port, stream_server
 
 
 def test_windower_cuts_the_windows_classify_would() -> None:
     x = np.arange(1000, dtype=np.float32)
-    w = Windower(window=100, hop=30)
+    w = WindowCutter(window=100, hop=30)
     got = []
     for i in range(0, 1000, 37):  # chunk sizes unrelated to window and hop
         got += [(s, win[0], win.size) for s, win in w.push(x[i : i + 37])]
-    spans = audio.window_spans(1000, 100, 30)
-    assert [(s, float(s), 100) for s, _ in spans if s + 100 <= 1000 and s % 30 == 0] == got
+    got += [(s, win[0], win.size) for s, win in w.finish()]  # the end of the file: its tail window
+    assert [(s, float(s), e - s) for s, e in window_spans(1000, 100, 30)] == got
     w.reset(5000)  # after a gap: windows start over at the new position
     assert [s for s, _ in w.push(np.zeros(130, np.float32))] == [5000, 5030]
 

@@ -7,10 +7,10 @@ import logging
 import numpy as np
 import pytest
 
-from earmark.audio import iter_windows, window_spans
 from earmark.errors import LabelError
 from earmark.labels import parse_labels
 from earmark.scoring import window_scores
+from earmark.stage.windows import iter_windows, window_spans
 from earmark.timeline import segments
 
 

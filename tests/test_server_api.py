@@ -337,12 +337,12 @@ def test_concurrent_requests_share_batches_and_results_do_not_depend_on_them(cla
         together = asyncio.run(run(sources))
     finally:
         engine.close()
-    # windows per request: 5, 1, 1, 5 (12); with 4 per batch, fewer than 5 batches means requests shared them
-    assert sum(batches) == 12 and len(batches) < 5
+    # windows per request: 5, 1, 1, 5; calls never exceed the backend's shape (one window on a CPU;
+    # coalescing into bigger calls is tested on a stand-in model in test_stage_units.py)
+    assert sum(batches) == 12 and max(batches) <= classifier.runner.batch
     assert together == alone  # bit for bit: every batch has the same shape
     library = classifier.classify(files["seq"].read_bytes(), LABELS, name="seq30.mp3")
-    for got, want in zip(together[0].scores, library.scores, strict=True):
-        assert got.label == want.label and got.probability == pytest.approx(want.probability, abs=1e-5)
+    assert together[0].scores == library.scores, "the server scores as the library does, bit for bit"
 
 
 def test_page_is_mounted_with_the_mic_script_and_refuses_url_values(classifier) -> None:  # type: ignore[no-untyped-def]

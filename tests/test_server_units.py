@@ -6,18 +6,16 @@ import dataclasses
 import re
 import struct
 import threading
-import time
-from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
 
+from earmark.audio.sniff import not_audio_kind
 from earmark.errors import AudioError, ConfigError
-from earmark.server.batching import Admission, ModelBatcher
+from earmark.server.batching import Admission
 from earmark.server.errors import ServerBusy
 from earmark.server.i18n import MESSAGES, foreign_script_labels, pick_language, t
 from earmark.server.settings import SETTINGS, ServerSettings, is_loopback, parse_setting
-from earmark.server.sniff import not_audio_kind
 from earmark.types import Prediction, Score, Segment, WindowScores
 from helpers import ROOT
 
@@ -222,92 +220,6 @@ def test_render_timeline_lanes_segments_and_exports() -> None:
     assert rows[0] == ["row", "start_s", "end_s", "answer", "hum", "clicks", "beep"]
     assert [r[0] for r in rows[1:]] == ["clip", "window 1", "window 2", "window 3"]
     assert json.loads(export_json(p))["windows"][1]["probabilities"] == [0.1, 0.85, 0.05]
-
-
-class _NumpyBackend:
-    """A numpy stand-in for the model, for batching logic only: embedding = normalised window statistics."""
-
-    model_id = "numpy"
-    sample_rate = 100
-    window_samples = 1000
-    logit_scale = 10.0
-
-    def __init__(self, delay_s: float = 0.0, fail_on: float | None = None) -> None:
-        self.calls: list[int] = []
-        self.shapes: list[int] = []
-        self.delay_s = delay_s
-        self.fail_on = fail_on
-
-    def embed_audio(self, windows: list[np.ndarray]) -> np.ndarray:
-        self.shapes.append(len(windows))
-        self.calls.append(sum(1 for w in windows if w.any()))  # real windows; padding is silence
-        time.sleep(self.delay_s)
-        if self.fail_on is not None and any(w[0] == self.fail_on for w in windows):
-            raise RuntimeError("model failed")
-        v = np.array([[w.mean(), w.std(), w.max(), 1.0] for w in windows], np.float32)
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-    def embed_text(self, texts: list[str]) -> np.ndarray:
-        raise AssertionError("not used")
-
-
-def test_batcher_coalesces_concurrent_windows_and_results_do_not_depend_on_batching() -> None:
-    # the first window holds the model long enough for the rest to queue even on a loaded machine
-    backend = _NumpyBackend(delay_s=0.3)
-    windows = [np.random.default_rng(i).normal(size=300).astype(np.float32) for i in range(12)]
-    alone = [backend.embed_audio([w])[0] for w in windows]
-    backend.calls.clear()
-    backend.shapes.clear()
-    batcher = ModelBatcher(backend, batch_size=8, max_wait_ms=0)
-    try:
-        first = batcher.embed(windows[:1])  # occupies the model for 300 ms while the rest queue up
-        time.sleep(0.01)
-        rest = [batcher.embed([w]) for w in windows[1:]]
-        results = [f.result(5) for f in first + [r[0] for r in rest]]
-    finally:
-        batcher.close()
-    assert backend.calls == [1, 8, 3] and backend.shapes == [8, 8, 8]  # always one shape: padded
-    for got, want in zip(results, alone, strict=True):
-        np.testing.assert_array_equal(got, want)
-
-
-def test_batcher_waits_for_more_only_while_requests_are_on_their_way() -> None:
-    # max_wait is far beyond the hang guards: what ends a wait shows whether the batcher waited
-    backend = _NumpyBackend()
-    coming = threading.Event()
-    coming.set()
-    batcher = ModelBatcher(backend, batch_size=2, max_wait_ms=600_000, expecting_more=coming.is_set)
-    try:
-        a = batcher.embed([np.ones(10, np.float32)])
-        b = batcher.embed([np.full(10, 2.0, np.float32)])  # on its way while `a` waits: one call for both
-        a[0].result(60), b[0].result(60)
-        assert backend.calls == [2]
-        coming.clear()
-        # nobody is on the way: a lone window goes now instead of waiting out max_wait
-        batcher.embed([np.ones(10, np.float32)])[0].result(60)
-        assert backend.calls == [2, 1]
-    finally:
-        batcher.close()
-
-
-def test_batcher_skips_cancelled_windows_and_hands_failures_to_their_requests() -> None:
-    backend = _NumpyBackend(delay_s=0.05, fail_on=7.0)
-    batcher = ModelBatcher(backend, batch_size=4, max_wait_ms=0)
-    try:
-        busy = batcher.embed([np.ones(10, np.float32)])
-        time.sleep(0.01)
-        cancelled = batcher.embed([np.full(10, 3.0, np.float32)])
-        assert cancelled[0].cancel()
-        failing = batcher.embed([np.full(10, 7.0, np.float32)])
-        busy[0].result(5)
-        with pytest.raises(RuntimeError, match="model failed"):
-            failing[0].result(5)
-        with pytest.raises(CancelledError):
-            cancelled[0].result(0)
-        assert batcher.call(lambda: 41 + 1).result(5) == 42  # still serving after a failure
-    finally:
-        batcher.close()
-    assert sum(backend.calls) == 2  # the cancelled window never reached the model
 
 
 def test_admission_refuses_beyond_capacity_at_once_and_frees_places() -> None:

@@ -1,8 +1,10 @@
 """The classifier: audio + free-text labels -> confidence per label.
 
 ``Classifier`` is long-lived (loads the model once, caches label embeddings);
-``classify()`` is the one-shot wrapper. Long audio is cut into overlapping
-windows as it decodes, so a two-hour file never sits in memory whole.
+``classify()`` is the one-shot wrapper. Audio goes to the model through the
+one stage (:mod:`earmark.stage`): cut into windows as it decodes (so a
+two-hour file never sits in memory whole), features overlapped with the
+model, fixed-shape batches.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,8 +21,9 @@ import numpy as np
 from . import audio as _audio
 from .backends import Backend, get_backend
 from .errors import AudioError, ConfigError, LabelError
-from .labels import check_templates, parse_labels
+from .labels import check_pack_labels, check_templates, parse_labels
 from .scoring import build_prediction
+from .stage import AudioEmbedding, BatchPolicy, ModelRunner, embed_many, embed_source
 from .types import ClassifyOptions, Prediction
 
 if TYPE_CHECKING:
@@ -30,25 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["AudioEmbedding", "Classifier", "classify"]
 
 log = logging.getLogger("earmark")
-
-
-@dataclass(frozen=True, kw_only=True)
-class AudioEmbedding:
-    """Window embeddings of one source: what scoring needs, reusable for any labels.
-
-    Attributes:
-        source: name of the input.
-        spans_s: (start, end) seconds of each window.
-        vectors: (windows, dim) float32, L2-normalised.
-        duration_s: length of the audio.
-        sample_rate: rate the model heard it at.
-    """
-
-    source: str
-    spans_s: tuple[tuple[float, float], ...]
-    vectors: np.ndarray
-    duration_s: float
-    sample_rate: int
 
 
 class Classifier:
@@ -87,6 +70,19 @@ class Classifier:
         self._text_cache: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         self._text_cache_size = text_cache_size
         self._lock = threading.Lock()
+        self._runner: ModelRunner | None = None
+
+    @property
+    def runner(self) -> ModelRunner:
+        """The model's threads (:class:`~earmark.stage.ModelRunner`), started on first use."""
+        with self._lock:
+            if self._runner is None:
+                self._runner = ModelRunner(self.backend)
+            return self._runner
+
+    def set_batch_policy(self, policy: BatchPolicy) -> None:
+        """How windows wait and group for the model (the server and the monitor set their own)."""
+        self.runner.policy = policy
 
     @property
     def model_id(self) -> str:
@@ -160,42 +156,7 @@ class Classifier:
         Raises:
             AudioError: the source cannot be decoded (see :func:`earmark.audio.stream`).
         """
-        opts = options or self.options
-        rate = self.backend.sample_rate
-        window = int(round(opts.window_s * rate))
-        hop = int(round(opts.hop_s * rate))
-        name = _audio.source_name(source, name)
-        total = 0
-
-        def counted() -> Iterator[np.ndarray]:
-            nonlocal total
-            for chunk in _audio.stream(
-                source, sample_rate=rate, input_rate=input_rate, limits=self.limits, name=name
-            ):
-                total += chunk.size
-                yield chunk
-
-        spans: list[tuple[float, float]] = []
-        vectors: list[np.ndarray] = []
-        batch: list[np.ndarray] = []
-        batch_size = int(getattr(self.backend, "batch_size", 8))
-        for start, samples in _audio.iter_windows(counted(), window=window, hop=hop):
-            spans.append((start / rate, (start + samples.size) / rate))
-            batch.append(samples)
-            if len(batch) == batch_size:
-                vectors.append(self.backend.embed_audio(batch))
-                batch = []
-        if batch:
-            vectors.append(self.backend.embed_audio(batch))
-        if not spans:
-            raise AudioError(name, "decodes to no audio samples")
-        return AudioEmbedding(
-            source=name,
-            spans_s=tuple(spans),
-            vectors=np.concatenate(vectors),
-            duration_s=total / rate,
-            sample_rate=rate,
-        )
+        return embed_source(self, source, options=options or self.options, input_rate=input_rate, name=name)
 
     def score(
         self,
@@ -239,11 +200,7 @@ class Classifier:
             if labels is None:
                 raise LabelError("no labels given (and no classifier pack)")
             return parse_labels(labels)
-        if labels is not None and set(parse_labels(labels)) != set(pack.labels):
-            raise LabelError(
-                "a classifier pack scores its own labels (" + ", ".join(pack.labels) + "); "
-                "leave the labels out or give exactly those"
-            )
+        check_pack_labels(labels, pack.labels)
         pack.check(self)
         return None
 
@@ -292,20 +249,22 @@ class Classifier:
         pack: ClassifierPack | None = None,
         **overrides: Any,
     ) -> Iterator[Prediction | AudioError]:
-        """Classify sources one after another; a bad file yields its ``AudioError`` and the rest go on.
+        """Classify sources in input order; a bad file yields its ``AudioError`` and the rest go on.
 
-        Each source is embedded on its own, so its result never depends on its neighbours.
+        Worker threads decode the next sources while the model runs (:func:`earmark.stage.embed_many`);
+        a window's result never depends on its neighbours (fixed-shape batches), so each
+        prediction equals :meth:`classify` of that source alone.
         With ``pack``, the pack scores its own labels (as in :meth:`classify`).
         """
         opts = self.resolve_options(options, **overrides)
         labels_t = self._check_labels(labels, pack)  # before any audio; warms the text cache
         if labels_t is not None:
             self.text_embeddings(labels_t, opts.templates)
-        for source in sources:
-            try:
-                yield self.score(self.embed(source, options=opts), labels_t, options=opts, pack=pack)
-            except AudioError as ex:
-                yield ex
+        for _source, emb in embed_many(self, sources, options=opts):
+            if isinstance(emb, AudioError):
+                yield emb
+            else:
+                yield self.score(emb, labels_t, options=opts, pack=pack)
 
 
 def classify(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import ConfigError, LabelError
 
-__all__ = ["MAX_LABELS", "MAX_LABEL_CHARS", "check_templates", "parse_labels", "prompts"]
+__all__ = ["MAX_LABELS", "MAX_LABEL_CHARS", "check_pack_labels", "check_templates", "parse_labels", "prompts"]
 
 log = logging.getLogger("earmark")
 
@@ -73,6 +73,26 @@ def parse_labels(*sources: str | Iterable[str] | os.PathLike[str] | None) -> tup
             "need at least 2 labels to choose between" + got + "; add an alternative such as 'background'"
         )
     return labels
+
+
+def check_pack_labels(
+    labels: str | Iterable[str] | None, pack_labels: Iterable[str], *, verb: str = "scores"
+) -> None:
+    """With a classifier pack, labels must be left out or be exactly the pack's (in any order).
+
+    The one check ``classify``, ``serve`` and ``tag`` make before any audio is read.
+
+    Raises:
+        LabelError: other labels than the pack's.
+    """
+    given = labels if labels is None or isinstance(labels, str) else tuple(labels)
+    if not given or (isinstance(given, str) and not given.strip()):
+        return
+    own = tuple(pack_labels)
+    if set(parse_labels(given)) != set(own):
+        raise LabelError(
+            f"a classifier pack {verb} its own labels ({', '.join(own)}); leave the labels out or give exactly those"
+        )
 
 
 def _read_label_file(path: Path) -> list[str]:

@@ -32,6 +32,7 @@ __all__ = [
     "list_models",
     "model_info",
     "pull",
+    "requested",
     "resolve",
 ]
 
@@ -59,6 +60,18 @@ def offline() -> bool:
 def canonical(name: str) -> str:
     """Alias -> hub id; anything else unchanged."""
     return ALIASES.get(name, name)
+
+
+def requested(name: str | None = None) -> str:
+    """The model asked for, by its canonical name: ``name``, else ``$EARMARK_MODEL``, else the default.
+
+    The one place that reads ``EARMARK_MODEL``: backends, selection and resolution all ask here.
+    """
+    return canonical(_asked(name))
+
+
+def _asked(name: str | None) -> str:
+    return str(name or os.environ.get("EARMARK_MODEL") or DEFAULT_MODEL)
 
 
 def _imported_dir(name: str) -> Path:
@@ -92,7 +105,7 @@ def resolve(name: str | None = None) -> Path:
         UnknownModelError: not here and not downloadable; the message says what to do.
         ModelError: a folder that is not a complete CLAP model.
     """
-    name = name or os.environ.get("EARMARK_MODEL") or DEFAULT_MODEL
+    name = _asked(name)
     local = Path(name).expanduser()
     if local.is_dir():
         check_folder(local)

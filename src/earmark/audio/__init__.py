@@ -46,10 +46,8 @@ __all__ = [
     "Source",
     "decode",
     "describe",
-    "iter_windows",
     "source_name",
     "stream",
-    "window_spans",
 ]
 
 log = logging.getLogger("earmark")
@@ -304,49 +302,3 @@ def describe(source: Source, *, name: str | None = None, limits: AudioLimits = D
             channels=int(ctx.channels or 0),
             duration_s=duration,
         )
-
-
-def window_spans(n_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """Start/end sample of each analysis window over ``n_samples``.
-
-    Audio no longer than one window is one window (the model repeat-pads it).
-    Longer audio gets windows every ``hop`` samples, plus one aligned to the
-    end so the tail is always covered.
-    """
-    if window <= 0 or hop <= 0:
-        raise ValueError("window and hop must be positive")
-    if n_samples <= window:
-        return [(0, n_samples)]
-    spans = [(s, s + window) for s in range(0, n_samples - window + 1, hop)]
-    if spans[-1][1] < n_samples:
-        spans.append((n_samples - window, n_samples))
-    return spans
-
-
-def iter_windows(chunks: Iterator[np.ndarray], *, window: int, hop: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Cut a chunk stream into the windows of :func:`window_spans`, holding at most ~one window.
-
-    Yields ``(start_sample, samples)``; the same windows as ``window_spans`` on the
-    concatenated audio, without ever concatenating it.
-    """
-    buf = np.zeros(0, dtype=np.float32)
-    buf_start = 0  # absolute index of buf[0]
-    next_start = 0
-    last_end = 0
-    for chunk in chunks:
-        buf = np.concatenate([buf, chunk.astype(np.float32, copy=False)])
-        while next_start + window <= buf_start + buf.size:
-            i = next_start - buf_start
-            yield next_start, buf[i : i + window].copy()
-            last_end = next_start + window
-            next_start += hop
-        # keep the last `window` samples: the end-aligned final window may need them
-        keep_from = max(0, min(next_start - buf_start, buf.size - window))
-        buf, buf_start = buf[keep_from:], buf_start + keep_from
-    total = buf_start + buf.size
-    if total == 0:
-        return
-    if total <= window and last_end == 0:
-        yield 0, buf.copy()
-    elif last_end < total:
-        yield total - window, buf[-window:].copy()

@@ -1,8 +1,9 @@
 """The model interface: one small protocol, implemented once per runtime.
 
 A backend turns fixed-length audio windows and texts into L2-normalised
-embeddings. Batching, caching and scoring are written once on top of it
-(:mod:`earmark.classify`). Backends are imported lazily: naming one here costs
+embeddings. Windows, batching and the overlap of decoding with the model are
+written once on top of it (:mod:`earmark.stage`), scoring once in
+:mod:`earmark.classify`. Backends are imported lazily: naming one here costs
 nothing until it is used.
 """
 
@@ -21,24 +22,64 @@ __all__ = ["BACKENDS", "Backend", "backend_name", "get_backend"]
 
 @runtime_checkable
 class Backend(Protocol):
-    """What earmark needs from a model.
+    """Everything earmark's stage, scoring and server use of a model; nothing is probed with getattr.
+
+    The stage (:mod:`earmark.stage`) computes features with :meth:`window_features` in
+    decoding threads and runs :meth:`embed_features` on batches of exactly
+    :attr:`batch_size` rows (padded), up to :attr:`streams` calls at once.
 
     Attributes:
-        model_id: the model's name (hub id or folder), part of every cache key.
+        model_id: the model's name (hub id or folder), for people and results.
+        fingerprint: what the model computes (weights digest, config, earmark's feature
+            version; :func:`earmark.backends.identity.model_fingerprint`): the key of every
+            cache of derived data.
         sample_rate: audio rate the model expects, in Hz.
         window_samples: samples one forward pass sees (10 s for CLAP).
         logit_scale: multiplier from cosine similarity to softmax logits.
+        batch_size: windows per model call. The stage pads every call to exactly this many
+            rows, so a window's embedding never depends on what it is batched with.
+        streams: model calls that may run at once (1 for PyTorch and ONNX Runtime). Above 1,
+            :meth:`embed_features` must be safe to call from that many threads together.
     """
 
-    model_id: str
-    sample_rate: int
-    window_samples: int
-    logit_scale: float
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def window_samples(self) -> int: ...
+
+    @property
+    def logit_scale(self) -> float: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def streams(self) -> int: ...
+
+    def window_features(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        """Model input of each window: ``(n, ...)`` float32, no model involved; thread-safe.
+
+        Each window holds 1 to ``window_samples`` samples at ``sample_rate`` (shorter ones
+        are padded the way the reference pads short clips). A window's features never
+        depend on the other windows.
+        """
+        ...
+
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        """(n, dim) float32, L2-normalised, from a batch of :meth:`window_features` rows."""
+        ...
 
     def embed_audio(self, windows: Sequence[np.ndarray]) -> np.ndarray:
-        """(n, dim) float32, L2-normalised; each window has at most ``window_samples`` samples.
+        """(n, dim) float32, L2-normalised: ``embed_features(window_features(windows))``.
 
-        A window's embedding does not depend on the other windows in the call.
+        A window's embedding does not depend on the other windows in a call of the same size.
         """
         ...
 

@@ -48,7 +48,8 @@ class ClapBackend(FeaturesMixin):
         model: alias, hub id or folder (see :func:`earmark.models.resolve`).
         device: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         threads: CPU threads for torch; default all cores.
-        batch_size: most windows per forward pass.
+        batch_size: windows per forward pass on a GPU (a CPU runs one at a time, and says
+            ``batch_size == 1``).
         precision: ``fp32`` (exact; fp16 on CUDA) or ``bf16`` (CPU autocast).
     """
 
@@ -68,9 +69,7 @@ class ClapBackend(FeaturesMixin):
 
         from .htsat import use_fast_resize
 
-        self.model_id = models.canonical(
-            str(model or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL)
-        )
+        self.model_id = models.requested(model)
         self.path = path
         self.device = _pick_device(torch, device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -91,10 +90,11 @@ class ClapBackend(FeaturesMixin):
         self.window_samples = self._mel.settings.max_samples
         self.logit_scale = float(self._model.logit_scale_a.detach().float().exp())
         self.dim = int(self._model.config.projection_dim)
-        self.batch_size = batch_size
         # on a CPU one window per forward pass is as fast per window as 8 (measured: 102 vs 105 ms
-        # fp32, 36 vs 40 ms bf16) and holds an eighth of the activations
+        # fp32, 36 vs 40 ms bf16) and holds an eighth of the activations; the stage pads every
+        # call to batch_size, so on a GPU a call is always one fixed shape
         self._run_size = batch_size if self.device.type == "cuda" else CPU_RUN
+        self.batch_size = self._run_size
         self._torch = torch
         self.precision = "fp32"
         self.name = "torch"

@@ -16,6 +16,7 @@ Parity with the reference is tested in ``tests/test_backends_features.py``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -217,11 +218,21 @@ class LogMel:
 
 
 class FeaturesMixin:
-    """``features``, ``window_features`` and ``embed_audio`` for a backend holding a :class:`LogMel`
-    as ``self._mel`` and implementing ``embed_features``."""
+    """``features``, ``window_features``, ``embed_audio``, ``fingerprint`` and ``streams`` for a
+    backend holding a :class:`LogMel` as ``self._mel``, its model folder as ``self.path`` and
+    implementing ``embed_features``."""
 
     _mel: LogMel
     dim: int
+    path: Path
+    streams: int = 1  # model calls at once; a backend whose runtime allows more says so
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What the model computes (weights digest, config, feature version): the key of stored vectors."""
+        from .identity import model_fingerprint
+
+        return model_fingerprint(self.path)
 
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -71,7 +71,7 @@ class OnnxBackend(FeaturesMixin):
         source: ClapBackend | None = None,
     ) -> None:
         path = models.resolve(model)
-        model_id = models.canonical(str(model or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL))
+        model_id = models.requested(model)
         want = (device or os.environ.get("EARMARK_DEVICE") or "auto").lower()
         if want not in ("auto", "cpu"):
             raise ConfigError(
@@ -94,6 +94,7 @@ class OnnxBackend(FeaturesMixin):
         """A backend on an export folder as it is (used to check a fresh export)."""
         self = cls.__new__(cls)
         self._setup(folder, meta, threads, 8, int8=False)
+        self.path = folder
         self.model_id = str(meta["model_id"])
         self.name = "onnx"
         self.folder = folder
@@ -111,11 +112,11 @@ class OnnxBackend(FeaturesMixin):
         self.logit_scale = float(meta["logit_scale"])
         self.dim = int(meta["dim"])
         self.fused = bool(meta["fused"])
-        self.batch_size = batch_size
         # one window per run: as fast per window as 8 on a CPU (measured: 56 vs 61 ms), an eighth of
         # the activation memory, and needed by int8, whose dynamic quantisation scales activations
         # over the whole input tensor (a window's result would depend on its batch)
         self._run_size = 1
+        self.batch_size = self._run_size
         self.threads = threads
         self._pad_id = int(meta["pad_id"])
         self._max_tokens = int(meta["max_tokens"])

@@ -52,7 +52,7 @@ def auto_backend(
     if _wants_gpu(device):
         return get_backend("torch", **kwargs)
     path = models.resolve(model)
-    model_id = models.canonical(str(model or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL))
+    model_id = models.requested(model)
     folder = artifacts.artifact_dir(path, model_id)
     sig = artifacts.machine_signature(threads)
     remembered = artifacts.read_records(folder)["choices"].get(sig, {}).get("backend")

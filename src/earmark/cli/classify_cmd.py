@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,41 +15,16 @@ import click
 from ..errors import AudioError
 from .common import collect_labels, label_options, load_classifier, model_options
 
-AUDIO_EXTENSIONS = {
-    ".wav",
-    ".wave",
-    ".mp3",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".flac",
-    ".m4a",
-    ".aac",
-    ".mp4",
-    ".aif",
-    ".aiff",
-    ".aifc",
-    ".webm",
-    ".mka",
-    ".wma",
-    ".caf",
-    ".au",
-    ".amr",
-    ".ac3",
-}
-
 
 def expand_inputs(inputs: tuple[str, ...]) -> Iterator[str]:
-    """Files as given; folders walked recursively for audio extensions, in sorted order."""
+    """Files as given; folders walked recursively for audio (by content or extension), in sorted order."""
+    from ..audio.sniff import audio_files
+
     for item in inputs:
         if item == "-" or not Path(item).is_dir():
             yield item
-            continue
-        for root, dirs, files in os.walk(item):
-            dirs.sort()
-            for f in sorted(files):
-                if Path(f).suffix.lower() in AUDIO_EXTENSIONS:
-                    yield os.path.join(root, f)
+        else:
+            yield from audio_files(item)
 
 
 @click.command("classify")
@@ -170,25 +145,27 @@ def classify_cmd(
 def _run(
     clf: Any, files: list[str], labels: tuple[str, ...], pack: Any, *, show_progress: bool
 ) -> Iterator[tuple[str, Any]]:
+    """Predictions in input order through the stage (decoding overlaps the model, as in ``tag``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    def one(path: str) -> Any:
-        try:
-            if path == "-":
-                return clf.classify(sys.stdin.buffer.read(), labels, name="<stdin>", pack=pack)
-            return clf.classify(path, labels, pack=pack)
-        except AudioError as ex:
-            return ex
-
-    if not show_progress:
+    def sources() -> Iterator[Any]:
         for path in files:
-            yield path, one(path)
+            if path == "-":
+                data = io.BytesIO(sys.stdin.buffer.read())
+                data.name = "<stdin>"
+                yield data
+            else:
+                yield path
+
+    results = zip(files, clf.classify_many(sources(), labels, pack=pack), strict=True)
+    if not show_progress:
+        yield from results
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True, console=_stderr_console()) as progress:
         task = progress.add_task("classifying", total=len(files))
-        for path in files:
-            yield path, one(path)
+        for item in results:
+            yield item
             progress.advance(task)
 
 

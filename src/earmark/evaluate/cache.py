@@ -1,22 +1,23 @@
-"""Embedding cache for evaluation and fitting: audio is decoded and encoded once.
+"""Embeddings for evaluation and fitting, through the one embedding store: decoded and encoded once.
 
-Window embeddings are stored in the earmark SQLite file (table
-``eval_embeddings``, migrations ``eval-NNN-...``) keyed by
+Window embeddings live in the library's store (``lib_embeddings``, see
+:mod:`earmark.library.records`), under the same key ``tag`` uses:
 
 - the SHA-256 of the file's bytes (a renamed or copied file is still a hit,
   an edited one is not),
-- the model: its id plus a fingerprint of what it computes (a text embedding
-  of a fixed probe), so a retrained model in the same folder misses,
-- the window and hop lengths.
+- the model's name and fingerprint (weights digest, config, earmark's feature
+  version), so a model replaced in the same folder misses,
+- the window and hop lengths (no pre-processing).
 
-So a second ``earmark eval`` with other labels or templates, or an ``earmark
-fit`` on the same files, reads vectors instead of running the model.
+So a second ``earmark eval`` with other labels or templates, an ``earmark fit``
+on the same files, or an eval of files ``earmark tag`` already embedded in the
+same database reads vectors instead of running the model. Stored vectors are
+float16; scores from them may differ from freshly embedded ones by ~1e-3 in
+probability (see :mod:`earmark.library.records`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import sqlite3
 import time
@@ -24,10 +25,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..classify import AudioEmbedding
 from ..errors import AudioError
+from ..library import records
+from ..library.scan import content_hash
+from ..library.schema import migrate
 from ..stage import embed_many
 from ..store import Database, Migration
 
@@ -40,97 +42,45 @@ __all__ = ["MIGRATIONS", "Embedded", "EmbeddingCache", "embed_files", "model_key
 log = logging.getLogger("earmark")
 
 
-def _create(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        """CREATE TABLE eval_embeddings (
-            content_hash TEXT NOT NULL,
-            model TEXT NOT NULL,
-            window_s REAL NOT NULL,
-            hop_s REAL NOT NULL,
-            dim INTEGER NOT NULL,
-            vectors BLOB NOT NULL,
-            spans TEXT NOT NULL,
-            duration_s REAL NOT NULL,
-            sample_rate INTEGER NOT NULL,
-            embed_s REAL NOT NULL,
-            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
-            PRIMARY KEY (content_hash, model, window_s, hop_s)
-        )"""
-    )
+def _drop_old_table(conn: sqlite3.Connection) -> None:
+    # eval kept its own float32 table before the one store; its rows are re-embedded once
+    conn.execute("DROP TABLE IF EXISTS eval_embeddings")
 
 
-MIGRATIONS = [Migration("eval-001-embeddings", _create)]
-
-_PROBE = "earmark embedding cache probe"
+MIGRATIONS = [Migration("eval-002-one-embedding-store", _drop_old_table)]
 
 
 def model_key(classifier: Classifier) -> str:
-    """Model id plus a fingerprint of its text tower's output on a fixed probe."""
-    vec = classifier.text_embeddings([_PROBE], ("{label}",))[0]
-    digest = hashlib.sha256(np.round(vec.astype(np.float64), 4).tobytes()).hexdigest()[:16]
-    return f"{classifier.model_id}#{digest}"
-
-
-def file_hash(path: str) -> str:
-    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The model part of the store's key (the same as ``tag``'s): name and fingerprint."""
+    return records.classifier_key(classifier)
 
 
 class EmbeddingCache:
-    """Window embeddings by (content hash, model key, window, hop) in a SQLite file.
+    """Window embeddings by (content hash, model key, window, hop) in the one store.
 
     Args:
-        db: the database (default: ``$EARMARK_HOME/earmark.db``).
+        db: the database (default: ``$EARMARK_HOME/earmark.db``, the one ``tag`` uses by default).
     """
 
     def __init__(self, db: Database | None = None) -> None:
-        self.db = db or Database()
+        self.db = migrate(db or Database())
         self.db.migrate(MIGRATIONS)
 
     def get(self, content_hash: str, model: str, window_s: float, hop_s: float, name: str) -> Embedded | None:
-        """The stored embedding (named ``name``), or ``None``."""
-        row = self.db.conn.execute(
-            "SELECT dim, vectors, spans, duration_s, sample_rate, embed_s FROM eval_embeddings"
-            " WHERE content_hash=? AND model=? AND window_s=? AND hop_s=?",
-            (content_hash, model, window_s, hop_s),
-        ).fetchone()
-        if row is None:
+        """The stored embedding (named ``name``), or ``None`` (also for a stored decode error)."""
+        key = records.EmbeddingKey(model=model, window_s=window_s, hop_s=hop_s)
+        row = records.find_embedding(self.db.conn, content_hash, key)
+        if row is None or row["vectors"] is None:
             return None
-        vectors = np.frombuffer(row["vectors"], dtype="<f4").reshape(-1, row["dim"]).astype(np.float32)
-        emb = AudioEmbedding(
-            source=name,
-            spans_s=tuple((float(a), float(b)) for a, b in json.loads(row["spans"])),
-            vectors=vectors,
-            duration_s=float(row["duration_s"]),
-            sample_rate=int(row["sample_rate"]),
-        )
-        return Embedded(path=name, result=emb, seconds=float(row["embed_s"]), cached=True)
+        emb = records.embedding_from_row(row, name)
+        return Embedded(path=name, result=emb, seconds=float(row["embed_s"] or 0.0), cached=True)
 
     def put(self, content_hash: str, model: str, window_s: float, hop_s: float, item: Embedded) -> None:
         """Store one embedding (replacing an older one under the same key)."""
-        emb = item.result
-        assert isinstance(emb, AudioEmbedding)
+        assert isinstance(item.result, AudioEmbedding)
+        key = records.EmbeddingKey(model=model, window_s=window_s, hop_s=hop_s)
         with self.db.transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO eval_embeddings (content_hash, model, window_s, hop_s, dim, vectors,"
-                " spans, duration_s, sample_rate, embed_s) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    content_hash,
-                    model,
-                    window_s,
-                    hop_s,
-                    int(emb.vectors.shape[1]),
-                    np.ascontiguousarray(emb.vectors, dtype="<f4").tobytes(),
-                    json.dumps(emb.spans_s),
-                    emb.duration_s,
-                    emb.sample_rate,
-                    item.seconds,
-                ),
-            )
+            records.save_embedding(c, content_hash, key, item.result, None, embed_s=item.seconds)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,7 +126,7 @@ def embed_files(
         if cache is None:
             break
         try:
-            hashes[path] = file_hash(path)
+            hashes[path] = content_hash(path)
         except OSError as ex:
             hits[path] = Embedded(
                 path=path, result=AudioError(path, ex.strerror or str(ex)), seconds=0.0, cached=False

@@ -27,10 +27,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..audio.sniff import audio_files, is_candidate
 from ..errors import ConfigError
 
 __all__ = [
-    "AUDIO_EXTENSIONS",
     "LAION_TEMPLATE",
     "Dataset",
     "Item",
@@ -43,30 +43,6 @@ __all__ = [
 
 log = logging.getLogger("earmark")
 
-AUDIO_EXTENSIONS = frozenset(
-    {
-        ".wav",
-        ".wave",
-        ".mp3",
-        ".ogg",
-        ".oga",
-        ".opus",
-        ".flac",
-        ".m4a",
-        ".aac",
-        ".mp4",
-        ".aif",
-        ".aiff",
-        ".aifc",
-        ".webm",
-        ".mka",
-        ".wma",
-        ".caf",
-        ".au",
-        ".amr",
-        ".ac3",
-    }
-)
 
 # The prompt of LAION-CLAP's ESC-50 zero-shot script: "This is a sound of " + class (no full stop).
 LAION_TEMPLATE = "This is a sound of {label}"
@@ -197,14 +173,6 @@ def _labels_for(names: Sequence[str], mapping: Mapping[str, str] | None, source:
     return texts
 
 
-def _audio_files(folder: Path) -> list[str]:
-    out: list[str] = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        out.extend(os.path.join(root, f) for f in sorted(files) if Path(f).suffix.lower() in AUDIO_EXTENSIONS)
-    return out
-
-
 def from_folder(root: str | os.PathLike[str], *, label_map: Mapping[str, str] | None = None) -> Dataset:
     """One sub-folder per class; audio files found recursively inside each.
 
@@ -217,7 +185,7 @@ def from_folder(root: str | os.PathLike[str], *, label_map: Mapping[str, str] | 
     names = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(names) < 2:
         raise ConfigError(f"{base} needs one sub-folder per class (at least 2); found {len(names)}")
-    loose = [f for f in os.listdir(base) if Path(f).suffix.lower() in AUDIO_EXTENSIONS]
+    loose = [f for f in os.listdir(base) if (base / f).is_file() and is_candidate(base / f)]
     if loose:
         log.warning(
             "%d audio file(s) directly in %s belong to no class folder and are ignored", len(loose), base
@@ -225,7 +193,7 @@ def from_folder(root: str | os.PathLike[str], *, label_map: Mapping[str, str] | 
     texts = _labels_for(names, label_map, str(base))
     items: list[Item] = []
     for name in names:
-        files = _audio_files(base / name)
+        files = audio_files(base / name)
         if not files:
             raise ConfigError(f"class folder {base / name} has no audio files")
         items.extend(Item(path=f, label=texts[name]) for f in files)

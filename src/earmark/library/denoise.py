@@ -8,20 +8,19 @@ clips, not hour-long recordings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import audio as _audio
-from ..errors import AudioError, MissingExtraError
-from .scan import ordered_map
+from ..errors import MissingExtraError
 
 if TYPE_CHECKING:
-    from ..classify import AudioEmbedding, Classifier
-    from ..types import ClassifyOptions
+    from ..audio import Source
+    from ..classify import Classifier
 
-__all__ = ["PREPROCESS_NAME", "denoise", "embed_denoised"]
+__all__ = ["PREPROCESS_NAME", "denoise", "denoised_chunks"]
 
 PREPROCESS_NAME = "noisereduce"
 
@@ -40,29 +39,16 @@ def denoise(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def _load(path: str, rate: int, limits: _audio.AudioLimits) -> np.ndarray | AudioError:
-    try:
-        return denoise(_audio.decode(path, sample_rate=rate, limits=limits), rate)
-    except AudioError as ex:
-        return ex
+def denoised_chunks(classifier: Classifier) -> Callable[[Source, str], Iterable[np.ndarray]]:
+    """A ``decode`` for :func:`earmark.stage.embed_many`: the whole clip decoded, then denoised.
 
-
-def embed_denoised(
-    classifier: Classifier, paths: Iterable[str], *, options: ClassifyOptions | None = None
-) -> Iterator[tuple[str, AudioEmbedding | AudioError]]:
-    """Like :func:`earmark.stage.embed_many`, with noise reduction between decoding and the model.
-
-    Decoding and denoising of the next file run in a worker thread while the
-    model embeds the current one; results come in input order.
+    The stage's decoding threads run it, so the next files are decoded and
+    denoised while the model embeds the current one; windows and batches are
+    the stage's, as without noise reduction.
     """
     rate = classifier.sample_rate
-    paths = list(paths)
-    loaded = ordered_map(lambda p: _load(p, rate, classifier.limits), paths, workers=1, ahead=2)
-    for path, samples in zip(paths, loaded, strict=False):
-        if isinstance(samples, AudioError):
-            yield path, samples
-            continue
-        try:
-            yield path, classifier.embed(samples, input_rate=rate, name=path, options=options)
-        except AudioError as ex:
-            yield path, ex
+
+    def decode(source: Source, name: str) -> Iterable[np.ndarray]:
+        return [denoise(_audio.decode(source, sample_rate=rate, limits=classifier.limits, name=name), rate)]
+
+    return decode

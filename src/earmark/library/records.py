@@ -1,9 +1,19 @@
-"""Reading and writing library rows: files, embeddings, predictions.
+"""Reading and writing library rows: files, embeddings, predictions; the one embedding store.
+
+``lib_embeddings`` is the one store of window embeddings: ``tag`` writes and
+reads it, and so does ``eval`` (:mod:`earmark.evaluate.cache`), under one key
+(:class:`EmbeddingKey`): the content hash of the bytes, the model
+(:func:`model_key`: its name *and* fingerprint, which changes with its weights,
+config or earmark's feature version, so a model replaced in the same folder
+never reuses old vectors), window, hop and pre-processing.
 
 Blobs: spans are float32 ``(windows, 2)`` seconds, vectors float16
-``(windows, dim)`` (half the space; re-scoring from float16 moves a
-probability by ~1e-3 at most, see tests). Every function takes a connection so
-callers group writes into one transaction per file.
+``(windows, dim)`` (half the space, fine for search). Scores written when a
+file is embedded come from the full-precision vectors; scores computed later
+from the stored float16 vectors (new labels, a pack, ``eval`` from the store)
+move a window's cosine by at most ~1e-3 and a probability by ~1e-3 (tests hold
+it under 5e-3). Every function takes a connection so callers group writes into
+one transaction per file.
 """
 
 from __future__ import annotations
@@ -13,20 +23,25 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..classify import AudioEmbedding
 from ..types import ClassifyOptions, Prediction
 
+if TYPE_CHECKING:
+    from ..classify import Classifier
+
 __all__ = [
     "EmbeddingKey",
+    "classifier_key",
     "embedding_from_row",
     "find_embedding",
     "find_prediction",
     "labels_key",
     "model_key",
+    "model_name",
     "save_embedding",
     "save_prediction",
 ]
@@ -42,9 +57,24 @@ class EmbeddingKey:
     preprocess: str = "none"
 
 
-def model_key(model: str) -> str:
-    """A stable model name for keys: folders by absolute path, hub ids as given."""
+def model_key(model: str, fingerprint: str) -> str:
+    """The model part of every key: its name (folders by absolute path, hub ids as given) and fingerprint.
+
+    Args:
+        model: the model's name.
+        fingerprint: :func:`earmark.backends.identity.model_fingerprint` of its folder.
+    """
+    return f"{model_name(model)}#{fingerprint}"
+
+
+def model_name(model: str) -> str:
+    """A model's stable, loadable name: folders by absolute path, hub ids as given."""
     return os.path.abspath(model) if os.path.isdir(model) else model
+
+
+def classifier_key(classifier: Classifier) -> str:
+    """:func:`model_key` of a loaded classifier."""
+    return model_key(classifier.model_id, classifier.backend.fingerprint)
 
 
 def labels_key(
@@ -81,8 +111,13 @@ def save_embedding(
     key: EmbeddingKey,
     emb: AudioEmbedding | None,
     error: str | None,
+    *,
+    embed_s: float | None = None,
 ) -> int:
-    """Insert (or replace) the embedding or decode error of some content; returns its id."""
+    """Insert (or replace) the embedding or decode error of some content; returns its id.
+
+    ``embed_s`` is how long decoding and embedding took (``eval`` reports it).
+    """
     values: tuple[Any, ...] = (None,) * 6
     if emb is not None:
         spans = np.asarray(emb.spans_s, dtype=np.float32).reshape(-1, 2)
@@ -97,11 +132,12 @@ def save_embedding(
         )
     conn.execute(
         "INSERT INTO lib_embeddings (content_hash, model, window_s, hop_s, preprocess, duration_s, sample_rate,"
-        " n_windows, dim, spans, vectors, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        " n_windows, dim, spans, vectors, error, embed_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT (content_hash, model, window_s, hop_s, preprocess) DO UPDATE SET"
         " duration_s=excluded.duration_s, sample_rate=excluded.sample_rate, n_windows=excluded.n_windows,"
-        " dim=excluded.dim, spans=excluded.spans, vectors=excluded.vectors, error=excluded.error",
-        (content_hash, key.model, key.window_s, key.hop_s, key.preprocess, *values, error),
+        " dim=excluded.dim, spans=excluded.spans, vectors=excluded.vectors, error=excluded.error,"
+        " embed_s=excluded.embed_s",
+        (content_hash, key.model, key.window_s, key.hop_s, key.preprocess, *values, error, embed_s),
     )
     row = find_embedding(conn, content_hash, key)
     assert row is not None

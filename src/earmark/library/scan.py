@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from .sniff import is_candidate
+from ..audio.sniff import is_candidate
 
 __all__ = ["PARTIAL_SUFFIX", "FileStat", "content_hash", "ordered_map", "stat_file", "walk_audio"]
 

@@ -151,7 +151,15 @@ def _tables(c: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [Migration("library-001-tables", _tables)]
+def _embedding_seconds(c: sqlite3.Connection) -> None:
+    # eval shares this store (earmark.evaluate.cache) and reports how long each file took to embed
+    c.execute("ALTER TABLE lib_embeddings ADD COLUMN embed_s REAL")
+
+
+MIGRATIONS: list[Migration] = [
+    Migration("library-001-tables", _tables),
+    Migration("library-002-embedding-seconds", _embedding_seconds),
+]
 
 
 def migrate(db: Database) -> Database:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..store import Database
-from .records import embedding_from_row, model_key
+from .records import classifier_key, embedding_from_row
 from .scan import content_hash
 from .schema import migrate
 
@@ -191,7 +191,7 @@ def search_text(db: Database, classifier: Classifier, query: str, *, k: int = 20
     query = " ".join(query.split())
     if not query:
         raise ConfigError("the search text is empty")
-    index = index_for(db, model_key(classifier.model_id))
+    index = index_for(db, classifier_key(classifier))
     vector = classifier.text_embeddings([query], classifier.options.templates)[0]
     return _hits(db, index, index.query(vector, k))
 
@@ -205,7 +205,7 @@ def similar_to(db: Database, classifier: Classifier, target: int | str | Path, *
     Raises:
         ConfigError: an unknown file id. AudioError: a new path that does not decode.
     """
-    model = model_key(classifier.model_id)
+    model = classifier_key(classifier)
     index = index_for(db, model)
     row = _stored(db, target, model)
     if row is not None:

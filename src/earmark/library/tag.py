@@ -8,7 +8,8 @@ is reused while size and mtime are unchanged), and then per file:
 - *rescored*: its window embeddings are stored, only the labels changed: scored
   with :meth:`Classifier.score`, no audio is decoded;
 - *embedded*: decoded and embedded with :func:`earmark.stage.embed_many`
-  (decoding overlaps the model there), then scored.
+  (decoding overlaps the model there), then scored from the full-precision
+  vectors (the store keeps float16, see :mod:`.records`).
 
 Each file's results are written in one transaction, so a run killed at any
 point loses at most the file in flight; the next run picks up from there. The
@@ -27,12 +28,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ..audio import AudioWarning, describe
 from ..classify import AudioEmbedding, Classifier
-from ..errors import AudioError, LabelError
-from ..labels import parse_labels
+from ..errors import AudioError
+from ..labels import check_pack_labels, parse_labels
 from ..store import Database
 from ..types import ClassifyOptions
 from . import records
@@ -84,11 +83,7 @@ class TagOptions:
         """
         if self.pack is None:
             return replace(self, labels=parse_labels(self.labels))
-        if self.labels and set(parse_labels(self.labels)) != set(self.pack.labels):
-            raise LabelError(
-                "a classifier pack tags with its own labels (" + ", ".join(self.pack.labels) + "); "
-                "leave the labels out or give exactly those"
-            )
+        check_pack_labels(self.labels, self.pack.labels, verb="tags with")
         return replace(self, labels=self.pack.labels, classify=self.pack.options(self.classify))
 
 
@@ -107,6 +102,7 @@ class ModelRef:
         self._loader = loader or (lambda: Classifier(name))
         self._classifier: Classifier | None = None
         self._checks: list[Callable[[Classifier], None]] = []
+        self._key: str | None = None
 
     @classmethod
     def of(cls, classifier: Classifier) -> ModelRef:
@@ -116,7 +112,16 @@ class ModelRef:
 
     @property
     def key(self) -> str:
-        return records.model_key(self.name)
+        """Name and fingerprint (:func:`.records.model_key`), read from the model folder without loading it."""
+        if self._key is None:
+            if self._classifier is not None:
+                self._key = records.classifier_key(self._classifier)
+            else:
+                from ..backends.identity import model_fingerprint
+                from ..models import resolve
+
+                self._key = records.model_key(self.name, model_fingerprint(resolve(self.name)))
+        return self._key
 
     @property
     def loaded(self) -> bool:
@@ -242,12 +247,13 @@ def _context(db: Database, ref: ModelRef, options: TagOptions, filing: FilingOpt
         "templates": list(copts.templates),
         "aggregate": copts.aggregate,
         "preprocess": key.preprocess,
+        "model_key": key.model,
         **({"pack": {"model": pack.model, "digest": pack.digest}} if pack else {}),
     }
     run_id = start_run(
         db,
         "tag",
-        model=ref.key,
+        model=records.model_name(ref.name),
         labels=json.dumps(list(options.labels)),
         labels_key=lkey,
         options=json.dumps(run_opts),
@@ -412,20 +418,13 @@ def _score(ctx: _Ctx, emb: AudioEmbedding, embedding_id: int) -> tuple[int, str,
     return pred_id, pred.top.label, pred.top.probability
 
 
-def as_stored(emb: AudioEmbedding) -> AudioEmbedding:
-    """The embedding as it reads back from the store (float16), so fresh and re-scored results are equal."""
-    v = np.asarray(emb.vectors, dtype=np.float16).astype(np.float32)
-    return replace(emb, vectors=v / np.linalg.norm(v, axis=1, keepdims=True))
-
-
 def _embed_local(ctx: _Ctx, paths: list[str]) -> Iterator[tuple[Any, AudioEmbedding | AudioError]]:
     from ..stage import embed_many
-    from .denoise import embed_denoised
+    from .denoise import denoised_chunks
 
     classifier = ctx.model.get()
-    if ctx.options.denoise:
-        return embed_denoised(classifier, paths, options=ctx.copts)
-    return embed_many(classifier, paths, options=ctx.copts)
+    decode = denoised_chunks(classifier) if ctx.options.denoise else None
+    return embed_many(classifier, paths, options=ctx.copts, decode=decode)
 
 
 def _embed_queue(ctx: _Ctx, queue: dict[str, list[tuple[str, int]]]) -> Iterator[FileTagged]:
@@ -451,8 +450,11 @@ def _store_embedded(
     result: AudioEmbedding | AudioError,
     note: str | None,
 ) -> Iterator[FileTagged]:
-    """Write one content's embedding (or error), prediction and file rows in one transaction."""
-    emb = as_stored(result) if isinstance(result, AudioEmbedding) else None
+    """Write one content's embedding (or error), prediction and file rows in one transaction.
+
+    The prediction comes from the full-precision vectors; the store keeps them as float16.
+    """
+    emb = result if isinstance(result, AudioEmbedding) else None
     pred = _predict(ctx, emb) if emb is not None else None
     error = result.reason if isinstance(result, AudioError) else None
     with ctx.db.transaction() as c:

@@ -1,5 +1,6 @@
-"""Per-stream audio bookkeeping: sliding windows, the pre-roll history, loudness (numpy only).
+"""Per-stream audio bookkeeping: the pre-roll history and loudness (numpy only).
 
+Windows are cut by the stage's one cutter (:class:`earmark.stage.WindowCutter`).
 Positions are absolute sample indexes on the stream's clock. A live source that
 reconnects jumps its clock forward by the time it was away, so windows never
 join audio across a gap and events keep real durations.
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["AudioHistory", "Windower", "level_dbfs"]
+__all__ = ["AudioHistory", "level_dbfs"]
 
 SILENCE_DBFS = -120.0
 
@@ -35,43 +35,6 @@ def level_dbfs(samples: np.ndarray, *, rate: int, block_s: float = 0.1) -> float
         blocks = x[: n * block].astype(np.float64).reshape(n, block)
         power = float(np.max(np.mean(blocks**2, axis=1)))
     return max(SILENCE_DBFS, float(10.0 * np.log10(power + 1e-30)))
-
-
-class Windower:
-    """Cuts a chunk stream into windows of ``window`` samples every ``hop`` samples.
-
-    The windows are those :func:`earmark.audio.window_spans` gives the same
-    audio (without the end-aligned last one, which a live stream never has), so
-    a file monitored here scores like ``classify --hop-s`` on it.
-    """
-
-    def __init__(self, *, window: int, hop: int) -> None:
-        if window <= 0 or hop <= 0 or hop > window:
-            raise ValueError("need 0 < hop <= window")
-        self.window, self.hop = window, hop
-        self.reset(0)
-
-    def reset(self, position: int) -> None:
-        """Forget buffered audio; the next window starts at ``position``."""
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._buf_start = position
-        self._next = position
-
-    @property
-    def position(self) -> int:
-        """Absolute position just after the last sample pushed."""
-        return self._buf_start + self._buf.size
-
-    def push(self, chunk: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        """Add samples; yield every ``(start_position, window)`` now complete."""
-        self._buf = np.concatenate([self._buf, np.asarray(chunk, dtype=np.float32)])
-        while self._next + self.window <= self.position:
-            i = self._next - self._buf_start
-            yield self._next, self._buf[i : i + self.window].copy()
-            self._next += self.hop
-        drop = self._next - self._buf_start
-        if drop > 0:
-            self._buf, self._buf_start = self._buf[drop:], self._next
 
 
 class AudioHistory:

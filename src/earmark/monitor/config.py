@@ -9,7 +9,7 @@ files (home security, industrial).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,8 +133,8 @@ def load_config(
     _unique(root, "rules", [r.name for r in rules])
     sinks = tuple(_sink(n, i) for i, n in enumerate(root.items("sinks"))) or MonitorConfig.sinks
     _unique(root, "sinks", [s.name for s in sinks])
-    window = root.get("window_s", float, 10.0, check=between(0.5, 10.0))
-    hop = root.get("hop_s", float, 2.0, check=positive)
+    window = root.get("window_s", float, _default(MonitorConfig, "window_s"), check=between(0.5, 10.0))
+    hop = root.get("hop_s", float, _default(MonitorConfig, "hop_s"), check=positive)
     if hop > window:
         raise root.error("hop_s", f"must not be longer than window_s ({window:g})")
     batch, metrics = _batch(root), _metrics(root)
@@ -189,7 +189,10 @@ def _source(n: Node, i: int) -> SourceSpec:
     target, extra = "", {}
     if kind == "file":
         target = str(n.path_value("file"))
-        extra = {"realtime": n.get("realtime", bool, True), "loop": n.get("loop", bool, False)}
+        extra = {
+            "realtime": n.get("realtime", bool, _default(SourceSpec, "realtime")),
+            "loop": n.get("loop", bool, _default(SourceSpec, "loop")),
+        }
     elif kind == "url":
         target = n.get(
             "url", str, check=lambda v: None if "://" in v else "must be a URL such as rtsp://host/path"
@@ -211,7 +214,10 @@ def _source(n: Node, i: int) -> SourceSpec:
             raise n.error(kind, "must be true or a mapping of settings")
     name = n.get("name", str, None) or f"source-{i + 1}"
     gate = n.get(
-        "gate_dbfs", (float, bool), -70.0, check=lambda v: None if v is False or v <= 0 else "must be <= 0"
+        "gate_dbfs",
+        (float, bool),
+        _default(SourceSpec, "gate_dbfs"),
+        check=lambda v: None if v is False or v <= 0 else "must be <= 0",
     )
     spec = SourceSpec(
         name=name,
@@ -229,10 +235,12 @@ def _pcm(sub: Node, kind: str) -> dict[str, Any]:
     rate = sub.get(
         "sample_rate", int, 48_000 if kind == "microphone" else 16_000, check=between(8_000, 192_000)
     )
-    channels = sub.get("channels", int, 1, check=between(1, 8))
+    channels = sub.get("channels", int, _default(SourceSpec, "channels"), check=between(1, 8))
     out: dict[str, Any] = {"input_rate_hz": rate, "channels": channels}
     if kind == "stdin":
-        out["sample_format"] = sub.get("format", str, "s16le", check=one_of(*PCM_FORMATS))
+        out["sample_format"] = sub.get(
+            "format", str, _default(SourceSpec, "sample_format"), check=one_of(*PCM_FORMATS)
+        )
     return out
 
 
@@ -268,7 +276,7 @@ def _rule(
             raise n.doc.error(
                 n.path + ("sources", j), f"no source is named {s!r}; sources: {', '.join(sorted(sources))}"
             )
-    k = n.get("k", int, 1, check=at_least(1))
+    k = n.get("k", int, _default(Rule, "k"), check=at_least(1))
     nn = n.get("n", int, max(k, 1), check=at_least(1))
     if k > nn:
         raise n.error("k", f"cannot be more than n ({nn}): k of the last n windows must be hits")
@@ -276,12 +284,12 @@ def _rule(
         name=name,
         labels=labels,
         against=against,
-        threshold=n.get("threshold", float, 0.7, check=between(0, 1)),
+        threshold=n.get("threshold", float, _default(Rule, "threshold"), check=between(0, 1)),
         label_thresholds=layered_thresholds(labels, pack.label_thresholds if pack else (), shared, own),
         k=k,
         n=nn,
-        cooldown_s=n.get("cooldown_s", float, 60.0, check=at_least(0)),
-        max_quiet_s=n.get("max_quiet_s", float, 10.0, check=at_least(0)),
+        cooldown_s=n.get("cooldown_s", float, _default(Rule, "cooldown_s"), check=at_least(0)),
+        max_quiet_s=n.get("max_quiet_s", float, _default(Rule, "max_quiet_s"), check=at_least(0)),
         schedule=_schedule(n),
         sources=rule_sources,
         pack=pack,
@@ -399,9 +407,9 @@ def _sink(n: Node, i: int) -> SinkSpec:
                 ),
             ),
             secret=n.get("secret", str),
-            timeout_s=n.get("timeout_s", float, 10.0, check=positive),
+            timeout_s=n.get("timeout_s", float, _default(WebhookOptions, "timeout_s"), check=positive),
             headers=tuple((str(k), str(v)) for k, v in headers.items()),
-            send_clips=n.get("send_clips", bool, False),
+            send_clips=n.get("send_clips", bool, _default(WebhookOptions, "send_clips")),
         )
     else:
         d = MqttOptions()
@@ -420,6 +428,16 @@ def _sink(n: Node, i: int) -> SinkSpec:
         )
     n.done()
     return SinkSpec(name=name, type=kind, options=options)
+
+
+def _default(cls: type, name: str) -> Any:
+    """A dataclass field's own default: the one place each default lives (the YAML reader asks it)."""
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is MISSING:
+                raise AssertionError(f"{cls.__name__}.{name} has no default")
+            return f.default
+    raise AssertionError(f"{cls.__name__} has no field {name}")
 
 
 def _templates(root: Node) -> tuple[str, ...]:
@@ -446,9 +464,16 @@ def _timezone(root: Node) -> str | None:
 
 def _batch(root: Node) -> tuple[int, float]:
     sub = root.child("batch")
+    windows, wait_s = (
+        _default(MonitorConfig, "batch_max_windows"),
+        _default(MonitorConfig, "batch_max_wait_s"),
+    )
     if sub is None:
-        return 16, 0.05
-    out = sub.get("max_windows", int, 16, check=between(1, 1024)), sub.get("max_wait_ms", float, 50.0) / 1000
+        return windows, wait_s
+    out = (
+        sub.get("max_windows", int, windows, check=between(1, 1024)),
+        sub.get("max_wait_ms", float, wait_s * 1000) / 1000,
+    )
     sub.done()
     return out
 
@@ -459,7 +484,7 @@ def _clips(root: Node) -> ClipOptions:
         return ClipOptions()
     d = ClipOptions()
     out = ClipOptions(
-        enabled=sub.get("enabled", bool, True),
+        enabled=sub.get("enabled", bool, d.enabled),
         dir=sub.path_value("dir"),
         format=sub.get("format", str, d.format, check=one_of(*CLIP_FORMATS)),
         pre_roll_s=sub.get("pre_roll_s", float, d.pre_roll_s, check=between(0, 60)),
@@ -478,8 +503,8 @@ def _outbox(root: Node) -> OutboxOptions:
     out = OutboxOptions(
         max_pending=sub.get("max_pending", int, d.max_pending, check=at_least(1)),
         retry=RetryOptions(
-            initial_s=sub.get("retry_initial_s", float, 1.0, check=positive),
-            max_s=sub.get("retry_max_s", float, 60.0, check=positive),
+            initial_s=sub.get("retry_initial_s", float, d.retry.initial_s, check=positive),
+            max_s=sub.get("retry_max_s", float, d.retry.max_s, check=positive),
         ),
         flush_timeout_s=sub.get("flush_timeout_s", float, d.flush_timeout_s, check=at_least(0)),
     )
@@ -489,8 +514,9 @@ def _outbox(root: Node) -> OutboxOptions:
 
 def _metrics(root: Node) -> tuple[int | None, str]:
     sub = root.child("metrics")
+    host = _default(MonitorConfig, "metrics_host")
     if sub is None:
-        return None, "127.0.0.1"
-    out = sub.get("port", int, None, check=between(1, 65535)), sub.get("host", str, "127.0.0.1")
+        return None, host
+    out = sub.get("port", int, None, check=between(1, 65535)), sub.get("host", str, host)
     sub.done()
     return out

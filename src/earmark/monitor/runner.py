@@ -1,12 +1,13 @@
-"""The monitor: sources -> sliding windows -> one shared model -> rules -> event log -> sinks.
+"""The monitor: sources -> the stage (windows, batches, model) -> rules -> event log -> sinks.
 
-Threads: one per source (read, cut windows, gate), one model thread, one
-dispatcher per sink. Windows from every stream meet in one queue; the model
-thread embeds whatever is waiting as one batch (up to ``batch_max_windows``,
-waiting at most ``batch_max_wait_s`` for more), so many streams share one
-model. A window's embedding never depends on its batch (see
-:mod:`earmark.backends.clap`), and scores are computed exactly as ``classify``
-does, so a file monitored with a 2 s hop scores like ``classify --hop-s 2``.
+Threads: one per source (read, cut windows with the stage's cutter, gate,
+compute features), the classifier's model runner (the stage's one batch
+policy: windows from every stream share fixed-shape model calls, waiting at
+most ``batch_max_wait_s`` for more), one rules thread taking windows and
+markers in order, one dispatcher per sink. A window's embedding never depends
+on its batch, windows (tails and short files included) are cut as for a file,
+and scores are computed exactly as ``classify`` does, so a file monitored with
+a 5 s hop scores like ``classify --hop-s 5`` on it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from ..errors import AudioError, ConfigError
 from ..paths import earmark_home
 from ..scoring import DECIMALS, window_scores
+from ..stage import BatchPolicy
 from ..store import Database
 from .clips import write_clip
 from .config import MonitorConfig
@@ -108,13 +110,20 @@ class Monitor:
             if r.pack is None
         }
         self._queue: queue.Queue[PendingWindow | Marker] = queue.Queue()
+        classifier.set_batch_policy(
+            BatchPolicy(max_batch=config.batch_max_windows, max_wait_s=config.batch_max_wait_s)
+        )
+        self.runner = classifier.runner
+        self._window_s = 0.0  # model seconds per window in the latest batch (metrics)
+        self._unobserve: Callable[[], None] | None = None
+        self._producing: Any = None
         self.streams = [self._stream(spec) for spec in config.sources]
         self._workers: list[SourceWorker] = []
         self._dispatchers: list[Dispatcher] = []
         self._finish = threading.Event()  # model thread: drain and stop
         self._done = threading.Event()  # model thread has stopped
         self._stop_requested = threading.Event()
-        self._model_thread = threading.Thread(target=self._model_loop, name="earmark-model", daemon=True)
+        self._model_thread = threading.Thread(target=self._model_loop, name="earmark-rules", daemon=True)
         self._metrics_server: Any = None
         self._failure: str | None = None
         self._zone = _zone(config.timezone)
@@ -134,6 +143,7 @@ class Monitor:
             window_s=c.window_s,
             hop_s=c.hop_s,
             out=self._queue,
+            runner=self.runner,
             keep_s=keep_s,
             max_clip_s=c.clips.max_s,
             max_pending=max_pending,
@@ -152,6 +162,9 @@ class Monitor:
             d = Dispatcher(sink, self.events, retry=self.config.outbox.retry, on_result=self._sink_result)
             self._dispatchers.append(d)
             d.start()
+        self._unobserve = self.runner.observe(self._batch_done)
+        self._producing = self.runner.producing()  # streams are live: short batches wait for more
+        self._producing.__enter__()
         self._model_thread.start()
         for stream in self.streams:
             self._workers.append(self._worker(stream))
@@ -215,6 +228,11 @@ class Monitor:
         self._finish.set()
         if self._model_thread.is_alive():
             self._model_thread.join()
+        if self._producing is not None:
+            self._producing.__exit__(None, None, None)
+            self._producing = None
+        if self._unobserve is not None:
+            self._unobserve()
         deadline = time.monotonic() + self.config.outbox.flush_timeout_s
         for d in self._dispatchers:
             if not d.flush(max(0.0, deadline - time.monotonic())):
@@ -258,60 +276,43 @@ class Monitor:
     def _sink_result(self, sink: str, ok: bool) -> None:
         (self.metrics.delivered if ok else self.metrics.sink_failures).labels(sink).inc()
 
-    # -- model thread ----------------------------------------------------------------------------
+    # -- rules thread ----------------------------------------------------------------------------
+
+    def _batch_done(self, windows: int, seconds: float) -> None:
+        self._window_s = seconds / max(1, windows)
 
     def _model_loop(self) -> None:
+        """Windows and markers in stream order: wait for each window's embedding, apply the rules."""
         ended: set[str] = set()
         try:
             while len(ended) < len(self.streams):
-                batch = self._next_batch()
-                if batch is None:
+                try:
+                    item = self._queue.get(timeout=0.2)
+                except queue.Empty:
                     if self._finish.is_set():
                         break
                     continue
-                self._process(batch, ended)
+                self.metrics.lag.set(self._queue.qsize())
+                self._process(item, ended)
         except Exception as ex:  # reported by errors(); the run ends cleanly
-            log.exception("the model thread failed; stopping the monitor")
+            log.exception("the model failed; stopping the monitor")
             self._failure = f"{type(ex).__name__}: {ex}"
         finally:
             for s in self.streams:
                 self._close_all(s, "shutdown")
             self._done.set()
 
-    def _next_batch(self) -> list[PendingWindow | Marker] | None:
+    def _process(self, item: PendingWindow | Marker, ended: set[str]) -> None:
+        if isinstance(item, Marker):
+            self._close_all(item.stream, _CLOSED_BY[item.what])
+            if item.what != "lost":
+                ended.add(item.stream.name)
+            return
         try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return None
-        batch = [first]
-        deadline = time.monotonic() + self.config.batch_max_wait_s
-        n = 1
-        while isinstance(batch[-1], PendingWindow) and n < self.config.batch_max_windows:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            batch.append(item)
-            n += isinstance(item, PendingWindow)
-        self.metrics.lag.set(self._queue.qsize())
-        return batch
-
-    def _process(self, batch: list[PendingWindow | Marker], ended: set[str]) -> None:
-        todo = [w for w in batch if isinstance(w, PendingWindow) and w.samples is not None]
-        t0 = time.perf_counter()
-        vectors = self.clf.backend.embed_audio([w.samples for w in todo]) if todo else np.zeros((0, 1))
-        per_window = (time.perf_counter() - t0) / max(1, len(todo))
-        found = iter(vectors)
-        for item in batch:
-            if isinstance(item, Marker):
-                self._close_all(item.stream, _CLOSED_BY[item.what])
-                if item.what != "lost":
-                    ended.add(item.stream.name)
-                continue
-            try:
-                self._window(item, next(found) if item.samples is not None else None, per_window)
-            finally:
-                item.stream.done_with(item)
+            vector = item.vector.result() if item.vector is not None else None
+            self._window(item, vector, self._window_s)
+        finally:
+            item.stream.done_with(item)
 
     def _window(self, item: PendingWindow, vector: np.ndarray | None, seconds: float) -> None:
         s, m = item.stream, self.metrics

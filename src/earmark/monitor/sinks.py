@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from ..backoff import backoff_delay_s
 from .events import EventLog, OutboxItem
 
 __all__ = [
@@ -200,7 +201,7 @@ class RetryOptions:
     max_s: float = 60.0
 
     def delay_s(self, attempts: int, rng: random.Random) -> float:
-        return min(self.max_s, self.initial_s * 2.0 ** min(attempts, 30)) * rng.uniform(0.5, 1.0)
+        return backoff_delay_s(attempts, initial_s=self.initial_s, max_s=self.max_s, rng=rng)
 
 
 class Dispatcher(threading.Thread):

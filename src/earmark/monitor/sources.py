@@ -26,6 +26,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 
 from .. import audio as _audio
+from ..audio.pcm import Mixdown, Output
+from ..audio.sources import ffmpeg_reason
+from ..backoff import backoff_delay_s
 from ..errors import AudioError, ConfigError, MissingExtraError
 
 __all__ = ["ReconnectOptions", "SourceLost", "SourceSpec", "SourceWorker", "mask_url", "open_reader"]
@@ -68,8 +71,7 @@ class ReconnectOptions:
 
     def delay_s(self, attempt: int, rng: random.Random) -> float:
         """Wait before reconnect ``attempt`` (0-based): exponential, capped, with jitter in [50 %, 100 %]."""
-        base = min(self.max_s, self.initial_s * 2.0 ** min(attempt, 30))
-        return base * rng.uniform(0.5, 1.0)
+        return backoff_delay_s(attempt, initial_s=self.initial_s, max_s=self.max_s, rng=rng)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,22 +192,31 @@ def _read_url(spec: SourceSpec, rate: int, stop: threading.Event) -> Reader:
     try:
         container = av.open(url, mode="r", timeout=timeout, options=dict(spec.ffmpeg_options))
     except (av.error.FFmpegError, OSError) as ex:
-        raise SourceLost(_scrub(f"cannot open {url}: {_reason(ex)}", url)) from None
+        raise SourceLost(_scrub(f"cannot open {url}: {ffmpeg_reason(ex)}", url)) from None
     try:
         if not container.streams.audio:
             raise SourceLost(f"{mask_url(url)} has no audio stream")
-        yield from _chunked(_decode_live(container, rate, opts.watchdog_s, stop, url), int(CHUNK_S * rate))
+        yield from _decode_live(container, rate, opts.watchdog_s, stop, url)
     except av.error.FFmpegError as ex:
-        raise SourceLost(_scrub(f"read failed: {_reason(ex)}", url)) from None
+        raise SourceLost(_scrub(f"read failed: {ffmpeg_reason(ex)}", url)) from None
     finally:
         container.close()
 
 
 def _decode_live(container: Any, rate: int, watchdog_s: float, stop: threading.Event, url: str) -> Reader:
+    """Chunks of a live stream, mixed down and resampled exactly as a file is (:mod:`earmark.audio.pcm`).
+
+    One downmix rule for files and streams: the mean of the channels, so a stereo
+    stream has the level of the same file read by ``classify`` (FFmpeg's own mono
+    matrix would make it 3 dB louder and move the loudness gate and the scores).
+    """
     import av
 
+    name = mask_url(url)
+    limits = _audio.AudioLimits(max_duration_s=None, max_bytes=None)
+    mix = Mixdown(name, limits)
+    out = Output(sample_rate=rate, chunk=int(CHUNK_S * rate), limits=limits, name=name)
     st = container.streams.audio[0]
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
     last_audio, bad = time.monotonic(), 0
     for packet in container.demux(st):
         if stop.is_set():
@@ -216,32 +227,19 @@ def _decode_live(container: Any, rate: int, watchdog_s: float, stop: threading.E
         except av.error.FFmpegError:
             bad += 1  # a corrupt packet in a live stream: skip it, give up on a run of them
             if bad > 32:
-                raise SourceLost(f"{mask_url(url)}: too many undecodable packets") from None
+                raise SourceLost(f"{name}: too many undecodable packets") from None
             continue
         for frame in frames:
-            for out in resampler.resample(frame):
-                last_audio = time.monotonic()
-                yield out.to_ndarray().reshape(-1)
+            if not frame.samples:
+                continue
+            last_audio = time.monotonic()
+            for in_rate, mono in mix.push(frame):
+                yield from out.push(mono, in_rate)
         if time.monotonic() - last_audio > watchdog_s:
             raise SourceLost(f"no audio for {watchdog_s:g} s")
-
-
-def _chunked(frames: Reader, samples: int) -> Reader:
-    """Group small decoded frames into chunks of about ``samples`` (fewer, cheaper hand-offs)."""
-    pending: list[np.ndarray] = []
-    n = 0
-    for f in frames:
-        pending.append(f)
-        n += f.size
-        if n >= samples:
-            yield np.concatenate(pending)
-            pending, n = [], 0
-    if pending:
-        yield np.concatenate(pending)
-
-
-def _reason(ex: Exception) -> str:
-    return str(getattr(ex, "strerror", None) or ex).rstrip(".")
+    for in_rate, mono in mix.push(None):
+        yield from out.push(mono, in_rate)
+    yield from out.finish()
 
 
 def _pcm_to_float(raw: bytes, dtype: np.dtype, channels: int) -> np.ndarray:
@@ -253,7 +251,10 @@ def _pcm_to_float(raw: bytes, dtype: np.dtype, channels: int) -> np.ndarray:
 
 
 class _Resampler:
-    """Streaming float32 mono resampling with FFmpeg's resampler (as decoding uses)."""
+    """Streaming float32 mono resampling with FFmpeg's resampler (as decoding uses) for raw PCM and the mic.
+
+    Mono in: these sources are mixed down by the same rule as files (the mean of the channels) first.
+    """
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
         import av

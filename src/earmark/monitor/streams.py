@@ -1,7 +1,13 @@
 """One monitored stream: its clock, windows, pre-roll history and loudness gate.
 
-The source thread pushes chunks in; complete windows go to the shared model
-queue as :class:`PendingWindow` items. Each stream may have at most
+The source thread pushes chunks in and cuts windows with the stage's one
+cutter (:class:`earmark.stage.WindowCutter`): windows as they complete, and
+the tail window when the source ends or drops, so a 7 s file or the last
+seconds of a stream are scored as ``classify`` scores them. The source thread
+also computes each window's features and hands them to the classifier's
+:class:`~earmark.stage.ModelRunner` (the one batch policy); the window goes to
+the monitor's queue as a :class:`PendingWindow` holding its future, in order
+with the stream's :class:`Marker` items. Each stream may have at most
 ``max_pending`` windows waiting: a file read as fast as possible then waits
 for the model (nothing dropped), while a live source drops the window and
 counts it (it cannot pause the world).
@@ -14,11 +20,13 @@ import math
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
-from .buffers import AudioHistory, Windower, level_dbfs
+from ..stage import ModelRunner, WindowCutter
+from .buffers import AudioHistory, level_dbfs
 from .rules import Rule, RuleState
 from .sources import SourceSpec
 
@@ -29,12 +37,12 @@ log = logging.getLogger("earmark")
 
 @dataclass(frozen=True, kw_only=True)
 class PendingWindow:
-    """A window waiting for the model; ``samples`` is None when the gate skipped it."""
+    """A window on its way through the model; ``vector`` is None when the gate skipped it."""
 
     stream: Stream
     start: int
     end: int
-    samples: np.ndarray | None
+    vector: Future[np.ndarray] | None
     level_dbfs: float
 
 
@@ -55,7 +63,8 @@ class Stream:
         rate: the model's sample rate.
         window_s: analysis window.
         hop_s: step between windows.
-        out: the shared model queue.
+        out: the monitor's queue (windows and markers in order).
+        runner: the model runner windows are embedded by.
         keep_s: audio history kept for pre-roll.
         max_clip_s: longest clip.
         max_pending: windows this stream may have waiting.
@@ -70,6 +79,7 @@ class Stream:
         window_s: float,
         hop_s: float,
         out: queue.Queue[PendingWindow | Marker],
+        runner: ModelRunner,
         keep_s: float,
         max_clip_s: float,
         max_pending: int = 8,
@@ -77,7 +87,8 @@ class Stream:
         self.spec, self.rules, self.rate = spec, rules, rate
         self.name = spec.name
         self.hop_s = hop_s
-        self.windower = Windower(window=round(window_s * rate), hop=round(hop_s * rate))
+        self.windower = WindowCutter(window=round(window_s * rate), hop=round(hop_s * rate))
+        self._runner = runner
         self.history = AudioHistory(rate=rate, keep_s=keep_s, max_clip_s=max_clip_s)
         lookback = math.ceil(window_s / hop_s) + 1  # no earlier window can hold a sound's onset
         self.states = {r.name: RuleState(rule=r, lookback=lookback) for r in rules}
@@ -104,10 +115,7 @@ class Stream:
     def _queue(self, start: int, samples: np.ndarray) -> None:
         level = level_dbfs(samples, rate=self.rate)
         gate = self.spec.gate_dbfs
-        keep = None if gate is not None and level < gate else samples
-        item = PendingWindow(
-            stream=self, start=start, end=start + samples.size, samples=keep, level_dbfs=level
-        )
+        skip = gate is not None and level < gate
         if self.spec.kind in ("file", "stdin"):
             while not self._slots.acquire(timeout=0.2):  # a file or a pipe waits for the model
                 if self.stop.is_set():
@@ -119,9 +127,20 @@ class Stream:
                     "source %s: the model is behind; %d window(s) dropped so far", self.name, self.dropped
                 )
             return
-        self._out.put(item)
+        vector = None
+        if not skip:  # features here, in the source thread, while the model works on earlier windows
+            vector = self._runner.submit(self._runner.backend.window_features([samples]))[0]
+        self._out.put(
+            PendingWindow(stream=self, start=start, end=start + samples.size, vector=vector, level_dbfs=level)
+        )
+
+    def _tail(self) -> None:
+        """The audio ended or dropped: score its tail (or the one short window) as a file's."""
+        for start, samples in self.windower.finish():
+            self._queue(start, samples)
 
     def lost(self) -> None:
+        self._tail()
         self._out.put(Marker(stream=self, what="lost"))
 
     def back(self, gap_s: float) -> None:
@@ -131,6 +150,8 @@ class Stream:
 
     def ended(self) -> None:
         """The source is done: it ended by itself, or the monitor is stopping (``stopped``)."""
+        if not self.stop.is_set():
+            self._tail()
         self._out.put(Marker(stream=self, what="stopped" if self.stop.is_set() else "ended"))
 
     # -- model thread ----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Every request of the API and of the page goes the same way::
 
-    admit (or 429) ─► decode in a worker process ─► windows ─► ModelBatcher ─► score
+    admit (or 429) ─► decode in a worker process ─► the stage: windows, features,
+    the classifier's ModelRunner (fixed-shape batches shared by all requests) ─► score
 
 It works from any event loop (threads and ``concurrent.futures`` inside), so
 FastAPI routes and Gradio handlers share one engine and one model.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from .. import audio as _audio
 from ..classify import AudioEmbedding, Classifier
 from ..errors import AudioError, LabelError
-from ..labels import parse_labels
+from ..labels import check_pack_labels, parse_labels
+from ..stage import BatchPolicy, Pending, submit_chunks
 from ..types import ClassifyOptions, Prediction
-from .batching import Admission, ModelBatcher
+from .batching import Admission
 from .decoding import Data, DecoderPool
 from .errors import RequestDeadline
 from .settings import ServerSettings
@@ -63,8 +63,6 @@ class ServingEngine:
         self.settings = settings
         self._observe = observe or (lambda *a: None)
         self.admission = Admission(settings.capacity, parallelism=settings.decode_workers)
-        self._decoding = 0
-        self._decoding_lock = threading.Lock()
         self.limits = dataclasses.replace(
             classifier.limits, max_duration_s=settings.max_duration_s, max_bytes=settings.max_upload_bytes
         )
@@ -74,13 +72,12 @@ class ServingEngine:
         self._decode_threads = ThreadPoolExecutor(
             settings.decode_workers, thread_name_prefix="earmark-decode"
         )
-        self.batcher = ModelBatcher(
-            classifier.backend,
-            batch_size=settings.max_batch_size or _auto_batch_size(classifier.backend),
-            max_wait_ms=settings.max_wait_ms,
-            expecting_more=lambda: self._decoding > 0,
-            on_batch=lambda n, s: self._observe("batch", n, s),
+        # the one batch policy of the stage; the wait applies only while requests are decoding
+        classifier.set_batch_policy(
+            BatchPolicy(max_batch=settings.max_batch_size or None, max_wait_s=settings.max_wait_ms / 1000)
         )
+        self.runner = classifier.runner
+        self._unobserve = self.runner.observe(lambda n, s: self._observe("batch", n, s))
 
     @property
     def sample_rate(self) -> int:
@@ -171,7 +168,7 @@ class ServingEngine:
 
     def close(self) -> None:
         """Stop the model thread and the decode workers."""
-        self.batcher.close()
+        self._unobserve()  # the runner belongs to the classifier and outlives this engine
         self._decode_threads.shutdown(wait=True)
         self.decoder.close()
 
@@ -184,12 +181,12 @@ class ServingEngine:
             ) from None
 
     async def _embed_upload(self, data: Data, options: ClassifyOptions, name: str) -> AudioEmbedding:
-        samples = await self._decode(data, name)
-        return await self._embed_samples(samples, options, name)
+        with self.runner.producing():  # short batches wait for this request's windows
+            samples = await self._decode(data, name)
+            pending = await self._submit(samples, options, name)
+        return await self._collect(pending)
 
     async def _decode(self, data: Data, name: str, timeout_s: float | None = None) -> np.ndarray:
-        with self._decoding_lock:  # read by the model thread: batches wait only while decodes are under way
-            self._decoding += 1
         start = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
@@ -200,36 +197,40 @@ class ServingEngine:
                 ),
             )
         finally:
-            with self._decoding_lock:
-                self._decoding -= 1
             self._observe("decode", time.perf_counter() - start)
 
     async def _embed_samples(
         self, samples: np.ndarray, options: ClassifyOptions, name: str
     ) -> AudioEmbedding:
-        rate = self.sample_rate
+        return await self._collect(await self._submit(samples, options, name))
+
+    async def _submit(self, samples: np.ndarray, options: ClassifyOptions, name: str) -> Pending:
+        """Windows and features (in a decode thread), handed to the runner: the stage's one path."""
         if samples.size == 0:
             raise AudioError(name, "decodes to no audio samples")
-        window = round(options.window_s * rate)
-        hop = round(options.hop_s * rate)
-        spans = _audio.window_spans(samples.size, window, hop)
-        futures = self.batcher.embed([samples[s:e] for s, e in spans])
-        try:
-            vectors = [await asyncio.wrap_future(f) for f in futures]
-        finally:
-            for f in futures:
-                f.cancel()  # a request that gave up frees its place in the batches
-        return AudioEmbedding(
-            source=name,
-            spans_s=tuple((s / rate, e / rate) for s, e in spans),
-            vectors=np.stack(vectors),
-            duration_s=samples.size / rate,
-            sample_rate=rate,
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._decode_threads,
+            partial(
+                submit_chunks,
+                self.runner,
+                [samples],
+                name=name,
+                window_s=options.window_s,
+                hop_s=options.hop_s,
+            ),
         )
+
+    async def _collect(self, pending: Pending) -> AudioEmbedding:
+        try:
+            vectors = [await asyncio.wrap_future(f) for f in pending.futures]
+        finally:
+            pending.cancel()  # a request that gave up frees its place in the batches
+        return pending.assemble(vectors)
 
     async def _score(
         self,
-        embedding: Any,
+        embedding: Awaitable[AudioEmbedding],
         labels: tuple[str, ...] | None,
         options: ClassifyOptions,
         pack: ClassifierPack | None,
@@ -239,7 +240,7 @@ class ServingEngine:
         return await self._on_model(partial(self.classifier.score, emb, labels, options=options, pack=pack))
 
     async def _on_model(self, fn: Callable[[], T]) -> T:
-        return await asyncio.wrap_future(self.batcher.call(fn))
+        return await asyncio.wrap_future(self.runner.call(fn))
 
 
 def _check_labels(labels: str | Iterable[str] | None, pack: ClassifierPack | None) -> tuple[str, ...] | None:
@@ -249,18 +250,9 @@ def _check_labels(labels: str | Iterable[str] | None, pack: ClassifierPack | Non
             raise LabelError("no labels given: send the candidate labels, or name a classifier pack")
         return None
     labels_t = parse_labels(labels)
-    if pack is not None and set(labels_t) != set(pack.labels):
-        raise LabelError(
-            f"the classifier pack scores its own labels ({', '.join(pack.labels)}); "
-            "leave the labels out or give exactly those"
-        )
+    if pack is not None:
+        check_pack_labels(labels_t, pack.labels)
     return labels_t
-
-
-def _auto_batch_size(backend: Any) -> int:
-    """8 on a GPU (padding costs little there); 1 on a CPU, where a padded batch would cost a lone
-    request several times its latency."""
-    return 8 if getattr(getattr(backend, "device", None), "type", "cpu") == "cuda" else 1
 
 
 def _wav_bytes(pcm16: np.ndarray, rate: int) -> bytes:

@@ -78,7 +78,8 @@ SETTINGS: dict[str, str] = {
     "max_queue": "Requests that may wait beyond those being decoded; when full, new requests get 429 at once.",
     "max_batch_size": (
         "Audio windows per model call; windows of concurrent requests are coalesced, and every call is padded "
-        "to this size so a result never depends on its batch. 0: 8 on a GPU, 1 on a CPU."
+        "to this size so a result never depends on its batch. 0: the backend's batch size (8 on a GPU, 1 on a "
+        "CPU), as every other command uses; a value only lowers it."
     ),
     "max_wait_ms": "How long a batch waits for more windows while other requests are still decoding, in ms.",
     "request_timeout_s": "Deadline for a whole request (decode + model); past it the request gets 504.",

@@ -15,10 +15,10 @@ from contextlib import asynccontextmanager
 from pathlib import PurePath
 from typing import Any
 
+from ..audio.sniff import not_audio_kind
 from ..errors import AudioError
 from .decoding import Data
 from .errors import NotAudio
-from .sniff import not_audio_kind
 
 __all__ = ["display_name", "source_from_bytes", "upload_source"]
 

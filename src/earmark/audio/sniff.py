@@ -1,11 +1,16 @@
-"""Is this file audio? Decided by its first bytes, not only by its name.
+"""Is this file audio? Decided by its first bytes, not only by its name: the one rule.
 
 Sound libraries are full of files whose extension lies (``take1`` with no
 extension, ``.dat`` exports, ``.wav`` that is really an mp3). ``sniff`` reads
 the first 64 bytes and recognises the containers FFmpeg decodes; a file is a
-candidate for tagging when its content *or* its extension says audio, so a
-``.wav`` that is really text is still tagged (and reported as an error) rather
-than silently skipped.
+candidate (for ``classify DIR``, ``tag`` and ``eval``'s class folders alike)
+when its content *or* its extension says audio, so a ``.wav`` that is really
+text is still read (and reported as an error) rather than silently skipped.
+
+Uploads to the server are the other way round: :func:`not_audio_kind` names
+what is *plainly* not audio (images, archives, documents, text) so it is
+refused before a decoder sees it; anything else goes to the decoder, which
+has the last word. Pure: no decoding here.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["AUDIO_EXTENSIONS", "is_candidate", "sniff"]
+__all__ = ["AUDIO_EXTENSIONS", "audio_files", "is_candidate", "not_audio_kind", "sniff"]
 
 AUDIO_EXTENSIONS = frozenset(
     {
@@ -116,3 +121,69 @@ def is_candidate(path: str | os.PathLike[str]) -> bool:
     except OSError:
         return by_name
     return by_name or sniff(head) is not None
+
+
+def audio_files(folder: str | os.PathLike[str]) -> list[str]:
+    """Audio candidates (:func:`is_candidate`) under ``folder``, recursively, in sorted order.
+
+    Paths are joined onto ``folder`` as given (relative stays relative).
+    """
+    out: list[str] = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        out.extend(p for p in (os.path.join(root, f) for f in sorted(files)) if is_candidate(p))
+    return out
+
+
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive or office document"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\x7fELF", "a program (ELF)"),
+    (b"MZ", "a program (Windows)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an office document"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+)
+
+
+def not_audio_kind(head: bytes) -> str | None:
+    """What ``head`` (the first bytes of an upload) plainly is when it is not audio, else ``None``.
+
+    Args:
+        head: at least the first 16 bytes when the upload has them.
+
+    Returns:
+        A phrase such as ``"a PNG image"``, or ``None`` when it may be audio.
+    """
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    text = head.lstrip()
+    if text[:1] in (b"<", b"{", b"[") and _is_text(head):
+        return "text (HTML, XML or JSON)"
+    if len(head) >= 16 and _is_text(head):
+        return "plain text"
+    return None
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        decoded = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # a multi-byte character cut at the end of the sniffed bytes is still text
+        try:
+            decoded = head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return all(c.isprintable() or c in "\r\n\t" for c in decoded)
