@@ -406,8 +406,7 @@ class Monitor:
         eid = event_id(s.name, a.rule, a.label, started_at)
         s.open_events[(a.rule, a.label)] = eid
         if self.config.clips.enabled:
-            first = min(start_s, a.start_s)
-            s.history.begin(eid, int(max(0.0, first - self.config.clips.pre_roll_s) * self.rate))
+            s.history.begin(eid, int(max(0.0, start_s - self.config.clips.pre_roll_s) * self.rate))
         row = {
             "id": eid,
             "source": s.name,
