@@ -130,3 +130,19 @@ def test_refine_false_keeps_the_coarse_estimate(tmp_path: Path, classifier: Any)
     (end,) = [m for m in run_monitor(path, tmp_path, classifier, refine=None) if m["event"] == "end"]
     assert end["start_by"] == "coarse" and end["end_by"] == "coarse"
     assert end["start_s"] == end["coarse_start_s"] and end["end_s"] == end["coarse_end_s"]
+
+
+def test_classify_timeline_resolution_gives_sub_second_segments(tmp_path: Path, tiny_model: str) -> None:
+    from click.testing import CliRunner
+
+    from earmark.cli import cli
+
+    wave = synth.sequence([("noise", 14.0), ("beep", 12.0), ("noise", 14.0)], seed=0)
+    path = encode(wave, tmp_path / "beep.flac")
+    args = ["classify", str(path), "-l", "beep, hum, noise", "-m", tiny_model, "--timeline", "--hop-s", "2"]
+    r = CliRunner().invoke(cli, [*args, "--resolution", "0.5", "--json"])
+    assert r.exit_code == 0, r.output
+    (beep,) = [s for s in json.loads(r.output)["timeline"] if s["label"] == "beep"]
+    assert abs(beep["start_s"] - 14.0) <= 0.5 and abs(beep["end_s"] - 26.0) <= 0.5, beep
+    r = CliRunner().invoke(cli, [*args[:-3], "--resolution", "0.5"])
+    assert r.exit_code != 0 and "--timeline" in r.output, "--resolution alone says what it needs"

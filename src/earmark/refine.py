@@ -24,11 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import audio as _audio
 from .audio import window_spans
-from .types import Segment
+from .scoring import window_scores
+from .types import Prediction, Segment
+
+if TYPE_CHECKING:
+    from .classify import Classifier
 
 __all__ = [
     "ProbFn",
@@ -57,7 +63,7 @@ class RefineOptions:
     """
 
     window_s: float = 1.0
-    step_s: float = 0.5
+    step_s: float = 1.0
     resolution_s: float = 0.25
     gap_s: float = 1.5
     reach_s: float = 5.0
@@ -245,3 +251,59 @@ def _sub(region: Region, a_s: float, b_s: float) -> Region:
     return Region(
         samples=region.samples[i : max(i, j)], start_s=region.start_s + i / region.rate, rate=region.rate
     )
+
+
+def options_for_resolution(resolution_s: float) -> RefineOptions:
+    """Refinement to about ``resolution_s`` (``classify --resolution``): 1 s windows, a 1 s scan."""
+    if resolution_s <= 0:
+        raise ValueError("resolution must be positive")
+    window = max(1.0, resolution_s)
+    return RefineOptions(window_s=window, step_s=window, resolution_s=resolution_s)
+
+
+def refine_prediction(
+    classifier: Classifier,
+    source: _audio.Source,
+    prediction: Prediction,
+    *,
+    resolution_s: float = 0.25,
+    input_rate: int | None = None,
+    pack: Any = None,
+) -> Prediction:
+    """``prediction`` with its timeline refined on ``source``'s audio (decoded again), as the
+    monitor refines its events; scored exactly as ``classify`` scored it (label texts or ``pack``).
+    """
+    if not prediction.timeline:
+        return prediction
+    opts = classifier.resolve_options()
+    if pack is not None:
+        opts = pack.options(opts)
+    rate = classifier.sample_rate
+    samples = _audio.decode(
+        source, sample_rate=rate, input_rate=input_rate, limits=classifier.limits, name=prediction.source
+    )
+    labels = tuple(s.label for s in prediction.scores) if pack is None else tuple(pack.labels)
+    backend = classifier.backend
+
+    def prob_for(label: str) -> ProbFn:
+        j = labels.index(label)
+
+        def prob(windows: list[np.ndarray]) -> np.ndarray:
+            vectors = backend.embed_audio(windows)
+            if pack is not None:
+                return np.asarray(pack.window_probabilities(vectors))[:, j]
+            text = classifier.text_embeddings(labels, opts.templates)
+            return window_scores(vectors, text, backend.logit_scale)[0][:, j]
+
+        return prob
+
+    region = Region(samples=samples, start_s=0.0, rate=rate)
+    timeline = refine_segments(
+        prediction.timeline,
+        region,
+        prob_for,
+        lambda label: dict(prediction.label_thresholds).get(label, opts.threshold_for(label)),
+        options_for_resolution(resolution_s),
+        coarse_window_s=opts.window_s,
+    )
+    return replace(prediction, timeline=timeline)

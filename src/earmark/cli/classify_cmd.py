@@ -88,6 +88,13 @@ def expand_inputs(inputs: tuple[str, ...]) -> Iterator[str]:
 )
 @click.option("--timeline", is_flag=True, help="Show what is heard when (long audio).")
 @click.option(
+    "--resolution",
+    "resolution_s",
+    type=click.FloatRange(0.05, 5.0),
+    default=None,
+    help="With --timeline: refine segment edges to about this many seconds with short windows.",
+)
+@click.option(
     "--pack",
     "pack_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -117,6 +124,7 @@ def classify_cmd(
     hop_s: float,
     aggregate: str,
     timeline: bool,
+    resolution_s: float | None,
     pack_path: Path | None,
     thresholds_path: Path | None,
     fmt: str | None,
@@ -154,7 +162,11 @@ def classify_cmd(
         pack.check(clf)
     render = _Renderer(fmt, label_set, timeline)
     failed = 0
-    run = _run(clf, files, label_set, pack, show_progress=len(files) > 3 and fmt is None)
+    if resolution_s is not None and not timeline:
+        raise click.UsageError("--resolution refines the timeline: add --timeline")
+    run = _run(
+        clf, files, label_set, pack, show_progress=len(files) > 3 and fmt is None, resolution_s=resolution_s
+    )
     for path, result in run:
         if isinstance(result, AudioError):
             failed += 1
@@ -168,15 +180,25 @@ def classify_cmd(
 
 
 def _run(
-    clf: Any, files: list[str], labels: tuple[str, ...], pack: Any, *, show_progress: bool
+    clf: Any,
+    files: list[str],
+    labels: tuple[str, ...],
+    pack: Any,
+    *,
+    show_progress: bool,
+    resolution_s: float | None = None,
 ) -> Iterator[tuple[str, Any]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     def one(path: str) -> Any:
         try:
-            if path == "-":
-                return clf.classify(sys.stdin.buffer.read(), labels, name="<stdin>", pack=pack)
-            return clf.classify(path, labels, pack=pack)
+            source: Any = sys.stdin.buffer.read() if path == "-" else path
+            p = clf.classify(source, labels, name="<stdin>" if path == "-" else None, pack=pack)
+            if resolution_s is not None:
+                from ..refine import refine_prediction
+
+                p = refine_prediction(clf, source, p, resolution_s=resolution_s, pack=pack)
+            return p
         except AudioError as ex:
             return ex
 
