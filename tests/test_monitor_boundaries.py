@@ -139,10 +139,36 @@ def test_classify_timeline_resolution_gives_sub_second_segments(tmp_path: Path, 
 
     wave = synth.sequence([("noise", 14.0), ("beep", 12.0), ("noise", 14.0)], seed=0)
     path = encode(wave, tmp_path / "beep.flac")
-    args = ["classify", str(path), "-l", "beep, hum, noise", "-m", tiny_model, "--timeline", "--hop-s", "2"]
+    args = [
+        "classify",
+        str(path),
+        "-l",
+        "beep, hum, noise",
+        "-m",
+        tiny_model,
+        "--threads",
+        "1",
+        "--timeline",
+        "--hop-s",
+        "2",
+    ]
     r = CliRunner().invoke(cli, [*args, "--resolution", "0.5", "--json"])
     assert r.exit_code == 0, r.output
     (beep,) = [s for s in json.loads(r.output)["timeline"] if s["label"] == "beep"]
     assert abs(beep["start_s"] - 14.0) <= 0.5 and abs(beep["end_s"] - 26.0) <= 0.5, beep
     r = CliRunner().invoke(cli, [*args[:-3], "--resolution", "0.5"])
     assert r.exit_code != 0 and "--timeline" in r.output, "--resolution alone says what it needs"
+
+
+def test_six_synthetic_events_meet_the_boundary_targets(tmp_path: Path, classifier: Any) -> None:
+    """The small version of bench/bench_boundaries.py (tiny model, synthetic sounds: this checks the
+    method, it is not accuracy on real sounds)."""
+    import boundary_set
+
+    path, truth = boundary_set.make_scene(200.0, 6, 1, tmp_path, classifier.sample_rate)
+    s = boundary_set.summary([boundary_set.run_scene(classifier, path, truth, tmp_path)])
+    assert s["missed"] == 0 and s["split"] == 0, f"every event found by classify is one event: {s}"
+    assert s["matched"] == 6, s
+    assert s["start_median"] <= 0.5 and s["end_median"] <= 0.5, f"median error over 0.5 s: {s}"
+    assert s["start_p90"] <= 1.0 and s["end_p90"] <= 1.0, f"90th percentile error over 1 s: {s}"
+    assert s["start_median"] < s["coarse_start_median"] and s["end_median"] < s["coarse_end_median"], s
