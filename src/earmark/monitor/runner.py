@@ -353,6 +353,13 @@ class Monitor:
             m.rtf.labels(s.name).set(seconds / self.config.hop_s)
         if self._on_window is not None:
             self._on_window(result)
+        for sink in self.sinks:  # live sensors (MQTT: level, last heard); never blocks
+            observe = getattr(sink, "window", None)
+            if observe is not None:
+                try:
+                    observe(result)
+                except Exception:  # a sensor update must not stop detection
+                    log.exception("sink %s: could not publish window sensors", sink.name)
 
     def _probs(self, rule: Rule, vector: np.ndarray) -> dict[str, float]:
         """label -> probability of one window for one rule: its pack's head, or its labels' texts."""
@@ -495,7 +502,20 @@ def build_sinks(config: MonitorConfig) -> list[Sink]:
     from .sinks import JsonlSink, StdoutSink, WebhookSink
 
     out: list[Sink] = []
-    entities = tuple((s.name, r.name) for s in config.sources for r in config.rules_for(s.name))
+    from .homeassistant import Entities
+
+    entities = Entities(
+        rules=tuple((s.name, r.name) for s in config.sources for r in config.rules_for(s.name)),
+        labels=tuple(
+            dict.fromkeys(
+                (s.name, label)
+                for s in config.sources
+                for r in config.rules_for(s.name)
+                for label in r.labels
+            )
+        ),
+        sources=tuple(s.name for s in config.sources),
+    )
     for spec in config.sinks:
         if spec.type == "stdout":
             out.append(StdoutSink(spec.name, fmt=spec.options or "text"))
@@ -504,7 +524,7 @@ def build_sinks(config: MonitorConfig) -> list[Sink]:
         elif spec.type == "webhook":
             out.append(WebhookSink(spec.name, spec.options))
         elif spec.type == "mqtt":
-            out.append(MqttSink(spec.name, spec.options, entities))
+            out.append(MqttSink(spec.name, spec.options, entities, rules=config.rules, hop_s=config.hop_s))
         else:
             raise ConfigError(f"sink {spec.name!r}: unknown type {spec.type!r}")
     return out
