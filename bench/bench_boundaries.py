@@ -102,14 +102,15 @@ def report(
         f"| end, refined | **{s['end_median']} s** | **{s['end_p90']} s** |",
     ]
     detail = []
-    for o in outcomes:
-        for (kind, a, b), found in zip(o.truth, o.matches, strict=True):
+    for n, o in enumerate(outcomes, 1):
+        for (kind, a, b), found, by_classify in zip(o.truth, o.matches, o.found_by_classify, strict=True):
             got = "; ".join(
                 f"{e['start_s']:.2f}-{e['end_s']:.2f} (coarse {e['coarse_start_s']:.1f}-{e['coarse_end_s']:.1f},"
                 f" {e['start_by']}/{e['end_by']})"
                 for e in found
             )
-            detail.append(f"| {kind} | {a:.2f}-{b:.2f} | {b - a:.1f} | {got or 'missed'} |")
+            missed = "missed" + ("" if by_classify else " (classify --timeline does not find it either)")
+            detail.append(f"| {n} | {kind} | {a:.2f}-{b:.2f} | {b - a:.1f} | {got or missed} |")
     return "\n".join(
         [
             "# Event boundaries (issue 14)",
@@ -131,8 +132,8 @@ def report(
             f"- cost: monitoring with refinement took {ratio:.2f}x the time without (same files, one run;"
             " the machine was shared, so only this ratio is meaningful)",
             "",
-            "| sound | truth (s) | length (s) | monitor event(s): refined (coarse) |",
-            "|---|---|---|---|",
+            "| file | sound | truth (s) | length (s) | monitor event(s): refined (coarse) |",
+            "|---|---|---|---|---|",
             *detail,
             "",
         ]

@@ -172,3 +172,32 @@ def test_six_synthetic_events_meet_the_boundary_targets(tmp_path: Path, classifi
     assert s["start_median"] <= 0.5 and s["end_median"] <= 0.5, f"median error over 0.5 s: {s}"
     assert s["start_p90"] <= 1.0 and s["end_p90"] <= 1.0, f"90th percentile error over 1 s: {s}"
     assert s["start_median"] < s["coarse_start_median"] and s["end_median"] < s["coarse_end_median"], s
+
+
+def test_a_pipe_fed_faster_than_real_time_is_timed_by_stream_position() -> None:
+    import queue
+
+    from earmark.monitor.streams import Stream
+
+    spec = SourceSpec(name="pipe", kind="stdin", input_rate_hz=16_000, sample_format="f32le")
+    out: queue.Queue[Any] = queue.Queue()
+    s = Stream(spec, (beep_rule(),), rate=1000, window_s=10.0, hop_s=2.0, out=out, keep_s=30, max_clip_s=60)
+    walls = []
+    for _ in range(20):  # 20 s of audio in far less than 20 s
+        s.push(np.zeros(1000, dtype=np.float32))
+        walls.append(s.wall(s.windower.position / 1000))
+    assert not s.realtime, "a pipe running ahead of the clock is not real time"
+    assert walls == sorted(walls), "later audio never gets an earlier wall-clock time"
+
+
+def test_refine_settings_in_the_configuration_file(tmp_path: Path) -> None:
+    from earmark.errors import ConfigError
+    from earmark.monitor.config import load_config
+
+    base = "sources: [{name: f, file: x.wav}]\nrules: [{name: r, labels: [beep], against: [hum]}]\n"
+    assert load_config(tmp_path / "a.yaml", base).refine == RefineOptions()
+    assert load_config(tmp_path / "b.yaml", base + "refine: false\n").refine is None
+    custom = load_config(tmp_path / "c.yaml", base + "refine: {window_s: 2, step_s: 1, reach_s: 8}\n")
+    assert custom.refine == RefineOptions(window_s=2.0, step_s=1.0, reach_s=8.0)
+    with pytest.raises(ConfigError, match="refine"):
+        load_config(tmp_path / "d.yaml", base + "refine: {step_s: 3}\n")

@@ -203,6 +203,7 @@ sinks:
         )
         assert abs(end["end_s"] - 26.0) <= 0.5, f"the event ends at {end['end_s']} s, the beep at 26"
         assert end["start_by"] == end["end_by"] == "refined"
+        assert end["clock"] == "stream", "a pipe fed faster than real time is timed by stream position"
         level = float(topics["earmark/yard/level"])
         assert -60.0 < level <= 0.0, f"the level sensor is dBFS: {level}"
         heard = json.loads(topics["earmark/yard/heard"])
