@@ -126,7 +126,7 @@ def report(
             *rows,
             "",
             f"- events matched: {s['matched']} of {s['events']}; missed although `classify --timeline`"
-            f" finds them: {s['missed']}; not found by `classify --timeline` either: {s['not_found_by_classify']}",
+            f" finds them: {s['missed']}; events `classify --timeline` does not find: {s['not_found_by_classify']}",
             f"- events split in two or more: {s['split']}; monitor events in all: {s['monitor_events']}"
             f" (refined starts {s['refined_starts']}, refined ends {s['refined_ends']})",
             f"- cost: monitoring with refinement took {ratio:.2f}x the time without (same files, one run;"
