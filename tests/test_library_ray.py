@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 def ray_cluster():  # type: ignore[no-untyped-def]
     ray = pytest.importorskip("ray")
     # "local": always a cluster of our own, never one a previous process left running on the machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     yield ray
     ray.shutdown()
 

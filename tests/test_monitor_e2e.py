@@ -353,9 +353,10 @@ def test_mqtt_events_arrive_and_survive_a_broker_restart(classifier: Any, tmp_pa
     try:
         _feed(writer, synth.sequence([("silence", BEEP_AT), ("beep", 14.0)], seed=BEEP_SEED))
         wait_for(lambda: any(e["event"] == "start" for e in collector.events()), 60, "the start message")
+        # the state follows the event message on the wire: wait for it, do not race it
+        wait_for(lambda: collector.topics().get("earmark/pipe/beep/state") == b"ON", 30, "the ON state")
         topics = collector.topics()
         assert topics["earmark/status"] == b"online"
-        assert topics["earmark/pipe/beep/state"] == b"ON"
         discovery = json.loads(topics["homeassistant/binary_sensor/earmark_pipe_beep/config"])
         assert discovery["state_topic"] == "earmark/pipe/beep/state" and discovery["device_class"] == "sound"
 

@@ -92,8 +92,19 @@ def test_classify_dir_finds_audio_by_content_and_scores_like_classify(
     assert "z-broken.wav" in result.stderr
     target = rows[-1]
     want = json.loads(json.dumps([asdict(w) for w in pred.windows]))
-    assert target["windows"] == want, "classify DIR scores like classify"
-    assert target["scores"] == {s.label: s.probability for s in pred.scores}
+    # the CLI's model runs on its own thread count (--threads 1) and prints 6 decimals: the
+    # same windows, the same scores to the printed precision (bit-identity is tested in-process above)
+    assert [(w["start_s"], w["end_s"]) for w in target["windows"]] == [
+        (w["start_s"], w["end_s"]) for w in want
+    ]
+    for got_w, want_w in zip(target["windows"], want, strict=True):
+        for key in ("probabilities", "cosines"):
+            np.testing.assert_allclose(
+                got_w[key], want_w[key], atol=2e-6, err_msg="classify DIR scores like classify"
+            )
+    np.testing.assert_allclose(
+        [target["scores"][s.label] for s in pred.scores], [s.probability for s in pred.scores], atol=2e-6
+    )
 
 
 def test_tag_stores_the_same_vectors_and_scores_from_full_precision(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["SOUNDS", "SYNONYMS", "make", "sequence"]
+__all__ = ["SOUNDS", "SYNONYMS", "make", "scene", "sequence"]
 
 RATE = 48_000
 
@@ -113,3 +113,54 @@ def make(kind: str, seconds: float, *, seed: int = 0, rate: int = RATE) -> np.nd
 def sequence(parts: list[tuple[str, float]], *, seed: int = 0, rate: int = RATE) -> np.ndarray:
     """Sounds one after another, e.g. ``[("hum", 10), ("clicks", 10)]``."""
     return np.concatenate([make(k, s, seed=seed + i, rate=rate) for i, (k, s) in enumerate(parts)])
+
+
+def scene(
+    seconds: float,
+    events: int,
+    *,
+    seed: int = 0,
+    rate: int = RATE,
+    kinds: tuple[str, ...] = ("beep", "chirp", "clicks"),
+    backgrounds: tuple[str, ...] = ("hum", "noise", "silence"),
+    event_s: tuple[float, float] = (1.5, 20.0),
+    min_gap_s: float = 12.0,
+) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """A test scene with known answers: ``events`` sounds at random (seeded) times over backgrounds.
+
+    Each event is one of ``kinds`` lasting ``event_s`` (uniform); between events, and before the
+    first and after the last, lie stretches of one of ``backgrounds`` at least ``min_gap_s`` long.
+
+    Returns:
+        The wave (float32 mono at ``rate``, ``seconds`` long) and the true events as
+        ``(kind, start_s, end_s)`` in time order.
+
+    Raises:
+        ValueError: the events and gaps do not fit in ``seconds``.
+    """
+    rng = np.random.default_rng([seed, 7])
+    lengths = rng.uniform(event_s[0], event_s[1], events)
+    spare = seconds - lengths.sum() - (events + 1) * min_gap_s
+    if spare < 0:
+        raise ValueError(f"{events} events and their gaps do not fit in {seconds:g} s")
+    gaps = min_gap_s + rng.dirichlet(np.ones(events + 1)) * spare
+    parts: list[tuple[str, float]] = []
+    truth: list[tuple[str, float, float]] = []
+    t = 0.0
+    for i in range(events):
+        parts.append((str(rng.choice(backgrounds)), float(gaps[i])))
+        kind = str(rng.choice(kinds))
+        t += float(gaps[i])
+        parts.append((kind, float(lengths[i])))
+        truth.append((kind, round(t, 3), round(t + float(lengths[i]), 3)))
+        t += float(lengths[i])
+    parts.append((str(rng.choice(backgrounds)), seconds - t))
+    # exact sample positions: cut each part at the rounded boundaries, so truth matches the samples
+    edges = np.round(np.cumsum([0.0] + [s for _, s in parts]) * rate).astype(int)
+    wave = np.concatenate(
+        [
+            make(k, (b - a) / rate, seed=seed * 1000 + i, rate=rate)
+            for i, ((k, _), a, b) in enumerate(zip(parts, edges[:-1], edges[1:], strict=True))
+        ]
+    )
+    return wave, truth

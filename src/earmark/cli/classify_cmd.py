@@ -63,6 +63,13 @@ def expand_inputs(inputs: tuple[str, ...]) -> Iterator[str]:
 )
 @click.option("--timeline", is_flag=True, help="Show what is heard when (long audio).")
 @click.option(
+    "--resolution",
+    "resolution_s",
+    type=click.FloatRange(0.05, 5.0),
+    default=None,
+    help="With --timeline: refine segment edges to about this many seconds with short windows.",
+)
+@click.option(
     "--pack",
     "pack_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -92,6 +99,7 @@ def classify_cmd(
     hop_s: float,
     aggregate: str,
     timeline: bool,
+    resolution_s: float | None,
     pack_path: Path | None,
     thresholds_path: Path | None,
     fmt: str | None,
@@ -129,7 +137,11 @@ def classify_cmd(
         pack.check(clf)
     render = _Renderer(fmt, label_set, timeline)
     failed = 0
-    run = _run(clf, files, label_set, pack, show_progress=len(files) > 3 and fmt is None)
+    if resolution_s is not None and not timeline:
+        raise click.UsageError("--resolution refines the timeline: add --timeline")
+    run = _run(
+        clf, files, label_set, pack, show_progress=len(files) > 3 and fmt is None, resolution_s=resolution_s
+    )
     for path, result in run:
         if isinstance(result, AudioError):
             failed += 1
@@ -143,21 +155,37 @@ def classify_cmd(
 
 
 def _run(
-    clf: Any, files: list[str], labels: tuple[str, ...], pack: Any, *, show_progress: bool
+    clf: Any,
+    files: list[str],
+    labels: tuple[str, ...],
+    pack: Any,
+    *,
+    show_progress: bool,
+    resolution_s: float | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """Predictions in input order through the stage (decoding overlaps the model, as in ``tag``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    stdin: list[bytes] = []  # "-" is read once: refinement decodes it again
+
+    def source(path: str) -> Any:
+        if path != "-":
+            return path
+        if not stdin:
+            stdin.append(sys.stdin.buffer.read())
+        data = io.BytesIO(stdin[0])
+        data.name = "<stdin>"
+        return data
+
     def sources() -> Iterator[Any]:
         for path in files:
-            if path == "-":
-                data = io.BytesIO(sys.stdin.buffer.read())
-                data.name = "<stdin>"
-                yield data
-            else:
-                yield path
+            yield source(path)
 
-    results = zip(files, clf.classify_many(sources(), labels, pack=pack), strict=True)
+    results: Iterator[tuple[str, Any]] = zip(
+        files, clf.classify_many(sources(), labels, pack=pack), strict=True
+    )
+    if resolution_s is not None:
+        results = ((path, _refined(clf, source(path), p, resolution_s, pack)) for path, p in results)
     if not show_progress:
         yield from results
         return
@@ -167,6 +195,18 @@ def _run(
         for item in results:
             yield item
             progress.advance(task)
+
+
+def _refined(clf: Any, source: Any, prediction: Any, resolution_s: float, pack: Any) -> Any:
+    """The prediction with sub-second segment edges (``--resolution``), as the monitor refines events."""
+    if isinstance(prediction, AudioError):
+        return prediction
+    from ..refine import refine_prediction
+
+    try:
+        return refine_prediction(clf, source, prediction, resolution_s=resolution_s, pack=pack)
+    except AudioError as ex:
+        return ex
 
 
 def _stderr_console() -> Any:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..refine import RefineOptions
 from ..types import DEFAULT_TEMPLATE
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class MonitorConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     label_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    refine: RefineOptions | None = RefineOptions()  # None: keep the coarse boundaries
 
     def rules_for(self, source: str) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.applies_to(source))
@@ -157,6 +159,7 @@ def load_config(
         outbox=_outbox(root),
         metrics_port=metrics[0],
         metrics_host=metrics[1],
+        refine=_refine(root),
     )
     root.done()
     return cfg
@@ -510,6 +513,25 @@ def _outbox(root: Node) -> OutboxOptions:
     )
     sub.done()
     return out
+
+
+def _refine(root: Node) -> RefineOptions | None:
+    """``refine: false``, or a mapping of :class:`~earmark.refine.RefineOptions` (seconds)."""
+    if not root.has("refine"):
+        return RefineOptions()
+    if isinstance(root.raw("refine"), bool):
+        return RefineOptions() if root.get("refine", bool) else None
+    sub = root.child("refine")
+    assert sub is not None
+    d = RefineOptions()
+    values = {
+        k: sub.get(k, float, getattr(d, k), check=between(0, 60)) for k in RefineOptions.__dataclass_fields__
+    }
+    sub.done()
+    try:
+        return RefineOptions(**values)
+    except ValueError as ex:
+        raise root.error("refine", str(ex)) from None
 
 
 def _metrics(root: Node) -> tuple[int | None, str]:

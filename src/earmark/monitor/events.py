@@ -63,7 +63,20 @@ def _events_002(c: sqlite3.Connection) -> None:
     c.execute("CREATE TABLE monitor_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
 
 
-MIGRATIONS = [Migration("events-001-event-log", _events_001), Migration("events-002-outbox", _events_002)]
+def _events_003(c: sqlite3.Connection) -> None:
+    # refined boundaries: which estimate start_s/end_s carry, and the coarse one beside it
+    c.execute("ALTER TABLE monitor_events ADD COLUMN start_by TEXT")  # refined, coarse
+    c.execute("ALTER TABLE monitor_events ADD COLUMN end_by TEXT")
+    c.execute("ALTER TABLE monitor_events ADD COLUMN coarse_start_s REAL")
+    c.execute("ALTER TABLE monitor_events ADD COLUMN coarse_end_s REAL")
+    c.execute("ALTER TABLE monitor_events ADD COLUMN realtime INTEGER")  # 1: a live, wall-clock source
+
+
+MIGRATIONS = [
+    Migration("events-001-event-log", _events_001),
+    Migration("events-002-outbox", _events_002),
+    Migration("events-003-boundaries", _events_003),
+]
 
 _COLUMNS = (
     "id",
@@ -81,6 +94,11 @@ _COLUMNS = (
     "clip_path",
     "model",
     "created_at",
+    "start_by",
+    "end_by",
+    "coarse_start_s",
+    "coarse_end_s",
+    "realtime",
 )
 
 

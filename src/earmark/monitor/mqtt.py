@@ -6,8 +6,11 @@ Topics (``<p>`` is ``topic_prefix``, names made topic-safe):
   ``offline`` itself if earmark vanishes (Last Will).
 - ``<p>/<source>/<rule>/event``: each event message as JSON (QoS 1).
 - ``<p>/<source>/<rule>/state``: ``ON`` while an event of the rule is open, ``OFF`` after, retained.
-- with ``homeassistant: true``, ``<discovery_prefix>/binary_sensor/<id>/config``
-  (retained) makes each rule on each source a Home Assistant binary_sensor.
+- ``<p>/<source>/label/<label>/state``: ``ON`` while an event of that alert label is open, retained.
+- ``<p>/<source>/heard``: the last label heard at or above its threshold, with its score (JSON).
+- ``<p>/<source>/level``: the audio level in dBFS, at most once per hop.
+- with ``homeassistant: true``, retained discovery configs under ``<discovery_prefix>``
+  make these Home Assistant entities (:mod:`earmark.monitor.homeassistant`).
 
 The client connects in the background and keeps reconnecting, so a broker that
 is down at start never stops detection; messages wait in the outbox meanwhile.
@@ -17,15 +20,20 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingExtraError
 from .events import OutboxItem
+from .homeassistant import Entities, Topics, discovery_configs, topic_name
 from .sinks import SinkError, public_payload
+
+if TYPE_CHECKING:
+    from .rules import Rule
+    from .runner import WindowResult
 
 __all__ = ["MqttOptions", "MqttSink", "topic_name"]
 
@@ -65,27 +73,37 @@ class MqttOptions:
     discovery_prefix: str = "homeassistant"
 
 
-def topic_name(name: str) -> str:
-    """A name as one topic level: no ``/ + #``, spaces or other surprises."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "_"
-
-
 class MqttSink:
     """Publishes event messages to an MQTT broker.
 
     Args:
         name: the sink's name (keys its outbox rows).
         options: see :class:`MqttOptions`.
-        entities: ``(source, rule)`` pairs announced to Home Assistant.
+        entities: what is announced to Home Assistant (or ``(source, rule)`` pairs).
+        rules: the rules, for the last-heard sensor's thresholds.
+        hop_s: the monitor's hop: the level and last-heard sensors update at most this often.
     """
 
-    def __init__(self, name: str, options: MqttOptions, entities: tuple[tuple[str, str], ...] = ()) -> None:
-        self.name, self.options, self.entities = name, options, entities
+    def __init__(
+        self,
+        name: str,
+        options: MqttOptions,
+        entities: Entities | tuple[tuple[str, str], ...] = (),
+        *,
+        rules: tuple[Rule, ...] = (),
+        hop_s: float = 2.0,
+    ) -> None:
+        self.name, self.options = name, options
+        self.entities = Entities.of(entities)
         self.prefix = options.topic_prefix.rstrip("/")
-        self.status_topic = f"{self.prefix}/status"
+        self.topics = Topics(self.prefix)
+        self.status_topic = self.topics.status
+        self.rules, self.hop_s = {r.name: r for r in rules}, hop_s
         self._client: Any = None
         self._connected = threading.Event()
         self._open: dict[tuple[str, str], set[str]] = {}
+        self._label_open: dict[tuple[str, str], set[str]] = {}
+        self._last_window: dict[str, float] = {}  # source -> monotonic time of its last level update
 
     def start(self) -> None:
         try:
@@ -116,9 +134,11 @@ class MqttSink:
         log.info("sink %s: connected to %s:%d", self.name, self.options.host, self.options.port)
         client.publish(self.status_topic, "online", qos=1, retain=True)
         if self.options.homeassistant:
-            for source, rule in self.entities:
-                topic, config = self.discovery(source, rule)
+            for topic, config in discovery_configs(self.topics, self.entities, self.options.discovery_prefix):
                 client.publish(topic, json.dumps(config), qos=1, retain=True)
+            for source, label in self.entities.labels:  # known state at start: nothing heard
+                if not self._label_open.get((source, label)):
+                    client.publish(self.topics.label_state(source, label), "OFF", qos=1, retain=True)
         self._connected.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
@@ -127,39 +147,51 @@ class MqttSink:
         self._connected.clear()
 
     def topic(self, source: str, rule: str, leaf: str) -> str:
-        return f"{self.prefix}/{topic_name(source)}/{topic_name(rule)}/{leaf}"
+        return self.topics.rule(source, rule, leaf)
 
     def discovery(self, source: str, rule: str) -> tuple[str, dict[str, Any]]:
         """The Home Assistant discovery topic and config of one rule on one source."""
-        uid = f"{topic_name(self.prefix)}_{topic_name(source)}_{topic_name(rule)}"
-        config = {
-            "name": f"{source} {rule}",
-            "unique_id": uid,
-            "object_id": uid,
-            "state_topic": self.topic(source, rule, "state"),
-            "json_attributes_topic": self.topic(source, rule, "event"),
-            "availability_topic": self.status_topic,
-            "payload_on": "ON",
-            "payload_off": "OFF",
-            "device_class": "sound",
-            "device": {
-                "identifiers": [topic_name(self.prefix)],
-                "name": f"earmark ({self.prefix})",
-                "manufacturer": "earmark",
-            },
-        }
-        return f"{self.options.discovery_prefix}/binary_sensor/{uid}/config", config
+        only = Entities(rules=((source, rule),))
+        return discovery_configs(self.topics, only, self.options.discovery_prefix)[0]
 
     def send(self, item: OutboxItem) -> None:
         if not self._connected.is_set():
             raise SinkError("broker not connected")
         p = item.payload
         key = (p["source"], p["rule"])
+        change = set.add if item.kind == "start" else set.discard
         open_ids = self._open.setdefault(key, set())
-        (open_ids.add if item.kind == "start" else open_ids.discard)(item.event_id)
-        state = "ON" if open_ids else "OFF"
+        label_ids = self._label_open.setdefault((p["source"], p["label"]), set())
+        change(open_ids, item.event_id)
+        change(label_ids, item.event_id)
         self._publish(self.topic(*key, "event"), json.dumps(public_payload(p), sort_keys=True), retain=False)
-        self._publish(self.topic(*key, "state"), state, retain=True)
+        self._publish(self.topic(*key, "state"), "ON" if open_ids else "OFF", retain=True)
+        label_topic = self.topics.label_state(p["source"], p["label"])
+        self._publish(label_topic, "ON" if label_ids else "OFF", retain=True)
+
+    def window(self, result: WindowResult) -> None:
+        """Level and last-heard sensors from one analysed window (model thread: never waits)."""
+        client, now = self._client, time.monotonic()
+        if client is None or not self._connected.is_set():
+            return
+        heard = self._heard(result)
+        last = self._last_window.get(result.source)
+        if heard is None and last is not None and now - last < self.hop_s * 0.9:
+            return  # at most once per hop
+        self._last_window[result.source] = now
+        client.publish(self.topics.level(result.source), f"{result.level_dbfs:.1f}", qos=0, retain=False)
+        if heard is not None:
+            client.publish(self.topics.heard(result.source), json.dumps(heard), qos=0, retain=True)
+
+    def _heard(self, result: WindowResult) -> dict[str, Any] | None:
+        best: dict[str, Any] | None = None
+        for rule_name, probs in result.probs.items():
+            rule = self.rules.get(rule_name)
+            for label, p in probs.items():
+                threshold = rule.threshold_for(label) if rule is not None else 0.5
+                if p >= threshold and (best is None or p > best["score"]):
+                    best = {"label": label, "score": round(p, 3), "rule": rule_name, "at_s": result.end_s}
+        return best
 
     def _publish(self, topic: str, payload: str, *, retain: bool) -> None:
         info = self._client.publish(topic, payload, qos=self.options.qos, retain=retain)

@@ -216,19 +216,22 @@ class Window:
 
 @dataclass(frozen=True, kw_only=True)
 class Opened:
-    """An event starts: ``start_s`` is the estimated onset, ``trigger_s`` when the rule fired."""
+    """An event starts: ``start_s`` is the estimated onset, ``trigger_s`` when the rule fired,
+    ``first_hit_s`` the (start, end) of the first window that heard the sound."""
 
     rule: str
     label: str
     start_s: float
     trigger_s: float
     peak: float
+    first_hit_s: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Closed:
     """An event ends: ``end_s`` is the estimated end of the sound; ``last_hit_end_s`` the end
-    of the last window that heard it (the sound is certainly over by then; clips run to it)."""
+    of the last window that heard it (the sound is certainly over by then; clips run to it),
+    ``last_hit_start_s`` its start."""
 
     rule: str
     label: str
@@ -237,6 +240,7 @@ class Closed:
     last_hit_end_s: float
     peak: float
     windows: int
+    last_hit_start_s: float | None = None
 
 
 @dataclass
@@ -354,7 +358,14 @@ class RuleState:
             start = min(max(history[i - 1][0].end_s, first.start_s), first.end_s)
         peak = max(float(w.probs[label]) for w in hits if w.probs is not None)
         st.open = _Open(start_s=start, peak=peak, last_hit=window, hits=len(hits), heard_until_s=window.end_s)
-        return Opened(rule=self.rule.name, label=label, start_s=start, trigger_s=window.end_s, peak=peak)
+        return Opened(
+            rule=self.rule.name,
+            label=label,
+            start_s=start,
+            trigger_s=window.end_s,
+            peak=peak,
+            first_hit_s=(first.start_s, first.end_s),
+        )
 
     def _close(self, label: str, st: _LabelState, end_s: float, now_s: float) -> Closed:
         ev = st.open
@@ -372,6 +383,7 @@ class RuleState:
             last_hit_end_s=ev.last_hit.end_s,
             peak=ev.peak,
             windows=ev.hits,
+            last_hit_start_s=ev.last_hit.start_s,
         )
 
 

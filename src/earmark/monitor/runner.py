@@ -29,6 +29,7 @@ from ..paths import earmark_home
 from ..scoring import DECIMALS, window_scores
 from ..stage import BatchPolicy
 from ..store import Database
+from .boundaries import Boundaries, label_prob
 from .clips import write_clip
 from .config import MonitorConfig
 from .events import EventLog, event_id, utc_iso
@@ -127,6 +128,11 @@ class Monitor:
         self._metrics_server: Any = None
         self._failure: str | None = None
         self._zone = _zone(config.timezone)
+        self._boundaries = (
+            None
+            if config.refine is None
+            else Boundaries(config.refine, window_s=config.window_s, max_region_s=config.clips.max_s)
+        )
 
     def _stream(self, spec: Any) -> Stream:
         rules = self.config.rules_for(spec.name)
@@ -136,6 +142,8 @@ class Monitor:
         lookback_s = c.window_s + max(r.n for r in rules) * c.hop_s
         max_pending = 8
         keep_s = c.clips.pre_roll_s + lookback_s + max_pending * c.hop_s + 5.0
+        if c.refine is not None:  # the audio around the first and the last hit, still held when refined
+            keep_s += c.refine.reach_s + c.window_s + max(r.max_quiet_s for r in rules) + 2 * c.hop_s
         return Stream(
             spec,
             rules,
@@ -346,6 +354,13 @@ class Monitor:
             m.rtf.labels(s.name).set(seconds / self.config.hop_s)
         if self._on_window is not None:
             self._on_window(result)
+        for sink in self.sinks:  # live sensors (MQTT: level, last heard); never blocks
+            observe = getattr(sink, "window", None)
+            if observe is not None:
+                try:
+                    observe(result)
+                except Exception:  # a sensor update must not stop detection
+                    log.exception("sink %s: could not publish window sensors", sink.name)
 
     def _probs(self, rule: Rule, vector: np.ndarray) -> dict[str, float]:
         """label -> probability of one window for one rule: its pack's head, or its labels' texts."""
@@ -375,48 +390,76 @@ class Monitor:
         for d in self._dispatchers:
             d.wake()
 
+    def _label_prob(self, s: Stream, rule_name: str, label: str) -> Any:
+        rule = s.states[rule_name].rule
+        return rule, label_prob(self.clf.backend.embed_audio, lambda v: self._probs(rule, v)[label])
+
+    def _refined_start(self, s: Stream, a: Opened) -> float | None:
+        if self._boundaries is None:
+            return None
+        rule, prob = self._label_prob(s, a.rule, a.label)
+        return self._boundaries.start(s.history, self.rate, prob, rule.threshold_for(a.label), a)
+
+    def _refined_end(self, s: Stream, a: Closed, start_s: float, now_s: float) -> float | None:
+        if self._boundaries is None:
+            return None
+        rule, prob = self._label_prob(s, a.rule, a.label)
+        end = self._boundaries.end(s.history, self.rate, prob, rule.threshold_for(a.label), a, now_s)
+        return None if end is None or end <= start_s else end
+
     def _open(self, s: Stream, a: Opened) -> None:
-        started_at = utc_iso(s.wall(a.start_s))
+        refined = self._refined_start(s, a)
+        start_s = a.start_s if refined is None else refined
+        started_at = utc_iso(s.wall(start_s))
         eid = event_id(s.name, a.rule, a.label, started_at)
         s.open_events[(a.rule, a.label)] = eid
         if self.config.clips.enabled:
-            s.history.begin(eid, int(max(0.0, a.start_s - self.config.clips.pre_roll_s) * self.rate))
+            s.history.begin(eid, int(max(0.0, start_s - self.config.clips.pre_roll_s) * self.rate))
         row = {
             "id": eid,
             "source": s.name,
             "rule": a.rule,
             "label": a.label,
             "status": "open",
-            "start_s": round(a.start_s, 3),
+            "start_s": round(start_s, 3),
             "started_at": started_at,
+            "coarse_start_s": round(a.start_s, 3),
+            "start_by": "coarse" if refined is None else "refined",
+            "realtime": int(s.realtime),
             "peak": round(a.peak, 4),
             "windows": 0,
             "model": self.clf.model_id,
         }
         self._count_drops(self.events.open_event(row, payload("start", row), [k.name for k in self.sinks]))
         self.metrics.events.labels(s.name, a.rule, a.label).inc()
-        log.info("event %s: %r on %s started at %.1f s (peak %.2f)", eid, a.label, s.name, a.start_s, a.peak)
+        log.info("event %s: %r on %s started at %.1f s (peak %.2f)", eid, a.label, s.name, start_s, a.peak)
 
     def _close(self, s: Stream, a: Closed, now_s: float, reason: str) -> None:
         eid = s.open_events.pop((a.rule, a.label))
+        opened = self.events.get(eid) or {}
+        start_s = float(opened.get("start_s", a.start_s))
+        refined = self._refined_end(s, a, start_s, now_s)
+        end_s = max(start_s, a.end_s) if refined is None else refined
         clip = self._save_clip(
-            s, eid, min(max(a.end_s, a.last_hit_end_s) + self.config.clips.post_roll_s, now_s)
+            s, eid, min(max(end_s, a.end_s, a.last_hit_end_s) + self.config.clips.post_roll_s, now_s)
         )
         fields = {
-            "start_s": round(a.start_s, 3),
-            "started_at": utc_iso(s.wall(a.start_s)),
-            "end_s": round(a.end_s, 3),
-            "ended_at": utc_iso(s.wall(a.end_s)),
+            "start_s": round(start_s, 3),
+            "started_at": opened.get("started_at") or utc_iso(s.wall(start_s)),
+            "end_s": round(end_s, 3),
+            "ended_at": utc_iso(s.wall(end_s)),
+            "coarse_end_s": round(a.end_s, 3),
+            "end_by": "coarse" if refined is None else "refined",
             "peak": round(a.peak, 4),
             "windows": a.windows,
             "closed_by": reason,
             "clip_path": clip,
         }
-        row = {**(self.events.get(eid) or {}), **fields}
+        row = {**opened, **fields}
         self._count_drops(
             self.events.close_event(eid, fields, payload("end", row), [k.name for k in self.sinks])
         )
-        log.info("event %s: %r on %s ended at %.1f s (%s)", eid, a.label, s.name, a.end_s, reason)
+        log.info("event %s: %r on %s ended at %.1f s (%s)", eid, a.label, s.name, end_s, reason)
 
     def _save_clip(self, s: Stream, eid: str, end_s: float) -> str | None:
         if not self.config.clips.enabled:
@@ -441,11 +484,14 @@ def payload(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     """The message sinks get: event metadata only (the clip's file name; its path stays local)."""
     clip = row.get("clip_path")
     keys = ("id", "source", "rule", "label", "start_s", "end_s", "peak", "windows", "closed_by", "model")
+    refined = ("start_by", "end_by", "coarse_start_s", "coarse_end_s")
     return {
         "event": kind,
         **{k: row.get(k) for k in keys},
+        **{k: row[k] for k in refined if row.get(k) is not None},
         "start": row.get("started_at"),
         "end": row.get("ended_at"),
+        "clock": "wall" if row.get("realtime", 1) else "stream",
         "clip": Path(clip).name if clip else None,
         "clip_path": clip,
     }
@@ -457,7 +503,20 @@ def build_sinks(config: MonitorConfig) -> list[Sink]:
     from .sinks import JsonlSink, StdoutSink, WebhookSink
 
     out: list[Sink] = []
-    entities = tuple((s.name, r.name) for s in config.sources for r in config.rules_for(s.name))
+    from .homeassistant import Entities
+
+    entities = Entities(
+        rules=tuple((s.name, r.name) for s in config.sources for r in config.rules_for(s.name)),
+        labels=tuple(
+            dict.fromkeys(
+                (s.name, label)
+                for s in config.sources
+                for r in config.rules_for(s.name)
+                for label in r.labels
+            )
+        ),
+        sources=tuple(s.name for s in config.sources),
+    )
     for spec in config.sinks:
         if spec.type == "stdout":
             out.append(StdoutSink(spec.name, fmt=spec.options or "text"))
@@ -466,7 +525,7 @@ def build_sinks(config: MonitorConfig) -> list[Sink]:
         elif spec.type == "webhook":
             out.append(WebhookSink(spec.name, spec.options))
         elif spec.type == "mqtt":
-            out.append(MqttSink(spec.name, spec.options, entities))
+            out.append(MqttSink(spec.name, spec.options, entities, rules=config.rules, hop_s=config.hop_s))
         else:
             raise ConfigError(f"sink {spec.name!r}: unknown type {spec.type!r}")
     return out

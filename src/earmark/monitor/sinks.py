@@ -69,14 +69,30 @@ def public_payload(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe(payload: dict[str, Any]) -> str:
-    """One line for people: ``12:00:01 kitchen  glass breaking  started (peak 0.93)  ev_...``."""
-    when = payload.get("end" if payload["event"] == "end" else "start") or ""
-    verb = "ended" if payload["event"] == "end" else "started"
+    """One line for people: ``12:00:01 kitchen  glass breaking  started (peak 0.93)  ev_...``.
+
+    A source that is not real time (a file read as fast as possible, a pipe fed faster
+    than real time) is timed by its stream position instead: ``00:00:14.2``.
+    """
+    end = payload["event"] == "end"
+    if payload.get("clock") == "stream":
+        when = stream_position(payload.get("end_s" if end else "start_s") or 0.0)
+    else:
+        when = (payload.get("end" if end else "start") or "")[11:19]
+    verb = "ended" if end else "started"
     extra = f", {payload['end_s'] - payload['start_s']:.1f} s" if payload.get("end_s") is not None else ""
     return (
-        f"{when[11:19]}  {payload['source']}  {payload['label']}  {verb} (peak {payload['peak']:.2f}{extra})"
+        f"{when}  {payload['source']}  {payload['label']}  {verb} (peak {payload['peak']:.2f}{extra})"
         f"  {payload['id']}"
     )
+
+
+def stream_position(seconds: float) -> str:
+    """Seconds from the start of a source as ``HH:MM:SS.s`` (``00:00:14.2``)."""
+    tenths = int(round(float(seconds) * 10))
+    h, rest = divmod(tenths, 36_000)
+    m, rest = divmod(rest, 600)
+    return f"{h:02d}:{m:02d}:{rest // 10:02d}.{rest % 10}"
 
 
 class StdoutSink:

@@ -97,16 +97,33 @@ class Stream:
         self._slots = threading.Semaphore(max_pending)
         self._position = 0
         self._anchor = time.time()  # wall time of stream position 0
+        self._started: float | None = None  # wall time of the first chunk
+        self._ahead = False  # a pipe running ahead of the wall clock
         self.stop = threading.Event()
         self.dropped = 0
 
     # -- source thread ---------------------------------------------------------------------------
 
+    @property
+    def realtime(self) -> bool:
+        """Audio arrives as it happens: event times are wall-clock times. A file read as fast
+        as possible, or a pipe that delivers faster than real time, is not: its times are stream
+        positions (its wall-clock times are only the moment it was read)."""
+        if self.spec.kind == "file":
+            return self.spec.realtime
+        return not self._ahead
+
     def push(self, chunk: np.ndarray) -> None:
         """Take a chunk from the source: record it, cut windows, queue them."""
-        if self.spec.realtime or self.spec.kind != "file":
-            # live: keep the clock on the wall (drift and late chunks do not pile up)
-            self._anchor = time.time() - (self._position + chunk.size) / self.rate
+        if self._started is None:
+            self._started = time.time()
+        elif self.spec.kind == "stdin" and not self._ahead:
+            # a pipe fed faster than real time (a file piped in): its clock is the stream's
+            self._ahead = (self._position + chunk.size) / self.rate > time.time() - self._started + 2.0
+        if (self.spec.realtime or self.spec.kind != "file") and not self._ahead:
+            # live: keep the clock on the wall (drift and late chunks do not pile up), never
+            # moving it back, so later audio never gets an earlier wall-clock time
+            self._anchor = max(self._anchor, time.time() - (self._position + chunk.size) / self.rate)
         self.history.append(self._position, chunk)
         self._position += chunk.size
         for start, samples in self.windower.push(chunk):
