@@ -1,0 +1,153 @@
+"""Attacks on `earmark serve`, each sent as written to a real uvicorn on 127.0.0.1 (issue 16).
+
+Every probe must be answered with a refusal (a 4xx in the documented
+``{"error": {"code", "message"}}`` shape), and ``/livez`` must still answer
+afterwards: a hang check, retried for a while so a loaded machine does not fail
+it, while a server stuck on the attack never answers at all.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from helpers import ServerProcess
+
+pytestmark = pytest.mark.server
+
+FILEDATA = {"_type": "gradio.FileData"}
+LIVEZ_WITHIN_S = 1.0
+HANG_WINDOW_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    home = tmp_path_factory.mktemp("security-home")
+    proc = ServerProcess(home=home)
+    yield proc
+    proc.stop()
+
+
+def assert_alive(server: ServerProcess, after: str) -> None:
+    """``/livez`` answers within 1 s at least once in a generous window (a hang never does)."""
+    deadline = time.monotonic() + HANG_WINDOW_S
+    while time.monotonic() < deadline:
+        assert server.proc.poll() is None, f"the server died after {after}"
+        try:
+            if httpx.get(server.url + "/livez", timeout=LIVEZ_WITHIN_S).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"/livez stopped answering after {after}: one request took the server down")
+
+
+def raw_request(
+    server: ServerProcess, method: str, path: str, body: bytes | None = None
+) -> tuple[int, bytes]:
+    """A request sent exactly as written: no client-side normalisation of ``..`` or ``%2f``."""
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {"content-type": "application/json"} if body is not None else {}
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    out = r.status, r.read()
+    conn.close()
+    return out
+
+
+def assert_refused(
+    status: int, body: bytes, what: str, codes: tuple[int, ...] = (400, 403, 404)
+) -> dict[str, Any]:
+    assert status in codes, f"{what}: answered {status}, not a refusal"
+    doc = json.loads(body)
+    assert set(doc["error"]) == {"code", "message"}, (
+        f"{what}: the error is not in the documented shape: {doc}"
+    )
+    return doc
+
+
+def page_call(
+    server: ServerProcess, value: Any, template: str = "This is a sound of {label}."
+) -> httpx.Response:
+    return httpx.post(
+        server.url + "/ui/gradio_api/call/classify",
+        json={"data": [value, "beep, hum", 0.7, template, None]},
+        timeout=30,
+    )
+
+
+# --- 1. server paths through the page's API -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/dev/zero", "/etc/passwd", "/etc/shadow", "/root", "/proc/self/environ", "../../etc/passwd", ""]
+)
+def test_the_page_api_never_reads_a_server_path(server: ServerProcess, path: str) -> None:
+    r = page_call(server, {"path": path, "meta": FILEDATA})
+    doc = assert_refused(r.status_code, r.content, f"page call with path {path!r}", (400,))
+    assert doc["error"]["code"] == "file_refused"
+    assert "Errno" not in r.text and (not path or path not in r.text), "the refusal names no server path"
+    assert_alive(server, f"a page call naming {path!r}")
+
+
+def test_a_server_path_leaves_no_copy_in_the_page_folder(server: ServerProcess) -> None:
+    page_call(server, {"path": "/etc/passwd", "meta": FILEDATA})
+    folders = list(Path("/tmp").glob("earmark-page-*")) + list(Path(server.log).parent.glob("**/passwd"))
+    copies = [p for folder in folders for p in folder.rglob("passwd")]
+    assert copies == [], f"the server copied /etc/passwd into {copies}"
+
+
+def test_an_upload_through_the_page_still_classifies(server: ServerProcess) -> None:
+    example = Path(server.log).parent / "examples" / "beep.wav"
+    up = httpx.post(server.url + "/ui/gradio_api/upload", files={"files": ("b.wav", example.read_bytes())})
+    assert up.status_code == 200, up.text
+    r = page_call(server, {"path": up.json()[0], "meta": FILEDATA})
+    assert r.status_code == 200, r.text
+    events = httpx.get(server.url + f"/ui/gradio_api/call/classify/{r.json()['event_id']}", timeout=60).text
+    assert "event: complete" in events and 'data-label=\\"beep\\"' in events, events[:500]
+
+
+# --- 2. no URL fetching -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/gradio_api/file=http://127.0.0.1:9/x.wav",
+        "/ui/gradio_api/file=https://127.0.0.1:9/x.wav",
+        "/ui/gradio_api/file=HTTP://127.0.0.1:9/x.wav",
+        "/ui/gradio_api/file=http%3A%2F%2F127.0.0.1%3A9%2Fx.wav",
+        "/ui/gradio_api/file=//127.0.0.1:9/x.wav",
+        "/ui/gradio_api/proxy=http://127.0.0.1:9/x.wav",
+        "/ui/gradio_api/file/http://127.0.0.1:9/x.wav",
+    ],
+)
+def test_no_route_fetches_a_url(server: ServerProcess, path: str) -> None:
+    status, body = raw_request(server, "GET", path)
+    doc = assert_refused(status, body, path)
+    assert doc["error"]["code"] in ("url_refused", "not_found"), doc
+    assert_alive(server, path)
+
+
+def test_the_page_api_never_fetches_a_url_named_as_a_file(server: ServerProcess) -> None:
+    r = page_call(server, {"path": "http://127.0.0.1:9/x.wav", "meta": FILEDATA})
+    assert (
+        assert_refused(r.status_code, r.content, "page call with a URL", (400,))["error"]["code"]
+        == "url_refused"
+    )
+
+
+def test_gradio_errors_come_in_the_documented_shape(server: ServerProcess) -> None:
+    status, body = raw_request(server, "GET", "/ui/gradio_api/file=/etc/passwd")
+    assert_refused(status, body, "file=/etc/passwd")
+    assert b"/etc/passwd" not in body, "the refusal does not echo the path"
+    status, body = raw_request(server, "GET", "/ui/gradio_api/no-such-route")
+    assert_refused(status, body, "an unknown page route")
