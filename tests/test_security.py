@@ -151,3 +151,122 @@ def test_gradio_errors_come_in_the_documented_shape(server: ServerProcess) -> No
     assert b"/etc/passwd" not in body, "the refusal does not echo the path"
     status, body = raw_request(server, "GET", "/ui/gradio_api/no-such-route")
     assert_refused(status, body, "an unknown page route")
+
+
+# --- 3. templates: {label} only ---------------------------------------------------------------------
+
+HUGE_TEMPLATES = [
+    "{label}{label:>10000000}",
+    "{label!r}{label}",
+    "{label} {0}",
+    "{label.__class__}",
+    "x" * 300 + "{label}",
+]
+
+
+@pytest.fixture(scope="module")
+def beep_wav(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    from helpers import sound_file
+
+    return sound_file(tmp_path_factory.mktemp("beep"), "beep", 2.0).read_bytes()
+
+
+@pytest.mark.parametrize("template", HUGE_TEMPLATES)
+def test_the_api_refuses_a_template_with_more_than_label(
+    server: ServerProcess, beep_wav: bytes, template: str
+) -> None:
+    r = httpx.post(
+        server.url + "/api/v1/classify",
+        files={"file": ("b.wav", beep_wav)},
+        data={"labels": "beep, hum", "template": template},
+        timeout=60,
+    )
+    doc = assert_refused(r.status_code, r.content, f"template {template[:30]!r}", (422,))
+    assert doc["error"]["code"] == "invalid_options" and "template" in doc["error"]["message"]
+    r = httpx.post(server.url + "/api/v1/embed", data={"texts": ["beep"], "template": template}, timeout=60)
+    assert_refused(r.status_code, r.content, f"embed template {template[:30]!r}", (422,))
+    assert_alive(server, f"template {template[:30]!r}")
+
+
+def test_the_page_refuses_a_huge_template(server: ServerProcess) -> None:
+    example = Path(server.log).parent / "examples" / "beep.wav"
+    up = httpx.post(server.url + "/ui/gradio_api/upload", files={"files": ("b.wav", example.read_bytes())})
+    r = page_call(server, {"path": up.json()[0], "meta": FILEDATA}, template="{label}{label:>10000000}")
+    assert r.status_code == 200, r.text
+    events = httpx.get(server.url + f"/ui/gradio_api/call/classify/{r.json()['event_id']}", timeout=60).text
+    assert "event: error" in events and "{label} placeholder" in events, events[:500]
+    assert_alive(server, "a huge template on the page")
+
+
+def test_the_cli_refuses_a_huge_template(tmp_path: Path, tiny_model: str) -> None:
+    from click.testing import CliRunner
+
+    from earmark.cli import cli
+    from helpers import sound_file
+
+    clip = sound_file(tmp_path, "beep", 2.0)
+    args = ["classify", str(clip), "-l", "beep, hum", "-m", tiny_model, "--threads", "1", "--json"]
+    r = CliRunner().invoke(cli, [*args, "--template", "{label}{label:>10000000}"])
+    assert r.exit_code == 1 and "may only use the {label} placeholder" in r.output, r.output
+
+
+# --- 4. bounded windows per request -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_mp3(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """200 s of audio in a few hundred KB: 761 windows at a 0.25 s hop (over the 600 allowed)."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("long") / "long.mp3"
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=8000",
+    ]
+    subprocess.run([*cmd, "-t", "200", "-c:a", "libmp3lame", "-b:a", "8k", str(out)], check=True)
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("hop", ["0.0001", "0.00001", "0.001", "0.2", "-1", "nan", "inf"])
+def test_a_tiny_hop_is_refused_before_any_work(server: ServerProcess, long_mp3: bytes, hop: str) -> None:
+    for route, data in (("/api/v1/classify", {"labels": "beep, hum"}), ("/api/v1/embed", {})):
+        r = httpx.post(
+            server.url + route,
+            files={"file": ("long.mp3", long_mp3)},
+            data={**data, "hop_s": hop},
+            timeout=60,
+        )
+        doc = assert_refused(r.status_code, r.content, f"{route} hop_s={hop}", (422,))
+        assert "hop_s" in doc["error"]["message"], doc
+    assert_alive(server, f"hop_s={hop}")
+
+
+def test_too_many_windows_are_refused(server: ServerProcess, long_mp3: bytes) -> None:
+    r = httpx.post(
+        server.url + "/api/v1/classify",
+        files={"file": ("long.mp3", long_mp3)},
+        data={"labels": "beep, hum", "hop_s": "0.25", "window_s": "0.5"},
+        timeout=120,
+    )
+    doc = assert_refused(r.status_code, r.content, "761 windows", (422,))
+    assert "max_windows" in doc["error"]["message"], doc
+    assert_alive(server, "a request for 761 windows")
+
+
+def test_the_cli_refuses_a_tiny_hop(tmp_path: Path, tiny_model: str) -> None:
+    from click.testing import CliRunner
+
+    from earmark.cli import cli
+    from helpers import sound_file
+
+    clip = sound_file(tmp_path, "beep", 2.0)
+    r = CliRunner().invoke(
+        cli, ["classify", str(clip), "-l", "beep, hum", "-m", tiny_model, "--hop-s", "0.001"]
+    )
+    assert r.exit_code == 1 and "hop_s must be between 0.25" in r.output, r.output

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..types import DEFAULT_TEMPLATE
+from ..types import DEFAULT_TEMPLATE, MIN_HOP_S
 
 if TYPE_CHECKING:
     from ..adapt.packs import ClassifierPack
@@ -134,7 +134,7 @@ def load_config(
     sinks = tuple(_sink(n, i) for i, n in enumerate(root.items("sinks"))) or MonitorConfig.sinks
     _unique(root, "sinks", [s.name for s in sinks])
     window = root.get("window_s", float, 10.0, check=between(0.5, 10.0))
-    hop = root.get("hop_s", float, 2.0, check=positive)
+    hop = root.get("hop_s", float, 2.0, check=at_least(MIN_HOP_S))
     if hop > window:
         raise root.error("hop_s", f"must not be longer than window_s ({window:g})")
     batch, metrics = _batch(root), _metrics(root)

@@ -30,6 +30,7 @@ from ..types import ClassifyOptions, Prediction
 from .batching import Admission, ModelBatcher
 from .decoding import Data, DecoderPool
 from .errors import RequestDeadline
+from .guards import check_window_count
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -212,6 +213,7 @@ class ServingEngine:
             raise AudioError(name, "decodes to no audio samples")
         window = round(options.window_s * rate)
         hop = round(options.hop_s * rate)
+        check_window_count(samples.size / rate, options, self.settings.max_windows)
         spans = _audio.window_spans(samples.size, window, hop)
         futures = self.batcher.embed([samples[s:e] for s, e in spans])
         try:

@@ -22,6 +22,7 @@ class ServerSettings:
 
     max_upload_mb: float = 50.0
     max_duration_s: float = 600.0
+    max_windows: int = 600
     decode_workers: int = 2
     decode_timeout_s: float = 30.0
     max_queue: int = 32
@@ -58,7 +59,7 @@ class ServerSettings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be positive")
-        for name in ("decode_workers", "live_sessions"):
+        for name in ("decode_workers", "live_sessions", "max_windows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting {name} must be at least 1")
         for name in ("max_queue", "max_batch_size", "max_wait_ms", "drain_delay_s"):
@@ -73,6 +74,10 @@ class ServerSettings:
 SETTINGS: dict[str, str] = {
     "max_upload_mb": "Largest request body in MB; bigger uploads get 413 before they are read.",
     "max_duration_s": "Longest audio one request may hold, in seconds (checked on decoded samples).",
+    "max_windows": (
+        "Most analysis windows one request may make (duration / hop_s); past it the request gets 422 "
+        "before any model work. hop_s is at least 0.25 s everywhere."
+    ),
     "decode_workers": "Worker processes that decode uploads; a hostile file can cost one of them, never the server.",
     "decode_timeout_s": "Wall-clock limit for decoding one upload; past it the worker is killed and the request gets 504.",
     "max_queue": "Requests that may wait beyond those being decoded; when full, new requests get 429 at once.",
