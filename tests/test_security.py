@@ -270,3 +270,99 @@ def test_the_cli_refuses_a_tiny_hop(tmp_path: Path, tiny_model: str) -> None:
         cli, ["classify", str(clip), "-l", "beep, hum", "-m", tiny_model, "--hop-s", "0.001"]
     )
     assert r.exit_code == 1 and "hop_s must be between 0.25" in r.output, r.output
+
+
+# --- 5. connections: header deadline, connection cap, quiet log ------------------------------------------
+
+
+def _open_partial(url: str, n: int) -> list[Any]:
+    """``n`` connections that start a request and never finish its headers."""
+    import socket
+
+    parts = urlsplit(url)
+    out = []
+    for _ in range(n):
+        try:
+            s = socket.create_connection((parts.hostname, parts.port), timeout=10)
+            s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            out.append(s)
+        except OSError:
+            break  # the backlog is full: the point is made
+    return out
+
+
+def _closed_by_server(sock: Any, within_s: float) -> bool:
+    sock.settimeout(within_s)
+    try:
+        while data := sock.recv(4096):
+            if b"HTTP/1.1 408" in data or b"HTTP/1.1 503" in data:
+                return True
+        return True
+    except TimeoutError:
+        return False
+    except OSError:
+        return True  # reset by the server
+
+
+@pytest.fixture(scope="module")
+def low_fd_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A server with 512 open files at most, a 3 s header deadline, and a cap asked above what fits."""
+    home = tmp_path_factory.mktemp("fd-home")
+    settings = ["--setting", "max_connections", "5000", "--setting", "header_timeout_s", "3", "--no-ui"]
+    proc = ServerProcess(*settings, home=home, nofile=512)
+    yield proc
+    proc.stop()
+
+
+def test_partial_headers_cannot_exhaust_the_server(low_fd_server: ServerProcess) -> None:
+    socks = _open_partial(low_fd_server.url, 1500)
+    try:
+        assert len(socks) > 600, "the attack opened more connections than the server may hold"
+        assert_alive(low_fd_server, f"{len(socks)} connections that never finish their headers")
+        closed = sum(_closed_by_server(s, 30) for s in socks[:200])
+        assert closed == 200, f"only {closed} of 200 half-open connections were closed by the header deadline"
+    finally:
+        for s in socks:
+            s.close()
+    assert_alive(low_fd_server, "the half-open connections")
+    log = low_fd_server.log.read_text(errors="replace")
+    assert len(log) < 200_000, f"the log grew to {len(log)} bytes under the attack"
+    assert log.count("Too many open files") <= 3 and log.count("connection limit") <= 3, log[-2000:]
+
+
+def test_a_slow_loris_is_cut_off(low_fd_server: ServerProcess) -> None:
+    import socket
+
+    parts = urlsplit(low_fd_server.url)
+    s = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    try:
+        s.sendall(b"GET /livez HTTP/1.1\r\n")
+        s.settimeout(0.5)
+        deadline = time.monotonic() + 60
+        answer = b""
+        while time.monotonic() < deadline:
+            try:
+                s.sendall(b"X-A: b\r\n")  # a header line every half second, never the end
+                chunk = s.recv(4096)
+                answer += chunk
+                if not chunk:
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        assert time.monotonic() < deadline, "a connection trickling headers was never cut off"
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    finally:
+        s.close()
+    assert_alive(low_fd_server, "a slow-loris connection")
+
+
+def test_an_idle_kept_alive_connection_is_closed(low_fd_server: ServerProcess) -> None:
+    parts = urlsplit(low_fd_server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    conn.request("GET", "/livez")
+    assert conn.getresponse().read() == b'{"status":"ok"}'
+    assert conn.sock is not None
+    assert _closed_by_server(conn.sock, 60), "an idle kept-alive connection stayed open"
+    conn.close()
