@@ -366,3 +366,63 @@ def test_an_idle_kept_alive_connection_is_closed(low_fd_server: ServerProcess) -
     assert conn.sock is not None
     assert _closed_by_server(conn.sock, 60), "an idle kept-alive connection stayed open"
     conn.close()
+
+
+# --- 6. non-finite audio ----------------------------------------------------------------------------------
+
+
+def float_wav(samples: Any, rate: int = 16000) -> bytes:
+    """A 32-bit IEEE float WAV, which can carry NaN and infinity."""
+    import struct
+
+    import numpy as np
+
+    data = np.asarray(samples, "<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, rate, rate * 4, 4, 32)
+    chunks = (
+        b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
+    return b"RIFF" + struct.pack("<I", len(chunks)) + chunks
+
+
+def broken_floats(kind: str) -> bytes:
+    import numpy as np
+
+    x = (np.sin(np.arange(32000) / 5) * 0.5).astype("f4")
+    x[1000:1010] = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "huge": 1e30}[kind]
+    return float_wav(x)
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf", "-inf", "huge"])
+def test_non_finite_audio_is_refused_on_every_route(server: ServerProcess, kind: str) -> None:
+    import base64
+
+    clip = broken_floats(kind)
+    r = httpx.post(
+        server.url + "/api/v1/classify",
+        files={"file": ("x.wav", clip)},
+        data={"labels": "beep, hum"},
+        timeout=60,
+    )
+    doc = assert_refused(r.status_code, r.content, f"{kind} WAV to /api/v1/classify", (422,))
+    assert doc["error"]["code"] == "undecodable_audio" and "NaN" not in r.text.replace("NaN or", ""), r.text
+    r = httpx.post(server.url + "/api/predict", files={"file": ("x.wav", clip)}, data={"labels": "beep, hum"})
+    assert_refused(r.status_code, r.content, f"{kind} WAV to /api/predict", (422,))
+    url = "data:audio/wav;base64," + base64.b64encode(clip).decode()
+    r = httpx.post(server.url + "/api/predict", json={"data": [url, "beep, hum"]}, timeout=60)
+    assert_refused(r.status_code, r.content, f"{kind} WAV to /api/predict as JSON", (422,))
+    r = httpx.post(server.url + "/api/v1/embed", files={"file": ("x.wav", clip)}, timeout=60)
+    assert_refused(r.status_code, r.content, f"{kind} WAV to /api/v1/embed", (422,))
+    assert_alive(server, f"a {kind} float WAV")
+
+
+def test_the_cli_never_prints_nan(tmp_path: Path, tiny_model: str) -> None:
+    from click.testing import CliRunner
+
+    from earmark.cli import cli
+
+    clip = tmp_path / "nan.wav"
+    clip.write_bytes(broken_floats("nan"))
+    r = CliRunner().invoke(cli, ["classify", str(clip), "-l", "beep, hum", "-m", tiny_model, "--json"])
+    assert r.exit_code != 0, f"a NaN file is not a success: {r.output}"
+    assert "NaN or infinite samples" in r.output and ": NaN" not in r.output, r.output
