@@ -306,9 +306,11 @@ def _closed_by_server(sock: Any, within_s: float) -> bool:
 
 @pytest.fixture(scope="module")
 def low_fd_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A server with 512 open files at most, a 3 s header deadline, and a cap asked above what fits."""
+    """A server with 512 open files at most, a 3 s header deadline, a cap asked above what fits, room for
+    one request at a time."""
     home = tmp_path_factory.mktemp("fd-home")
     settings = ["--setting", "max_connections", "5000", "--setting", "header_timeout_s", "3", "--no-ui"]
+    settings += ["--setting", "decode_workers", "1", "--setting", "max_queue", "0"]  # capacity 1 (admission)
     proc = ServerProcess(*settings, home=home, nofile=512)
     yield proc
     proc.stop()
@@ -426,3 +428,150 @@ def test_the_cli_never_prints_nan(tmp_path: Path, tiny_model: str) -> None:
     r = CliRunner().invoke(cli, ["classify", str(clip), "-l", "beep, hum", "-m", tiny_model, "--json"])
     assert r.exit_code != 0, f"a NaN file is not a success: {r.output}"
     assert "NaN or infinite samples" in r.output and ": NaN" not in r.output, r.output
+
+
+# --- 7. overload, library files, monitor restarts, nested JSON, errors in words ----------------------------
+
+
+def test_a_full_server_refuses_an_upload_before_reading_it(low_fd_server: ServerProcess) -> None:
+    """Capacity 1: one upload stalls mid-body; the next gets 429 from its headers alone, body never sent."""
+    import socket
+
+    parts = urlsplit(low_fd_server.url)
+    head = (
+        b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        b"Content-Length: 5000000\r\n\r\n"
+    )
+    first = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    try:
+        first.sendall(head + b"--b\r\n")  # holds the one place, never finishes its body
+        time.sleep(0.5)  # order, not speed: let the server see it first
+        second = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        try:
+            second.sendall(head)  # headers only: a 429 that waited for the body would never come
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                chunk = second.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        finally:
+            second.close()
+    finally:
+        first.close()
+    assert answer.startswith(b"HTTP/1.1 429"), (
+        f"the excess upload was not refused at its headers: {answer[:200]!r}"
+    )
+    assert b"retry-after:" in answer.lower() and b'"server_busy"' in answer
+    assert_alive(low_fd_server, "an overload")
+
+
+@pytest.fixture(scope="module")
+def library_server(tmp_path_factory: pytest.TempPathFactory, classifier: Any) -> Any:
+    """A server over a tagged two-file library: (server, {name: path})."""
+    from earmark.library import TagOptions, tag_paths
+    from earmark.store import Database
+    from helpers import LABELS, sound_file
+
+    home = tmp_path_factory.mktemp("lib-home")
+    root = home / "library"
+    root.mkdir()
+    files = {
+        n: sound_file(root, kind, 1.0)
+        for n, kind in (("a", "beep"), ("b", "hum"), ("c", "noise"), ("d", "clicks"))
+    }
+    db = Database(home / "library.db")
+    list(tag_paths(db, [root], TagOptions(labels=tuple(LABELS)), classifier))
+    ids = {
+        n: db.conn.execute("SELECT id FROM lib_files WHERE path=?", (str(p),)).fetchone()[0]
+        for n, p in files.items()
+    }
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    proc = ServerProcess("--db", str(home / "library.db"), "--no-ui", home=home)
+    yield proc, files, ids, home
+    proc.stop()
+
+
+def test_library_audio_serves_only_the_tagged_regular_file(library_server: Any) -> None:
+    import os
+
+    server, files, ids, home = library_server
+    secret = home / "secret.txt"
+    secret.write_text("root:x:0:0:the secret\n")
+
+    def get(name: str) -> httpx.Response:
+        return httpx.get(server.url + f"/api/v1/library/files/{ids[name]}/audio", timeout=30)
+
+    r = get("a")
+    assert r.status_code == 200 and r.content == files["a"].read_bytes(), "a tagged file plays"
+    files["a"].unlink()
+    files["a"].symlink_to(secret)  # the tagged file replaced by a link
+    files["b"].unlink()
+    os.mkfifo(files["b"])  # by a FIFO: opening it must not hang
+    files["c"].unlink()
+    files["c"].mkdir()  # by a folder
+    files["d"].write_bytes(secret.read_bytes())  # by other bytes under the same name
+    for name in ("a", "b", "c", "d"):
+        r = get(name)
+        doc = assert_refused(r.status_code, r.content, f"library file {name} swapped", (404,))
+        assert b"secret" not in r.content and "Errno" not in doc["error"]["message"], doc
+        assert_alive(server, f"library file {name} swapped")
+
+
+def test_deeply_nested_json_is_a_4xx(server: ServerProcess) -> None:
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    for route in ("/api/predict", "/ui/gradio_api/call/classify", "/ui/gradio_api/queue/join"):
+        status, body = raw_request(server, "POST", route, b'{"data": ' + deep + b"}")
+        assert_refused(status, body, f"nested JSON to {route}", (400, 413, 422))
+        assert_alive(server, f"nested JSON to {route}")
+
+
+def test_monitor_restart_queues_the_end_of_an_interrupted_event_for_every_sink(tmp_path: Path) -> None:
+    from earmark.monitor.events import EventLog
+    from earmark.monitor.runner import payload
+    from earmark.store import Database
+
+    sinks = ["mqtt", "jsonl"]
+    db = Database(tmp_path / "events.db")
+    log = EventLog(db)
+    row = {"id": "e1", "source": "door", "rule": "r", "label": "bark", "status": "open", "start_s": 1.0}
+    row |= {"started_at": "2026-01-01T00:00:00Z", "peak": 0.9}
+    log.open_event(row, payload("start", row), sinks)
+    for sink in sinks:  # the start was delivered; then the monitor was killed
+        head = log.head(sink)
+        assert head is not None
+        log.delivered(head.seq)
+    db.close()
+    restarted = EventLog(Database(tmp_path / "events.db"))  # what the next monitor start does
+    assert restarted.close_stale(sinks, lambda r: payload("end", r)) == 1
+    event = restarted.get("e1")
+    assert event is not None and event["status"] == "closed" and event["closed_by"] == "interrupted"
+    for sink in sinks:
+        head = restarted.head(sink)
+        assert head is not None and head.kind == "end" and head.payload["closed_by"] == "interrupted", sink
+        assert head.payload["end"], "the end message says when the restart closed it"
+
+
+def test_decode_errors_are_in_words_and_name_no_server_path(server: ServerProcess) -> None:
+    import struct
+
+    data = b"\0" * 32000
+    fmt = struct.pack("<HHIIHH", 0x1234, 1, 16000, 32000, 2, 16)  # a format tag no decoder knows
+    chunks = (
+        b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
+    clip = b"RIFF" + struct.pack("<I", len(chunks)) + chunks
+    r = httpx.post(
+        server.url + "/api/v1/classify",
+        files={"file": ("odd.wav", clip)},
+        data={"labels": "a, b"},
+        timeout=60,
+    )
+    doc = assert_refused(r.status_code, r.content, "a WAV with no decoder", (415, 422))
+    message = doc["error"]["message"]
+    assert "cannot decode" in message and "Error)" not in message, f"say what is wrong in words: {message}"
+    example_dir = Path(server.log).parent
+    for probe in ("/root", str(example_dir), "/etc"):
+        r = page_call(server, {"path": probe, "meta": FILEDATA})
+        assert "Errno" not in r.text and probe not in r.text, r.text

@@ -103,6 +103,7 @@ def create_app(
     Raises:
         ConfigError: a pack was fitted on another model.
     """
+    from .admission import AdmissionMiddleware
     from .compat import compat
     from .events_routes import router as events
     from .guards import ApiKeyMiddleware, BodyLimitMiddleware
@@ -142,6 +143,7 @@ def create_app(
     app.add_exception_handler(Exception, _internal_error)
     # outermost last: the key is checked first, then the body cap, then metrics see every answer
     page = _page_guard(app) if ui else None
+    app.add_middleware(AdmissionMiddleware, capacity=settings.capacity)  # 429 before an upload is read
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.api_key:
