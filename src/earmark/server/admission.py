@@ -12,9 +12,8 @@ nor decoding.
 
 from __future__ import annotations
 
+import json
 from typing import Any
-
-from .guards import json_error
 
 __all__ = ["HEAVY_ROUTES", "AdmissionMiddleware"]
 
@@ -46,12 +45,24 @@ class AdmissionMiddleware:
         held = engine.admission.held if engine is not None else 0
         if self.inflight >= self.capacity or held >= self.capacity:
             retry = engine.admission.retry_after_s() if engine is not None else 1
-            message = f"the server is busy; try again in {retry} s"
-            headers = [(b"retry-after", str(retry).encode())]
-            await json_error(send, 429, "server_busy", message, headers)
+            await _busy(send, retry)
             return
         self.inflight += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.inflight -= 1
+
+
+async def _busy(send: Any, retry_after_s: int) -> None:
+    """The 429, without ``connection: close``: uvicorn then discards the unread body as it arrives and the
+    client, still sending, reads its answer (closing at once would reset the connection under it)."""
+    message = f"the server is busy; try again in {retry_after_s} s"
+    body = json.dumps({"error": {"code": "server_busy", "message": message}}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(retry_after_s).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
