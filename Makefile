@@ -8,7 +8,7 @@ MODEL ?=
 TORCH_VERSION := 2.13.0
 DEBIAN_PACKAGES := ffmpeg sox chromium mosquitto
 
-.PHONY: setup sysdeps serve test check lint bench tiny-model clean
+.PHONY: setup sysdeps serve test check lint bench tiny-model clean fuzz fuzz-ci
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ lint: setup
 FAST := not slow and not browser and not kill and not ray and not server and not image
 check: lint sysdeps tiny-model
 	$(PY) -m pytest -q -m "$(FAST)"
+
+# fuzzing (tests/fuzz): the decode entry point and the request parsers, for FUZZ_SECONDS in all;
+# fails on a crash, a hang (one input over 20 s) or an exception of an unexpected type
+FUZZ_SECONDS ?= 600
+fuzz: setup sysdeps
+	EARMARK_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider --timeout $$(( $(FUZZ_SECONDS) + 600 )) tests/fuzz
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_SECONDS=60
 
 bench: setup
 	$(PY) bench/bench_engine.py

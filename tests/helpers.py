@@ -101,7 +101,14 @@ class ServerProcess:
         model: model folder (default: the tiny test model).
     """
 
-    def __init__(self, *args: str, home: Path, model: Path = TINY_MODEL, timeout_s: float = 90.0) -> None:
+    def __init__(
+        self,
+        *args: str,
+        home: Path,
+        model: Path = TINY_MODEL,
+        timeout_s: float = 90.0,
+        nofile: int | None = None,
+    ) -> None:
         import os
         import re
         import sys
@@ -132,7 +139,20 @@ class ServerProcess:
             "1",
             *args,
         ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log_file, env=env)
+
+        def limit_files() -> None:  # nofile: the server's open-file limit (soft and hard)
+            import resource
+
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=self._log_file,
+            env=env,
+            preexec_fn=limit_files if nofile else None,
+        )
         self.lines: list[str] = []
         found = threading.Event()
         self.url = ""

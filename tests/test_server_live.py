@@ -175,9 +175,9 @@ def test_the_page_api_never_fetches_a_url(served: ServerProcess) -> None:
         served.url + "/ui/gradio_api/call/classify",
         json={"data": [value, "a, b", 0.7, "This is {label}.", ""]},
     )
-    assert r.status_code == 200
-    events = httpx.get(served.url + f"/ui/gradio_api/call/classify/{r.json()['event_id']}", timeout=30).text
-    assert "event: error" in events and "never fetches URLs" in events
+    # refused before Gradio sees it (earmark.server.page_guard)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "url_refused"
+    assert "never fetches URLs" in r.json()["error"]["message"]
 
 
 def test_sigterm_answers_everything_in_flight_then_exits_0(tmp_path: Path) -> None:

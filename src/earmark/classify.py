@@ -24,7 +24,7 @@ from .errors import AudioError, ConfigError, LabelError
 from .labels import check_pack_labels, check_templates, parse_labels
 from .scoring import build_prediction
 from .stage import AudioEmbedding, BatchPolicy, ModelRunner, embed_many, embed_source
-from .types import ClassifyOptions, Prediction
+from .types import MIN_HOP_S, ClassifyOptions, Prediction
 
 if TYPE_CHECKING:
     from .adapt.packs import ClassifierPack
@@ -104,8 +104,8 @@ class Classifier:
         max_window = self.backend.window_samples / self.backend.sample_rate
         if not 0 < opts.window_s <= max_window:
             raise ConfigError(f"window_s must be between 0 and {max_window:g} s (the model's window)")
-        if not 0 < opts.hop_s <= opts.window_s:
-            raise ConfigError("hop_s must be positive and no longer than window_s")
+        if not MIN_HOP_S <= opts.hop_s <= opts.window_s:
+            raise ConfigError(f"hop_s must be between {MIN_HOP_S:g} s and window_s ({opts.window_s:g} s)")
         if not 0.0 <= opts.threshold <= 1.0:
             raise ConfigError("threshold must be between 0 and 1")
         if opts.top_k < 1:
@@ -116,6 +116,7 @@ class Classifier:
 
     def text_embeddings(self, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
         """(labels, dim) label embeddings, averaged over templates; cached per (model, template, label)."""
+        check_templates(templates)  # {label} only: a format spec could make one prompt gigabytes long
         model = self.model_id
         with self._lock:
             missing = [

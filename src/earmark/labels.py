@@ -5,12 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import re
+import string
 from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import ConfigError, LabelError
 
-__all__ = ["MAX_LABELS", "MAX_LABEL_CHARS", "check_pack_labels", "check_templates", "parse_labels", "prompts"]
+__all__ = [
+    "MAX_LABELS",
+    "MAX_LABEL_CHARS",
+    "MAX_TEMPLATES",
+    "MAX_TEMPLATE_CHARS",
+    "check_pack_labels",
+    "check_template",
+    "check_templates",
+    "parse_labels",
+    "prompts",
+]
 
 log = logging.getLogger("earmark")
 
@@ -105,18 +116,63 @@ def _read_label_file(path: Path) -> list[str]:
     return [line.split("#", 1)[0] for line in text.splitlines()]
 
 
+MAX_TEMPLATE_CHARS = 200
+"""Longest prompt template accepted, in characters."""
+
+MAX_TEMPLATES = 16
+"""Most prompt templates one request may average over."""
+
+
+def check_template(template: str) -> str:
+    """Validate one prompt template; returns it.
+
+    A template is text with ``{label}`` where the label goes: no other field, no
+    format spec (``{label:>99}``) and no conversion (``{label!r}``), so filling it
+    in costs no more than its own length plus the label's. Literal braces are
+    written ``{{`` and ``}}``.
+
+    Raises:
+        ConfigError: not text, longer than ``MAX_TEMPLATE_CHARS``, no ``{label}``,
+            another field, a format spec or conversion, or unbalanced braces.
+    """
+    if not isinstance(template, str):
+        raise ConfigError("a prompt template must be text, e.g. 'This is a sound of {label}.'")
+    shown = template if len(template) <= 60 else template[:57] + "..."
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise ConfigError(
+            f"prompt template {shown!r} is {len(template)} characters; at most {MAX_TEMPLATE_CHARS} are supported"
+        )
+    try:
+        fields = [
+            (name, spec, conv)
+            for _, name, spec, conv in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError:
+        raise ConfigError(
+            f"prompt template {shown!r} has an unbalanced brace (write {{{{ or }}}} for a brace)"
+        ) from None
+    if not fields:
+        raise ConfigError(f"prompt template {shown!r} has no {{label}} placeholder")
+    for name, spec, conv in fields:
+        if name != "label" or spec or conv:
+            raise ConfigError(
+                f"prompt template {shown!r} may only use the {{label}} placeholder, exactly as written"
+            )
+    return template
+
+
 def check_templates(templates: Iterable[str]) -> tuple[str, ...]:
-    """Validate prompt templates: each must contain ``{label}`` exactly as a field."""
+    """Validate prompt templates (see :func:`check_template`): 1 to ``MAX_TEMPLATES`` of them."""
+    if isinstance(templates, str):
+        templates = (templates,)
     out = tuple(templates)
     if not out:
         raise ConfigError("at least one prompt template is needed, e.g. 'This is a sound of {label}.'")
+    if len(out) > MAX_TEMPLATES:
+        raise ConfigError(f"{len(out)} prompt templates given; at most {MAX_TEMPLATES} are supported")
     for t in out:
-        if "{label}" not in t:
-            raise ConfigError(f"prompt template {t!r} has no {{label}} placeholder")
-        try:
-            t.format(label="x")
-        except (KeyError, IndexError, ValueError):
-            raise ConfigError(f"prompt template {t!r} may only use the {{label}} placeholder") from None
+        check_template(t)
     return out
 
 

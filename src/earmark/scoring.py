@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import timeline
+from .errors import AudioError
 from .types import ClassifyOptions, Prediction, Score, WindowScores
 
 __all__ = ["build_prediction", "window_scores"]
@@ -48,7 +49,13 @@ def build_prediction(
     duration_s: float,
     sample_rate: int,
 ) -> Prediction:
-    """Score window embeddings against label embeddings and assemble the result."""
+    """Score window embeddings against label embeddings and assemble the result.
+
+    Raises:
+        AudioError: the embeddings are not finite (no result ever carries NaN).
+    """
+    if not np.isfinite(audio).all():
+        raise AudioError(source, "gives the model non-finite values (NaN or infinite samples?)")
     probs, cos = window_scores(audio, text, logit_scale)
     reduce = np.max if options.aggregate == "max" else np.mean
     clip_p, clip_c = reduce(probs, axis=0), reduce(cos, axis=0)

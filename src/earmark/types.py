@@ -5,9 +5,31 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ClassifyOptions", "DEFAULT_TEMPLATE", "Prediction", "Score", "Segment", "WindowScores"]
+__all__ = [
+    "ClassifyOptions",
+    "DEFAULT_TEMPLATE",
+    "MIN_HOP_S",
+    "Prediction",
+    "Score",
+    "Segment",
+    "WindowScores",
+    "window_count",
+]
 
 DEFAULT_TEMPLATE = "This is a sound of {label}."
+
+MIN_HOP_S = 0.25
+"""Shortest step between windows (and so shortest window), in seconds: a smaller hop multiplies
+the model work of long audio (``hop_s=0.0001`` on a 10-minute file is 6 million windows)."""
+
+
+def window_count(duration_s: float, window_s: float, hop_s: float) -> int:
+    """How many analysis windows ``duration_s`` of audio makes (as :func:`earmark.stage.windows.window_spans`)."""
+    if duration_s <= window_s:
+        return 1
+    full = int((duration_s - window_s) // hop_s) + 1
+    covered = (full - 1) * hop_s + window_s
+    return full + (1 if covered < duration_s else 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,7 +42,8 @@ class ClassifyOptions:
         templates: prompt templates with ``{label}``; several are averaged.
         window_s: analysis window in seconds (at most the model's 10 s; shorter
             windows are repeat-padded as the reference does).
-        hop_s: step between windows of long audio, in seconds.
+        hop_s: step between windows of long audio, in seconds (at least ``MIN_HOP_S``,
+            at most ``window_s``).
         aggregate: clip score from window probabilities: ``mean`` (what is heard
             overall) or ``max`` (detection: was it heard anywhere).
         label_thresholds: per-label thresholds (e.g. from calibration) that

@@ -195,6 +195,9 @@ def _stream_container(
 ) -> Iterator[np.ndarray]:
     st = _audio_stream(container, name)
     ctx = st.codec_context
+    if ctx is None:
+        codec = getattr(getattr(st, "codec", None), "name", None) or "unknown"
+        raise AudioError(name, f"has an audio stream this FFmpeg cannot decode (codec: {codec})")
     check_format(ctx.sample_rate, ctx.channels, name, limits)
     out = Output(sample_rate=sample_rate, chunk=chunk, limits=limits, name=name)
     tally = _Tally()

@@ -75,7 +75,13 @@ def _serve(request: dict[str, Any], payload: bytearray | None, tx: Connection) -
         return
     except Exception as ex:  # a decoder bug must answer, not kill the worker
         log.exception("decoder worker: unexpected error")
-        tx.send_bytes(json.dumps({"error": f"could not be decoded ({type(ex).__name__})"}).encode())
+        tx.send_bytes(
+            json.dumps(
+                {
+                    "error": f"could not be decoded: the decoder failed on this file in a way it does not report ({type(ex).__name__})"
+                }
+            ).encode()
+        )
         return
     notes = [str(w.message) for w in caught if issubclass(w.category, AudioWarning)]
     tx.send_bytes(json.dumps({"samples": sum(c.size for c in chunks), "warnings": notes}).encode())

@@ -31,6 +31,25 @@ def check_format(rate: int | None, channels: int | None, name: str, limits: Audi
         raise AudioError(name, f"has {channels} channels; at most {limits.max_channels} are supported")
 
 
+MAX_SAMPLE = 1e4
+"""Largest sample magnitude accepted from a float file; full scale is 1.0, so more is garbage that would
+overflow the model's spectrogram into NaN."""
+
+
+def check_finite(samples: np.ndarray, name: str) -> None:
+    """Raise :class:`AudioError` on NaN, infinite or absurdly large samples (two cheap passes: min, max)."""
+    if samples.size == 0:
+        return
+    lo, hi = samples.min(), samples.max()  # NaN propagates through both
+    if -MAX_SAMPLE <= lo and hi <= MAX_SAMPLE:
+        return
+    if np.isfinite(lo) and np.isfinite(hi):
+        raise AudioError(
+            name, f"has samples far outside the audio range (up to {max(-lo, hi):.3g}; full scale is 1)"
+        )
+    raise AudioError(name, "contains NaN or infinite samples (a broken float file)")
+
+
 class Mixdown:
     """Decoded PyAV frames of any sample format and layout -> float32 mono (mean of channels).
 
@@ -61,6 +80,7 @@ class Mixdown:
         for out in self._conv.resample(frame):
             x = out.to_ndarray().reshape(-1, self._channels)
             mono = x.mean(axis=1, dtype=np.float32) if self._channels > 1 else x[:, 0]
+            check_finite(mono, self.name)
             yield int(out.sample_rate), mono
 
 

@@ -143,8 +143,10 @@ def opened(
             raise AudioError(name, "ends before its header is complete (truncated)") from None
         except av.error.FFmpegError as ex:
             raise AudioError(name, f"is not audio that FFmpeg can read ({ffmpeg_reason(ex)})") from None
-        except (OSError, ValueError) as ex:
-            raise AudioError(name, f"cannot open it ({ex})") from None
+        except (OSError, ValueError) as ex:  # the reason in words, never an OS message naming a path
+            raise AudioError(
+                name, f"cannot open it ({getattr(ex, 'strerror', None) or 'unreadable'})"
+            ) from None
         stack.callback(container.close)
         yield container, target
 

@@ -167,7 +167,20 @@ def _load(model: str | None, device: str | None, threads: int | None) -> tuple[A
 def _run(app: Any, host: str, port: int, settings: Any, *, ui: bool) -> None:
     import uvicorn
 
+    from ..server.connections import (
+        ConnectionGuard,
+        accept_backlog,
+        connection_cap,
+        guarded_protocol,
+        quiet_accept_errors,
+        raise_fd_limit,
+    )
+
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    quiet_accept_errors()
+    fd_limit = raise_fd_limit()
+    cap = connection_cap(settings.max_connections, fd_limit)
+    guard = ConnectionGuard(cap, settings.header_timeout_s)
     config = uvicorn.Config(
         app,
         host=host,
@@ -175,6 +188,9 @@ def _run(app: Any, host: str, port: int, settings: Any, *, ui: bool) -> None:
         log_level=level,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+        http=guarded_protocol(guard),
+        backlog=accept_backlog(cap, fd_limit),
+        timeout_keep_alive=settings.keepalive_timeout_s,  # a float works (call_later)
     )
     server = _Server(config, app=app, ui=ui)
     # uvicorn re-raises the signal that stopped it once it is done; answered by no-ops, so the exit is 0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..refine import RefineOptions
-from ..types import DEFAULT_TEMPLATE
+from ..types import DEFAULT_TEMPLATE, MIN_HOP_S
 
 if TYPE_CHECKING:
     from ..adapt.packs import ClassifierPack
@@ -136,7 +136,7 @@ def load_config(
     sinks = tuple(_sink(n, i) for i, n in enumerate(root.items("sinks"))) or MonitorConfig.sinks
     _unique(root, "sinks", [s.name for s in sinks])
     window = root.get("window_s", float, _default(MonitorConfig, "window_s"), check=between(0.5, 10.0))
-    hop = root.get("hop_s", float, _default(MonitorConfig, "hop_s"), check=positive)
+    hop = root.get("hop_s", float, _default(MonitorConfig, "hop_s"), check=at_least(MIN_HOP_S))
     if hop > window:
         raise root.error("hop_s", f"must not be longer than window_s ({window:g})")
     batch, metrics = _batch(root), _metrics(root)

@@ -15,7 +15,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -200,13 +200,33 @@ class EventLog:
             c.execute(f"UPDATE monitor_events SET {sets} WHERE id=?", [*fields.values(), event_id])
             return self._enqueue(c, event_id, "end", payload, sinks)
 
-    def close_stale(self) -> int:
-        """Close events left open by a monitor that died; returns how many."""
+    def close_stale(
+        self,
+        sinks: Iterable[str] = (),
+        end_payload: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        now: float | None = None,
+    ) -> int:
+        """Close events left open by a monitor that died, and queue their ``end`` for every sink.
+
+        Each is marked ``closed_by='interrupted'``, ended at ``now`` (when the restart
+        noticed; its stream end is unknown), and ``end_payload(row)`` is queued for each
+        of ``sinks``, so a sink holding the event's state (an MQTT ``ON``) hears it end.
+
+        Returns:
+            How many events were closed.
+        """
+        ended_at = utc_iso(time.time() if now is None else now)
         with self.db.transaction() as c:
-            cur = c.execute(
-                "UPDATE monitor_events SET status='closed', closed_by='interrupted' WHERE status='open'"
-            )
-            return cur.rowcount
+            rows = [dict(r) for r in c.execute("SELECT * FROM monitor_events WHERE status='open'")]
+            for row in rows:
+                c.execute(
+                    "UPDATE monitor_events SET status='closed', closed_by='interrupted', ended_at=? WHERE id=?",
+                    (ended_at, row["id"]),
+                )
+                if end_payload is not None:
+                    closed = {**row, "status": "closed", "closed_by": "interrupted", "ended_at": ended_at}
+                    self._enqueue(c, row["id"], "end", end_payload(closed), sinks)
+            return len(rows)
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         row = self.db.conn.execute("SELECT * FROM monitor_events WHERE id=?", (event_id,)).fetchone()

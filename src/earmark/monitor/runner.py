@@ -161,7 +161,7 @@ class Monitor:
 
     def start(self) -> None:
         """Start sinks, the model thread and every source."""
-        stale = self.events.close_stale()
+        stale = self.events.close_stale([k.name for k in self.sinks], lambda row: payload("end", row))
         if stale:
             log.warning("closed %d event(s) left open by an earlier run that did not shut down", stale)
         if self.config.metrics_port:

@@ -103,6 +103,7 @@ def create_app(
     Raises:
         ConfigError: a pack was fitted on another model.
     """
+    from .admission import AdmissionMiddleware
     from .compat import compat
     from .events_routes import router as events
     from .guards import ApiKeyMiddleware, BodyLimitMiddleware
@@ -141,13 +142,27 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error)
     # outermost last: the key is checked first, then the body cap, then metrics see every answer
+    page = _page_guard(app) if ui else None
+    app.add_middleware(AdmissionMiddleware, capacity=settings.capacity)  # 429 before an upload is read
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     if ui:
         _mount_ui(app, classifier, db, settings, [*_store_tabs(classifier, db), *ui_tabs], served)
+        assert page is not None
+        page.configure(app.state.page_blocks)
     return app
+
+
+def _page_guard(app: FastAPI) -> Any:
+    """The page's API held to the server's rules (:mod:`.page_guard`); Gradio's temp folder is ours."""
+    from .page_guard import PageFiles, PageGuardMiddleware, page_temp_dir
+
+    page_temp_dir()  # before the page is built: Gradio reads it when components are made
+    files = PageFiles()
+    app.add_middleware(PageGuardMiddleware, files=files, prefix="/ui")
+    return files
 
 
 def _migrate(db: Database) -> None:
@@ -180,6 +195,7 @@ def _mount_ui(
 
     blocks = build_ui(classifier, db, extra_tabs=tabs, runner=AppRunner(app), settings=settings, packs=packs)
     mount_ui(app, blocks, settings, path="/ui")
+    app.state.page_blocks = blocks
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

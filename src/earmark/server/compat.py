@@ -92,6 +92,8 @@ async def _gradio3(request: Request, engine: Any) -> JSONResponse:
         body = await request.json()
     except ValueError:
         raise ConfigError("the request body is not valid JSON") from None
+    except RecursionError:  # {"data": [[[[...]]]]} nested thousands deep
+        raise ConfigError("the request body nests too deeply to be a predict call") from None
     items = body.get("data") if isinstance(body, dict) else None
     if not isinstance(items, list) or len(items) < 2 or not isinstance(items[1], str):
         raise ConfigError('expected {"data": [audio, "label one, label two"]}')

@@ -30,6 +30,7 @@ from ..types import ClassifyOptions, Prediction
 from .batching import Admission
 from .decoding import Data, DecoderPool
 from .errors import RequestDeadline
+from .guards import check_window_count
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -208,6 +209,7 @@ class ServingEngine:
         """Windows and features (in a decode thread), handed to the runner: the stage's one path."""
         if samples.size == 0:
             raise AudioError(name, "decodes to no audio samples")
+        check_window_count(samples.size / self.sample_rate, options, self.settings.max_windows)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._decode_threads,

@@ -1,7 +1,8 @@
-"""What may come in: an API key when one is set, and a cap on request bodies.
+"""What may come in: an API key when one is set, a cap on request bodies, bounded work per request.
 
-Both are pure ASGI middleware, so they cover every route, the Gradio page's
-upload and queue routes included, and run before any body is read.
+The first two are pure ASGI middleware, so they cover every route, the Gradio
+page's upload and queue routes included, and run before any body is read;
+:func:`check_window_count` bounds the model work one request may ask for.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "json_error"]
+from ..errors import ConfigError
+from ..types import ClassifyOptions, window_count
+
+__all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "check_window_count", "json_error"]
 
 Scope = dict[str, Any]
 
@@ -145,3 +149,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def check_window_count(duration_s: float, options: ClassifyOptions, max_windows: int) -> int:
+    """The number of windows ``duration_s`` of audio makes with ``options``; refused past ``max_windows``.
+
+    Raises:
+        ConfigError: more than ``max_windows`` windows (the server answers 422, before any model work).
+    """
+    count = window_count(duration_s, options.window_s, options.hop_s)
+    if count > max_windows:
+        raise ConfigError(
+            f"{duration_s:.0f} s of audio at hop_s={options.hop_s:g} makes {count} windows; this server "
+            f"takes at most {max_windows} per request (setting max_windows): use a larger hop_s or shorter audio"
+        )
+    return count

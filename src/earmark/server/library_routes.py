@@ -9,7 +9,6 @@ nothing here opens a path or URL a client sends.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Literal
 
@@ -113,13 +112,20 @@ def file_info(request: Request, file_id: int) -> dict[str, Any]:
     return item.to_dict()
 
 
-@router.get("/files/{file_id}/audio")
-def file_audio(request: Request, file_id: int) -> FileResponse:
-    """The file's bytes, for playing in the page (only files in the library are served)."""
-    item = review_item(_db(request), file_id)
-    if item is None or not os.path.isfile(item.path):
-        raise HTTPException(404, f"file {file_id} is not in the library or no longer on disk")
-    return FileResponse(item.path, filename=os.path.basename(item.path))
+@router.get("/files/{file_id}/audio", response_class=FileResponse)
+def file_audio(request: Request, file_id: int) -> Any:
+    """The file's bytes, for playing in the page: only the regular file that was tagged (see ``safe_files``)."""
+    from .safe_files import NotServed, tagged_file_response
+
+    db = _db(request)
+    item = review_item(db, file_id)
+    if item is None:
+        raise HTTPException(404, f"file {file_id} is not in the library")
+    row = db.conn.execute("SELECT size, content_hash FROM lib_files WHERE id=?", (file_id,)).fetchone()
+    try:
+        return tagged_file_response(item.path, size=row["size"], content_hash=row["content_hash"])
+    except NotServed as ex:
+        raise HTTPException(404, f"file {file_id} cannot be played: {ex}") from None
 
 
 def build_library_tab(classifier: Any, db: Any) -> None:

@@ -22,6 +22,7 @@ class ServerSettings:
 
     max_upload_mb: float = 50.0
     max_duration_s: float = 600.0
+    max_windows: int = 600
     decode_workers: int = 2
     decode_timeout_s: float = 30.0
     max_queue: int = 32
@@ -33,6 +34,9 @@ class ServerSettings:
     live_window_s: float = 10.0
     live_every_s: float = 2.0
     live_sessions: int = 8
+    max_connections: int = 500
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 5.0
     api_key: str | None = dataclasses.field(default=None, repr=False)
 
     @property
@@ -54,11 +58,13 @@ class ServerSettings:
             "warmup_timeout_s",
             "live_window_s",
             "live_every_s",
+            "header_timeout_s",
+            "keepalive_timeout_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be positive")
-        for name in ("decode_workers", "live_sessions"):
+        for name in ("decode_workers", "live_sessions", "max_windows", "max_connections"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting {name} must be at least 1")
         for name in ("max_queue", "max_batch_size", "max_wait_ms", "drain_delay_s"):
@@ -73,6 +79,10 @@ class ServerSettings:
 SETTINGS: dict[str, str] = {
     "max_upload_mb": "Largest request body in MB; bigger uploads get 413 before they are read.",
     "max_duration_s": "Longest audio one request may hold, in seconds (checked on decoded samples).",
+    "max_windows": (
+        "Most analysis windows one request may make (duration / hop_s); past it the request gets 422 "
+        "before any model work. hop_s is at least 0.25 s everywhere."
+    ),
     "decode_workers": "Worker processes that decode uploads; a hostile file can cost one of them, never the server.",
     "decode_timeout_s": "Wall-clock limit for decoding one upload; past it the worker is killed and the request gets 504.",
     "max_queue": "Requests that may wait beyond those being decoded; when full, new requests get 429 at once.",
@@ -91,6 +101,13 @@ SETTINGS: dict[str, str] = {
     "live_window_s": "Live tab: seconds of microphone audio each classification hears (at most 10).",
     "live_every_s": "Live tab: classify the last window every this many seconds of audio.",
     "live_sessions": "Live tab: microphone streams handled at once.",
+    "max_connections": (
+        "Open connections served at once; more are answered 503 and closed before their headers are read "
+        "(lowered at start to leave a quarter of the open-file limit to the server)."
+    ),
+    "header_timeout_s": "A connection must complete its request headers this soon after it opens (or after its "
+    "previous answer); otherwise it gets 408 and is closed.",
+    "keepalive_timeout_s": "An idle kept-alive connection is closed after this many seconds.",
     "api_key": "Bearer key every request must carry (set by --api-key or EARMARK_API_KEY, not by --setting).",
 }
 
