@@ -40,8 +40,10 @@ __all__ = [
     "artifact_dir",
     "deviation",
     "fingerprint",
+    "locked",
     "machine_signature",
     "probe_windows",
+    "read_meta",
     "read_records",
     "time_per_window_ms",
     "update_records",
@@ -100,6 +102,19 @@ def machine_signature(threads: int | None) -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return f"{cpu} | threads={threads or os.cpu_count()} | {platform.system()}"
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """``meta.json`` of a complete export."""
+    data: dict[str, Any] = json.loads((folder / "meta.json").read_text())
+    return data
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """An exclusive file lock on a cache folder (between processes), creating the folder."""
+    with _locked(folder):
+        yield
 
 
 @contextlib.contextmanager
