@@ -40,6 +40,7 @@ from .. import models
 from ..errors import ConfigError, MissingExtraError, ModelError
 from . import artifacts
 from .features import FeaturesMixin, LogMel, MelSettings
+from .onnx import IdleRelease, text_idle_s
 
 if TYPE_CHECKING:
     from .clap import ClapBackend
@@ -169,6 +170,7 @@ class OpenVinoBackend(FeaturesMixin):
         self._text: Any = None  # compiled on first use: embedding stored audio needs no text tower
         self._text_lock = threading.Lock()
         self._text_used = 0.0
+        self._text_idle = IdleRelease(text_idle_s(), self.release_text)
         self._record_deviation()
 
     def _compile(self, xml: Path, streams: int) -> Any:
@@ -226,7 +228,8 @@ class OpenVinoBackend(FeaturesMixin):
                 res = request.infer({"input_ids": ids, "attention_mask": mask})
                 out[idx] = _normalised(np.array(res[0], dtype=np.float32))
             self._text_used = time.monotonic()
-            return out
+        self._text_idle.touch()
+        return out
 
     def _text_model(self) -> Any:
         if self._text is None:
@@ -248,6 +251,7 @@ class OpenVinoBackend(FeaturesMixin):
             if self._text is None or time.monotonic() - self._text_used < idle_s:
                 return False
             self._text = None
+            log.debug("text tower released after %.0f s unused", idle_s)
             return True
 
 
