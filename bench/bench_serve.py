@@ -316,6 +316,12 @@ def main() -> None:
         help="start and stop the server once first, so the measured start finds the model cache warm "
         "(the ONNX export and backend choice made) as every start after the first does",
     )
+    ap.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="EARMARK_HOME to serve from (e.g. bench/out/home, where the model is prepared); default a fresh one",
+    )
     args = ap.parse_args()
     if args.model is None:
         from fullsize import build_fullsize
@@ -323,8 +329,8 @@ def main() -> None:
         args.model = build_fullsize()
     load_before = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="earmark-bench-") as tmp:
-        home = Path(tmp)
-        clips = make_clips(home)
+        home = args.home.resolve() if args.home else Path(tmp)
+        clips = make_clips(Path(tmp))
         extra = [x for pair in args.setting for x in ("--setting", *pair)]
         if args.prestart:
             first, _, first_s = start_server(args.model, args.threads, home, extra)
