@@ -333,7 +333,16 @@ def main() -> None:
         clips = make_clips(Path(tmp))
         extra = [x for pair in args.setting for x in ("--setting", *pair)]
         if args.prestart:
-            first, _, first_s = start_server(args.model, args.threads, home, extra)
+            first, first_url, first_s = start_server(args.model, args.threads, home, extra)
+            import httpx
+
+            # the labels once, as a restarted server has already seen them (label_cache.py)
+            httpx.post(
+                first_url + "/api/v1/classify",
+                files={"file": ("clip.mp3", clips[0])},
+                data={"labels": LABELS},
+                timeout=300,
+            )
             first.send_signal(signal.SIGTERM)
             first.wait(60)
             print(f"first start (fills the model cache): {first_s:.1f} s", flush=True)

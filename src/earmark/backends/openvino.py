@@ -24,6 +24,7 @@ diff from PyTorch 1.1e-7.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -196,16 +197,34 @@ class OpenVinoBackend(FeaturesMixin):
             )
 
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
-        """Audio embeddings from a batch of features; thread-safe (one infer request per stream)."""
+        """Audio embeddings from a batch of features; thread-safe (one infer request per stream).
+
+        A batch of several windows is split over the streams that are free, so one call alone
+        still uses every stream; a window's embedding does not depend on the split.
+        """
         if not len(feats):
             return np.zeros((0, self.dim), np.float32)
-        request = self._requests.get()
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        requests = [self._requests.get()]
+        while len(requests) < min(self.streams, len(feats)):
+            try:
+                requests.append(self._requests.get_nowait())
+            except queue.Empty:
+                break
         try:
-            out = request.infer({0: np.ascontiguousarray(feats, dtype=np.float32)})
-            emb = np.array(out[0], dtype=np.float32, copy=True)
+            parts = np.array_split(feats, len(requests))
+            for request, part in zip(requests, parts, strict=True):
+                request.start_async({0: part})
+            outs = []
+            for request in requests:
+                request.wait()
+                outs.append(np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True))
         finally:
-            self._requests.put(request)
-        return _normalised(emb)
+            for request in requests:
+                with contextlib.suppress(Exception):  # never hand back a request still running
+                    request.wait()
+                self._requests.put(request)
+        return _normalised(np.concatenate(outs))
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
