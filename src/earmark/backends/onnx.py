@@ -97,6 +97,9 @@ class OnnxBackend(FeaturesMixin):
         source: an already loaded fp32 CPU PyTorch backend to export from (saves loading it twice).
     """
 
+    # model calls that may run at once (the windows->embeddings stage keeps this many in flight)
+    streams = 1
+
     def __init__(
         self,
         model: str | None = None,
