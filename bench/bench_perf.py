@@ -116,7 +116,7 @@ def cli_files_per_s(args: argparse.Namespace, command: str, backend: str) -> dic
             d = Path(tmp) / "in"
             d.mkdir()
             for f in files[:n]:
-                os.symlink(f, d / f.name)
+                shutil.copy(f, d / f.name)  # tag skips symlinks
             cmd = [
                 sys.executable,
                 "-m",
