@@ -222,7 +222,8 @@ def report(
         f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {fl['cpu']} ({fl['flags']}), {THREADS} threads",
         "",
         f"Load before: `{before}`; after: `{after}`.",
-        f"Floor: fp32 matmul peak {fl['fp32_gflops']} GFLOP/s (bf16 {fl['bf16_gflops']}), audio tower"
+        f"Floor: fp32 matmul peak {fl['fp32_gflops']} GFLOP/s (best of {fl.get('fp32_gflops_by_library')};"
+        f" bf16 {fl['bf16_gflops']}), audio tower"
         f" {fl['audio_gflops_per_window']} GFLOP per window -> **{floor_ms:.0f} ms per window**"
         f" ({floor_wps:.2f} windows/s); load {fl['load']}.",
         "",

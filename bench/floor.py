@@ -2,8 +2,11 @@
 
     PYTHONPATH=src python bench/floor.py [--model DIR] [--threads 2]
 
-Peak: the best of several timed square matmuls with torch (fp32, and bf16 where the
-CPU runs it) on ``--threads`` threads, the cores the model uses. FLOPs: one window
+Peak: the best of several timed square matmuls on ``--threads`` threads, the cores
+the model uses, with every library present (torch, ONNX Runtime's MatMul, numpy's
+BLAS through threadpoolctl) for fp32, and torch for bf16 where the CPU runs it. The
+best library counts: on some CPUs one library's GEMM is far below the others'
+(a floor from the slowest one would not be a floor). FLOPs: one window
 through the fused audio tower (features excluded), counted by torch's
 ``FlopCounterMode`` (2 per multiply-add), cached in ``bench/out/floor-flops.json``.
 ``floor ms per window = FLOPs / fp32 peak``: no exact fp32 runtime can beat it on
@@ -38,15 +41,56 @@ def matmul_peak_gflops(dtype: str, threads: int, n: int = 1024, seconds: float =
     a = torch.randn(n, n).to(dt)
     b = torch.randn(n, n).to(dt)
     out = torch.empty(n, n, dtype=dt)
+    return _best_gflops(lambda: torch.matmul(a, b, out=out), n, seconds)
+
+
+def _best_gflops(run: Any, n: int, seconds: float) -> float:
     for _ in range(3):
-        torch.matmul(a, b, out=out)
+        run()
     best = float("inf")
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         t0 = time.perf_counter()
-        torch.matmul(a, b, out=out)
+        run()
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
+
+
+def ort_peak_gflops(threads: int, n: int = 1024, seconds: float = 1.5) -> float:
+    """Best GFLOP/s of an n x n fp32 MatMul in ONNX Runtime on ``threads`` threads (0 if absent)."""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return 0.0
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])
+    c = helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm", [a, b], [c])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {"a": rng.standard_normal((n, n), np.float32), "b": rng.standard_normal((n, n), np.float32)}
+    return _best_gflops(lambda: sess.run(None, feed), n, seconds)
+
+
+def numpy_peak_gflops(threads: int, n: int = 1024, seconds: float = 1.5) -> float:
+    """Best GFLOP/s of an n x n fp32 matmul with numpy's BLAS on ``threads`` threads (0 if unsure)."""
+    try:
+        import numpy as np
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return 0.0  # without it numpy's thread count is unknown
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), np.float32)
+    b = rng.standard_normal((n, n), np.float32)
+    out = np.empty((n, n), np.float32)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return _best_gflops(lambda: np.matmul(a, b, out=out), n, seconds)
 
 
 def audio_gflops(model: Path) -> float:
@@ -89,7 +133,12 @@ def cpu_flags() -> str:
 def floor(model: Path, threads: int) -> dict[str, Any]:
     """The floor figures for ``model`` on ``threads`` threads, with the machine and load."""
     load_before = os.getloadavg()[0]
-    fp32 = matmul_peak_gflops("float32", threads)
+    by_library = {
+        "torch": matmul_peak_gflops("float32", threads),
+        "onnxruntime": ort_peak_gflops(threads),
+        "numpy": numpy_peak_gflops(threads),
+    }
+    fp32 = max(by_library.values())
     try:
         bf16 = matmul_peak_gflops("bfloat16", threads)
     except RuntimeError:
@@ -100,6 +149,7 @@ def floor(model: Path, threads: int) -> dict[str, Any]:
         "flags": cpu_flags(),
         "threads": threads,
         "fp32_gflops": round(fp32, 1),
+        "fp32_gflops_by_library": {k: round(v, 1) for k, v in by_library.items() if v},
         "bf16_gflops": round(bf16, 1),
         "audio_gflops_per_window": round(gflops, 2),
         "floor_ms": round(gflops / fp32 * 1000, 1),
@@ -125,7 +175,8 @@ def main() -> None:
         print(json.dumps(f))
         return
     print(
-        f"{f['cpu']} ({f['flags']}), {f['threads']} threads: matmul peak fp32 {f['fp32_gflops']} GFLOP/s,"
+        f"{f['cpu']} ({f['flags']}), {f['threads']} threads: matmul peak fp32 {f['fp32_gflops']} GFLOP/s"
+        f" (by library: {f['fp32_gflops_by_library']}),"
         f" bf16 {f['bf16_gflops']} GFLOP/s; audio tower {f['audio_gflops_per_window']} GFLOP per 10 s window"
         f" -> floor {f['floor_ms']} ms per window fp32 ({f['floor_bf16_ms']} ms bf16); load {f['load']}"
     )
