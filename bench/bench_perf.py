@@ -11,6 +11,9 @@ does not depend on weight values; scores mean nothing and are never reported):
   the mp3 file), 50 new labels (text side), and for earmark ``earmark tag DIR`` and
   ``earmark classify DIR`` on ``--files`` 10 s mp3s (files/s after start-up: a run on
   one file is subtracted);
+- for earmark ``earmark serve`` (page on, prepared model, labels known) at each
+  ``--serve-threads`` count: start to ready, idle and peak RSS, requests/s and p99 at
+  concurrency 1 and 16 (``bench/bench_serve.py``'s client);
 - the load average before and after every scenario.
 
 Prints a Markdown section (append it to bench/RESULTS.md by hand, with the machine).
@@ -148,6 +151,46 @@ def cli_files_per_s(args: argparse.Namespace, command: str, backend: str) -> dic
     }
 
 
+def serve_row(args: argparse.Namespace, backend: str, threads: int) -> dict[str, Any]:
+    """``earmark serve`` with the page on a prepared model: start to ready, idle/peak RSS, c=1 and c=16."""
+    import asyncio
+    import signal
+
+    import bench_serve as bs
+
+    os.environ["EARMARK_BACKEND"] = backend  # the server reads it like --backend
+    load0 = os.getloadavg()[0]
+    try:
+        with tempfile.TemporaryDirectory(prefix="earmark-perf-") as tmp:
+            clips = bs.make_clips(Path(tmp))
+            proc, url, start_s = bs.start_server(args.model, threads, OUT / "home", [])
+            sampler = bs.RssSampler(proc.pid)
+            try:
+                time.sleep(1.0)
+                idle, _ = sampler.now()
+                levels = {
+                    c: asyncio.run(bs.run_level(url, clips, c, args.serve_seconds, 2.0)) for c in (1, 16)
+                }
+            finally:
+                sampler.stop()
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+    finally:
+        os.environ.pop("EARMARK_BACKEND", None)
+    mib = 1024**2
+    return {
+        "threads": threads,
+        "start_s": round(start_s, 1),
+        "idle_mib": round(idle / mib),
+        "peak_mib": round(sampler.peak_self / mib),
+        "peak_with_workers_mib": round(sampler.peak_total / mib),
+        **{f"c{c}_rps": round(lv.throughput, 2) for c, lv in levels.items()},
+        **{f"c{c}_p99_ms": round(lv.pct_ms(99)) for c, lv in levels.items()},
+        **{f"c{c}_errors": sum(lv.errors.values()) for c, lv in levels.items()},
+        "load": (round(load0, 2), round(os.getloadavg()[0], 2)),
+    }
+
+
 CHILDREN = {"floor": child_floor, "pipeline": child_pipeline, "earmark": child_earmark}
 
 
@@ -185,6 +228,12 @@ def main() -> None:
     ap.add_argument("--backends", default="openvino,onnx,torch")
     ap.add_argument("--child", choices=list(CHILDREN))
     ap.add_argument("--backend", default="auto")
+    ap.add_argument(
+        "--serve-threads",
+        default=f"1,{THREADS}",
+        help="model threads of the `earmark serve` rows, comma-separated ('' skips serving)",
+    )
+    ap.add_argument("--serve-seconds", type=float, default=12.0, help="measured seconds per concurrency")
     args = ap.parse_args()
     if args.model is None:
         from fullsize import build_fullsize
@@ -203,6 +252,7 @@ def main() -> None:
         rows[b] = run_child("earmark", args, b)
         rows[b]["tag"] = cli_files_per_s(args, "tag", b)
         rows[b]["classify"] = cli_files_per_s(args, "classify", b)
+        rows[b]["serve"] = [serve_row(args, b, int(t)) for t in args.serve_threads.split(",") if t]
         print(f"{b}: {json.dumps(rows[b])}", file=sys.stderr, flush=True)
     after = uptime()
     print(report(fl, pipe, rows, args.files, before, after))
@@ -253,6 +303,30 @@ def report(
                 f" start {x['start_s']} s; load {x['load'][0]}->{x['load'][1]})"
             )
         lines.append(f"| `earmark {cmd} DIR`, {files} 10 s mp3 | " + " | ".join(cells) + " |")
+    for i, t in enumerate(dict.fromkeys(x["threads"] for r in rows.values() for x in r.get("serve", []))):
+        cells = {"start": [], "rss": [], "c1": [], "c16": []}
+        for r in rows.values():
+            x = r["serve"][i] if i < len(r.get("serve", [])) else None
+            if x is None:
+                for v in cells.values():
+                    v.append("—")
+                continue
+            errs = x["c1_errors"] + x["c16_errors"]
+            cells["start"].append(f"{x['start_s']} s (load {x['load'][0]}->{x['load'][1]})")
+            cells["rss"].append(
+                f"{x['idle_mib']} / {x['peak_mib']} MiB ({x['peak_with_workers_mib']} with decode workers)"
+            )
+            cells["c1"].append(
+                f"{x['c1_rps']:.2f} req/s, p99 {x['c1_p99_ms']} ms" + (f", {errs} errors" if errs else "")
+            )
+            cells["c16"].append(
+                f"{x['c16_rps']:.2f} req/s ({x['c16_rps'] / floor_wps:.2f}x the floor's windows/s), p99 {x['c16_p99_ms']} ms"
+            )
+        label = f"serve --threads {t}"
+        lines.append(f"| {label}: start to ready, prepared model | — | " + " | ".join(cells["start"]) + " |")
+        lines.append(f"| {label}: RSS idle / peak, page on | — | " + " | ".join(cells["rss"]) + " |")
+        lines.append(f"| {label}: c=1 | — | " + " | ".join(cells["c1"]) + " |")
+        lines.append(f"| {label}: c=16 | — | " + " | ".join(cells["c16"]) + " |")
     lines.append(
         "| load during the row (1-min, before->after) | "
         + f"{pipe['load'][0]}->{pipe['load'][1]} | "
