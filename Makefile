@@ -31,6 +31,7 @@ sysdeps:
 
 # prints the page's URL once listening; without the real weights: make serve MODEL=tests/assets/tiny-clap
 serve: setup
+	$(VENV)/bin/earmark model prepare --if-needed $(MODEL)
 	$(VENV)/bin/earmark serve --port $(PORT) $(if $(MODEL),--model $(MODEL),)
 
 tests/assets/tiny-clap/model.safetensors:

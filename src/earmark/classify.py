@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import audio as _audio
+from . import label_cache
 from .backends import Backend, get_backend
 from .errors import AudioError, ConfigError, LabelError
 from .labels import check_pack_labels, check_templates, parse_labels
@@ -49,6 +50,7 @@ class Classifier:
             ``model``/``device``/``threads`` are unused).
         limits: audio limits for every decode.
         text_cache_size: label embeddings kept (keyed by model, template, label).
+        persist_labels: also keep label embeddings on disk (:mod:`earmark.label_cache`).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Classifier:
         backend: Backend | str | None = None,
         limits: _audio.AudioLimits = _audio.DEFAULT_LIMITS,
         text_cache_size: int = 4096,
+        persist_labels: bool = True,
     ) -> None:
         if backend is None or isinstance(backend, str):
             backend = get_backend(backend, model=model, device=device, threads=threads)
@@ -69,6 +72,8 @@ class Classifier:
         self.limits = limits
         self._text_cache: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         self._text_cache_size = text_cache_size
+        # label embeddings on disk: a restart with known labels never loads the text tower
+        self._labels = label_cache.for_backend(backend) if persist_labels else None
         self._lock = threading.Lock()
         self._runner: ModelRunner | None = None
 
@@ -125,9 +130,15 @@ class Classifier:
         if missing:
             # keep order stable and unique so the same labels always embed in the same batch
             missing = list(dict.fromkeys(missing))
-            vectors = self.backend.embed_text([t.format(label=label) for t, label in missing])
+            stored = self._labels.get(missing) if self._labels is not None else {}
+            todo = [key for key in missing if key not in stored]  # only these need the text tower
+            vectors: list[np.ndarray] = (
+                list(self.backend.embed_text([t.format(label=label) for t, label in todo])) if todo else []
+            )
+            if todo and self._labels is not None:
+                self._labels.put(zip(todo, vectors, strict=True))
             with self._lock:
-                for (t, label), v in zip(missing, vectors, strict=True):
+                for (t, label), v in [*stored.items(), *zip(todo, vectors, strict=True)]:
                     self._text_cache[(model, t, label)] = v
                 while len(self._text_cache) > self._text_cache_size:
                     self._text_cache.popitem(last=False)

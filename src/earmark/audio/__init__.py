@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..errors import AudioError
-from .pcm import Mixdown, Output, check_format, stream_array
+from .pcm import Mixdown, Output, check_format, push_block, stream_array
 from .sources import Target, ffmpeg_reason, opened, wav_promised_s
 
 __all__ = [
@@ -93,6 +93,8 @@ class AudioLimits:
 
 
 DEFAULT_LIMITS = AudioLimits()
+# decoded audio is converted and resampled in blocks of about this many seconds of input
+DECODE_BLOCK_S = 0.5
 
 
 def source_name(source: object, name: str | None = None) -> str:
@@ -203,15 +205,29 @@ def _stream_container(
     tally = _Tally()
     problem = None
     mix = Mixdown(name, limits)
+    # frames are converted, joined and resampled per block of about DECODE_BLOCK_S, not one by
+    # one (an mp3 frame is 24 ms: ~420 resampler calls per 10 s otherwise)
+    block: list[Any] = []
+    block_n, block_max = 0, max(1, int(DECODE_BLOCK_S * (ctx.sample_rate or sample_rate)))
     try:
         for frame in _frames(container, st, limits, tally):
             if frame.samples:
-                for rate, mono in mix.push(frame):
-                    yield from out.push(mono, rate)
+                block.append(frame)
+                block_n += frame.samples
+                if block_n >= block_max:
+                    for rate, mono in push_block(mix, block):
+                        yield from out.push(mono, rate)
+                    block, block_n = [], 0
     except _Broken as ex:
+        broken: _Broken | None = ex
+    else:
+        broken = None
+    for rate, mono in push_block(mix, block):
+        yield from out.push(mono, rate)
+    if broken is not None:
         if out.total == 0:
-            raise AudioError(name, f"no audio could be decoded from it ({ex})") from None
-        problem = f"breaks off after {out.seconds:.1f} s ({ex})"
+            raise AudioError(name, f"no audio could be decoded from it ({broken})") from None
+        problem = f"breaks off after {out.seconds:.1f} s ({broken})"
     for rate, mono in mix.push(None):
         yield from out.push(mono, rate)
     yield from out.finish()

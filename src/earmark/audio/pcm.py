@@ -84,6 +84,65 @@ class Mixdown:
             yield int(out.sample_rate), mono
 
 
+# sample formats whose frames convert to float in numpy exactly as FFmpeg's converter does
+# (a copy, or a power-of-two scale), read straight from the frame for up to 2 channels
+_DIRECT = {"flt": 1.0, "fltp": 1.0, "dbl": 1.0, "dblp": 1.0, "s16": 2.0**-15, "s16p": 2.0**-15}
+_DIRECT.update({"s32": 2.0**-31, "s32p": 2.0**-31})
+
+
+def _direct_mono(frame: Any, channels: int) -> np.ndarray:
+    """Float32 mono of one frame in a :data:`_DIRECT` format (same values as the converter)."""
+    fmt = frame.format
+    x = frame.to_ndarray()
+    if not fmt.is_planar:
+        x = x.reshape(-1, channels).T
+    scale = _DIRECT[fmt.name]
+    y = x.astype(np.float32) if x.dtype != np.float32 else x
+    if scale != 1.0:
+        y = y * np.float32(scale)
+    if channels == 1:
+        return np.ascontiguousarray(y[0])
+    mono: np.ndarray = (y[0] + y[1]) * np.float32(0.5)
+    return mono
+
+
+def push_block(mix: Mixdown, frames: list[Any]) -> Iterator[tuple[int, np.ndarray]]:
+    """:meth:`Mixdown.push` for a block of frames: one ``(rate, mono)`` piece per run of one format.
+
+    Mono and stereo frames in common sample formats are read straight into numpy
+    (no converter call per frame); others go through :meth:`Mixdown.push`. Pieces
+    are joined per block, so the resampler runs once per block, not once per frame.
+    """
+    pending: list[np.ndarray] = []
+    rate = 0
+    for frame in frames:
+        key = (frame.format.name, frame.layout.name, int(frame.sample_rate))
+        channels = frame.layout.nb_channels
+        if key[0] in _DIRECT and channels <= 2:
+            if key != mix._key:
+                check_format(frame.sample_rate, channels, mix.name, mix.limits)
+                if pending:
+                    yield rate, _joined(pending)
+                    pending = []
+                yield from mix.push(None)  # what an old converter still holds
+                mix._key, mix._channels, mix._conv = key, channels, None
+            rate = key[2]
+            pending.append(_direct_mono(frame, channels))
+            continue
+        for r, mono in mix.push(frame):
+            if pending and r != rate:
+                yield rate, _joined(pending)
+                pending = []
+            rate = r
+            pending.append(mono)
+    if pending:
+        yield rate, _joined(pending)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 class Output:
     """Mono float32 in at any rate, fixed-size chunks out at ``sample_rate``.
 

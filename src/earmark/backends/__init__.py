@@ -112,6 +112,24 @@ def _onnx_int8(**kwargs: Any) -> Backend:
     return OnnxBackend(int8=True, **kwargs)
 
 
+def _openvino(**kwargs: Any) -> Backend:
+    from .openvino import OpenVinoBackend
+
+    return OpenVinoBackend(**kwargs)
+
+
+def _openvino_bf16(**kwargs: Any) -> Backend:
+    from .openvino import OpenVinoBackend
+
+    return OpenVinoBackend(precision="bf16", **kwargs)
+
+
+def _openvino_f16(**kwargs: Any) -> Backend:
+    from .openvino import OpenVinoBackend
+
+    return OpenVinoBackend(precision="f16", **kwargs)
+
+
 def _auto(**kwargs: Any) -> Backend:
     from .select import auto_backend
 
@@ -124,6 +142,9 @@ BACKENDS: dict[str, Callable[..., Backend]] = {
     "torch-bf16": _torch_bf16,
     "onnx": _onnx,
     "onnx-int8": _onnx_int8,
+    "openvino": _openvino,
+    "openvino-bf16": _openvino_bf16,
+    "openvino-f16": _openvino_f16,
 }
 
 

@@ -38,10 +38,13 @@ __all__ = [
     "PROBE_TEXTS",
     "Deviation",
     "artifact_dir",
+    "cpu_signature",
     "deviation",
     "fingerprint",
+    "locked",
     "machine_signature",
     "probe_windows",
+    "read_meta",
     "read_records",
     "time_per_window_ms",
     "update_records",
@@ -91,15 +94,34 @@ def artifact_dir(path: Path, model_id: str) -> Path:
     return paths.earmark_home() / "cache" / f"{safe}-{fingerprint(path)}-v{_version()}-e{EXPORT_FORMAT}"
 
 
-def machine_signature(threads: int | None) -> str:
-    """What a speed measurement depends on: CPU model, threads, Python platform."""
+def cpu_signature() -> str:
+    """What a speed measurement depends on besides threads: CPU model and Python platform."""
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return f"{cpu} | threads={threads or os.cpu_count()} | {platform.system()}"
+    return f"{cpu} | {platform.system()}"
+
+
+def machine_signature(threads: int | None) -> str:
+    """What a speed measurement depends on: CPU model, threads, Python platform."""
+    cpu, system = cpu_signature().rsplit(" | ", 1)
+    return f"{cpu} | threads={threads or os.cpu_count()} | {system}"
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """``meta.json`` of a complete export."""
+    data: dict[str, Any] = json.loads((folder / "meta.json").read_text())
+    return data
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """An exclusive file lock on a cache folder (between processes), creating the folder."""
+    with _locked(folder):
+        yield
 
 
 @contextlib.contextmanager
@@ -236,9 +258,14 @@ def time_per_window_ms(
 
 
 def record_backend(
-    folder: Path, name: str, dev: Deviation | None, ms: float | None, threads: int | None
+    folder: Path,
+    name: str,
+    dev: Deviation | None,
+    ms: float | None,
+    threads: int | None,
+    conditions: dict[str, Any] | None = None,
 ) -> None:
-    """Store what was measured for backend ``name`` on this machine."""
+    """Store what was measured for backend ``name`` on this machine (and under what load)."""
 
     def change(data: dict[str, Any]) -> None:
         entry = dict(data["backends"].get(name, {}))
@@ -246,7 +273,10 @@ def record_backend(
             entry["deviation"] = dev.to_dict()
             entry["exact"] = dev.exact
         if ms is not None:
-            entry.setdefault("ms_per_window", {})[machine_signature(threads)] = round(ms, 2)
+            sig = machine_signature(threads)
+            entry.setdefault("ms_per_window", {})[sig] = round(ms, 2)
+            if conditions is not None:
+                entry.setdefault("measured", {})[sig] = conditions
         data["backends"][name] = entry
 
     update_records(folder, change)

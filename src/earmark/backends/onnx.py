@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,11 +34,47 @@ from .features import FeaturesMixin, LogMel, MelSettings
 if TYPE_CHECKING:
     from .clap import ClapBackend
 
-__all__ = ["OnnxBackend"]
+__all__ = ["IdleRelease", "OnnxBackend", "text_idle_s"]
 
 log = logging.getLogger("earmark")
 
 TEXT_BATCH = 16
+
+
+def text_idle_s() -> float:
+    """Seconds a text tower may sit unused before it is released (``$EARMARK_TEXT_IDLE_S``, 0: never)."""
+    try:
+        return float(os.environ.get("EARMARK_TEXT_IDLE_S", "300"))
+    except ValueError:
+        raise ConfigError("EARMARK_TEXT_IDLE_S must be a number of seconds") from None
+
+
+class IdleRelease:
+    """Calls ``release(idle_s)`` once ``idle_s`` passed after the last :meth:`touch`.
+
+    ``release`` returns whether it released (it checks the last use itself); if not, the
+    timer is armed again. One daemon timer at a time; nothing runs while unused.
+    """
+
+    def __init__(self, idle_s: float, release: Any) -> None:
+        self.idle_s, self._release = idle_s, release
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def touch(self) -> None:
+        if self.idle_s <= 0:
+            return
+        with self._lock:
+            if self._timer is None:
+                self._timer = threading.Timer(self.idle_s, self._fire)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+        if not self._release(self.idle_s):
+            self.touch()
 
 
 def _ort() -> Any:
@@ -59,6 +96,9 @@ class OnnxBackend(FeaturesMixin):
         int8: use the int8 audio tower (made on first use; needs ``earmark[onnx]``).
         source: an already loaded fp32 CPU PyTorch backend to export from (saves loading it twice).
     """
+
+    # model calls that may run at once (the windows->embeddings stage keeps this many in flight)
+    streams = 1
 
     def __init__(
         self,
@@ -129,6 +169,8 @@ class OnnxBackend(FeaturesMixin):
         self._text_file = _int8(folder, "text") if int8 else folder / "text.onnx"
         self._text: Any = None  # loaded on first use: embedding stored audio needs no text tower
         self._text_lock = threading.Lock()
+        self._text_used = 0.0
+        self._text_idle = IdleRelease(text_idle_s(), self.release_text)
 
     def _record_deviation(self) -> None:
         records = artifacts.read_records(self.folder)
@@ -166,7 +208,27 @@ class OnnxBackend(FeaturesMixin):
                 ids[row, :n] = encs[i].ids
                 mask[row, :n] = 1
             out[idx] = _normalised(session.run(None, {"input_ids": ids, "attention_mask": mask})[0])
+        self._text_used = time.monotonic()
+        self._text_idle.touch()
         return out
+
+    @property
+    def text_loaded(self) -> bool:
+        """Whether the text tower is in memory now."""
+        return self._text is not None
+
+    def release_text(self, idle_s: float = 0.0) -> bool:
+        """Drop the text tower when unused for ``idle_s`` seconds (loaded again on demand).
+
+        Returns:
+            Whether it was released.
+        """
+        with self._text_lock:
+            if self._text is None or time.monotonic() - self._text_used < idle_s:
+                return False
+            self._text = None
+            log.debug("text tower released after %.0f s unused", idle_s)
+            return True
 
     def _text_session(self) -> Any:
         with self._text_lock:

@@ -1,9 +1,10 @@
-"""earmark model list | pull | info | import."""
+"""earmark model list | pull | prepare | info | import."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -40,6 +41,41 @@ def import_cmd(folder: Path, name: str | None) -> None:
     click.echo(f"imported {name} into {dest}; use it with --model {name}")
 
 
+@model_group.command("prepare")
+@click.argument("name", required=False)
+@click.option(
+    "--threads",
+    "thread_counts",
+    type=click.IntRange(1, None),
+    multiple=True,
+    help="Thread count to measure at (repeatable; default 1 and all cores).",
+)
+@click.option("--if-needed", is_flag=True, help="Do nothing when NAME is already prepared for this CPU.")
+def prepare_cmd(name: str | None, thread_counts: tuple[int, ...], if_needed: bool) -> None:
+    """Prepare NAME for this CPU ahead of its first use: export, convert, measure the backends.
+
+    What the first use of a model does once (announced, about a minute for a full-size model on
+    2 cores); run again, it measures the backends again and keeps the automatic choice unless
+    another backend is at least 10 % faster. Progress goes to stderr.
+    """
+    from ..backends import artifacts
+    from ..backends import prepare as prep
+    from ..backends.select import remembered_choice
+
+    path = models.resolve(name)
+    model_id = models.canonical(name or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL)
+    if if_needed:
+        done = remembered_choice(artifacts.read_records(artifacts.artifact_dir(path, model_id)), None)
+        if done:
+            click.echo(f"{model_id} is prepared for this CPU (auto backend: {done})")
+            return
+    prep.announce(f"preparing {model_id} for this CPU (once, about {prep.estimate_s(path)} s)…")
+    made = prep.prepare(name, threads=thread_counts or None)
+    for choice in made.values():
+        n = choice["threads"]
+        click.echo(f"{model_id}: auto backend at {n} thread{'s' if n > 1 else ''}: {choice['backend']}")
+
+
 @model_group.command("info")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -65,25 +101,30 @@ def info_cmd(name: str | None, as_json: bool, measure: bool) -> None:
     model_id = models.canonical(name or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL)
     folder = artifacts.artifact_dir(info.path, model_id)
     records = artifacts.read_records(folder)
-    choice = records["choices"].get(artifacts.machine_signature(None), {}).get("backend")
+    from ..backends.select import remembered_choice
+
+    choice = remembered_choice(records, None)
     rows["backends"] = records["backends"]
     rows["auto_backend"] = choice
+    rows["auto_choices"] = records["choices"]
     if as_json:
         import json
 
         click.echo(json.dumps(rows))
         return
     for k, v in rows.items():
-        if k not in ("backends", "auto_backend"):
+        if k not in ("backends", "auto_backend", "auto_choices"):
             click.echo(f"{k:14} {v}")
     _echo_backends(records["backends"], choice)
+    _echo_choices(records["choices"])
 
 
 def _measure(name: str | None) -> None:
     from ..backends import get_backend
+    from ..backends.prepare import prepare
     from ..errors import EarmarkError
 
-    get_backend("auto", model=name)
+    prepare(name)
     try:
         get_backend("onnx-int8", model=name)
     except EarmarkError as ex:  # e.g. the onnx extra is missing: say so, keep the rest
@@ -111,8 +152,33 @@ def _echo_backends(backends: dict[str, dict[str, object]], choice: str | None) -
         )
         if speed is not None:
             line += f"; {speed:.1f} ms per 10 s window here"
+            measured: Any = rec.get("measured") or {}
+            when = measured.get(sig)
+            if when:
+                line += f" ({when['measured_at']}, load {when['load_before']:.1f}->{when['load_after']:.1f})"
         click.echo(line)
-    click.echo(f"auto backend   {choice or 'not chosen yet on this machine'}")
+    click.echo(f"auto backend   {choice or 'not chosen yet on this machine (earmark model prepare NAME)'}")
+
+
+def _echo_choices(choices: dict[str, dict[str, Any]]) -> None:
+    """Per measured thread count on this CPU: the choice, the figures, and when/under what load."""
+    from ..backends import artifacts
+
+    cpu = artifacts.cpu_signature()
+    for rec in sorted((c for c in choices.values() if c.get("cpu") == cpu), key=lambda c: c["threads"]):
+        figures = ", ".join(
+            f"{n} {t:.1f} ms" for n, t in sorted(rec["ms_per_window"].items(), key=lambda x: x[1])
+        )
+        cond = rec.get("conditions") or {}
+        line = f"auto at {rec['threads']} thread(s): {rec['backend']} ({figures})"
+        if cond:
+            busy = "; BUSY: every round under load, figures unreliable" if cond.get("busy") else ""
+            line += (
+                f"; measured {cond['measured_at']} at load {cond['load_before']:.1f}->{cond['load_after']:.1f}"
+                f" on {cond['cores']} cores, {cond['rounds_kept']} rounds kept,"
+                f" {cond['rounds_discarded']} discarded as busy{busy}"
+            )
+        click.echo(line)
 
 
 COMMANDS = [model_group]

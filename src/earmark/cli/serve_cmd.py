@@ -102,6 +102,7 @@ def serve_cmd(
             "Set --api-key KEY (or EARMARK_API_KEY), or listen on 127.0.0.1."
         )
     pack_paths = _pack_paths(pack_specs)
+    _check_port(host, port)  # before the slow model load: "port 7860 is in use", not uvicorn's errno
     from ..server.api import create_app  # checks the server extra before the slow model load
     from ..store import Database
 
@@ -113,6 +114,30 @@ def serve_cmd(
     db = Database(db_path)
     app = create_app(classifier, db=db, settings=settings, ui=not no_ui, model_load_s=load_s, packs=packs)
     _run(app, host, port, settings, ui=not no_ui)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Exit with a plain message when HOST:PORT cannot be listened on (in use, or not this machine's)."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as ex:
+        raise click.ClickException(f"cannot listen on {host}: {ex}") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as ex:
+            if ex.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"port {port} is in use (another earmark serve?); stop it or choose another with --port"
+                ) from None
+            raise click.ClickException(f"cannot listen on {host}:{port}: {ex.strerror or ex}") from None
 
 
 def _pack_paths(specs: tuple[str, ...]) -> dict[str, Path]:

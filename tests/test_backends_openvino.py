@@ -1,0 +1,145 @@
+"""OpenVINO backend: exact f32 against PyTorch fp32, converted once, thread-safe streams, no torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from earmark import synth
+from earmark.backends import artifacts, get_backend
+from earmark.backends.clap import ClapBackend
+from earmark.backends.openvino import OpenVinoBackend
+from earmark.cli import cli
+from earmark.errors import ConfigError
+from helpers import ROOT
+
+pytest.importorskip("openvino")
+
+TEXTS = ["This is a sound of beep.", "hum", "a clicking sound that goes on and on " * 12, "Ünïcödé chirp ✓"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One EARMARK_HOME for this module, so the tiny model is exported and converted once."""
+    return tmp_path_factory.mktemp("openvino-home")
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_model: str, home: Path) -> tuple[ClapBackend, OpenVinoBackend]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EARMARK_HOME", str(home))
+        ref = ClapBackend(tiny_model, device="cpu", threads=1)
+        return ref, OpenVinoBackend(tiny_model, threads=1, source=ref)
+
+
+def _clips(n: int) -> list[np.ndarray]:
+    kinds = list(synth.SOUNDS)
+    return [synth.make(kinds[i % len(kinds)], 1.0 + (i * 1.7) % 9, seed=300 + i) for i in range(n)]
+
+
+def test_f32_audio_and_text_are_exact_against_pytorch_fp32(pair) -> None:
+    ref, ov = pair
+    clips = _clips(6)
+    audio = np.abs(ov.embed_audio(clips) - ref.embed_audio(clips)).max()
+    text = np.abs(ov.embed_text(TEXTS) - ref.embed_text(TEXTS)).max()
+    assert audio <= 1e-6, f"openvino audio embeddings differ from PyTorch fp32 by {audio:.2g}"
+    assert text <= 1e-6, f"openvino text embeddings differ from PyTorch fp32 by {text:.2g}"
+    rec = artifacts.read_records(ov.folder)["backends"]["openvino"]
+    assert rec["exact"] is True and rec["deviation"]["audio_max_diff"] <= 1e-6
+
+
+def test_each_window_is_the_same_alone_and_in_a_batch(pair) -> None:
+    _, ov = pair
+    clips = _clips(5)
+    alone = np.concatenate([ov.embed_audio([c]) for c in clips])
+    assert np.abs(alone - ov.embed_audio(clips)).max() <= 1e-6
+
+
+def test_two_streams_are_thread_safe_and_give_the_same_embeddings(pair, tiny_model: str, home: Path) -> None:
+    _, ov1 = pair
+    os.environ["EARMARK_HOME"] = str(home)  # restored by the autouse fixture
+    ov2 = OpenVinoBackend(tiny_model, threads=2, streams=2)
+    assert ov2.streams == 2 and ov1.streams == 1
+    feats = ov2.window_features(_clips(4))
+    want = ov1.embed_features(feats)
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            results[i] = ov2.embed_features(feats)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert len(results) == 4
+    for got in results.values():
+        assert np.abs(got - want).max() <= 1e-6, "concurrent calls on two streams changed an embedding"
+
+
+def test_converted_once_into_the_model_cache(pair, tiny_model: str, home: Path) -> None:
+    _, ov = pair
+    xml = ov.folder / "openvino" / "audio.xml"
+    assert xml.is_file() and (ov.folder / "openvino" / "text.xml").is_file()
+    stamp = xml.stat().st_mtime_ns
+    os.environ["EARMARK_HOME"] = str(home)
+    again = get_backend("openvino", model=tiny_model, threads=1)
+    assert again.folder == ov.folder and xml.stat().st_mtime_ns == stamp, "converted a second time"
+
+
+def test_text_tower_loads_on_demand_and_is_released(pair, tiny_model: str, home: Path) -> None:
+    os.environ["EARMARK_HOME"] = str(home)
+    ov = OpenVinoBackend(tiny_model, threads=1)
+    assert not ov.text_loaded, "the text tower was loaded before any text was embedded"
+    first = ov.embed_text(["beep"])
+    assert ov.text_loaded
+    assert not ov.release_text(idle_s=3600), "released a text tower used just now"
+    assert ov.release_text(idle_s=0) and not ov.text_loaded
+    assert np.array_equal(ov.embed_text(["beep"]), first)
+
+
+def test_bf16_is_asked_for_only_and_its_deviation_is_shown(pair, tiny_model: str, home: Path) -> None:
+    os.environ["EARMARK_HOME"] = str(home)
+    bf16 = get_backend("openvino-bf16", model=tiny_model, threads=1)
+    assert bf16.name == "openvino-bf16"
+    r = CliRunner().invoke(cli, ["model", "info", tiny_model, "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)["backends"]
+    assert info["openvino"]["exact"] is True
+    dev = info["openvino-bf16"]["deviation"]
+    assert dev["audio_max_diff"] > 0, "bf16 stated as identical to fp32"
+    text = CliRunner().invoke(cli, ["model", "info", tiny_model]).output
+    line = next(x for x in text.splitlines() if x.startswith("backend openvino-bf16"))
+    assert "audio cosine" in line
+
+
+def test_bad_precision_and_gpu_are_refused(tiny_model: str) -> None:
+    with pytest.raises(ConfigError, match="expected one of f32, bf16, f16"):
+        OpenVinoBackend(tiny_model, precision="int4")
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        get_backend("openvino", model=tiny_model, device="cuda")
+
+
+def test_openvino_path_runs_without_torch(pair, home: Path, tiny_model: str) -> None:
+    """After the one-time conversion an OpenVINO process never imports torch or transformers."""
+    code = (
+        "import sys, numpy as np\n"
+        "from earmark.backends import get_backend\n"
+        f"b = get_backend('openvino', model={tiny_model!r}, threads=1)\n"
+        "a = b.embed_audio([np.zeros(48000, np.float32) + 0.1])\n"
+        "t = b.embed_text(['beep', 'hum'])\n"
+        "print(a.shape, t.shape, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    env = {**os.environ, "EARMARK_HOME": str(home), "PYTHONPATH": str(ROOT / "src")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["(1,", "32)", "(2,", "32)", "False", "False"]
