@@ -104,6 +104,7 @@ def create_app(
         ConfigError: a pack was fitted on another model.
     """
     from .compat import compat
+    from .embeddings_routes import embeddings, embeddings_v1
     from .events_routes import router as events
     from .guards import ApiKeyMiddleware, BodyLimitMiddleware
     from .library_routes import router as library
@@ -132,7 +133,7 @@ def create_app(
     app.state.ready = False
     app.state.warmup = {"waiting_for": "the model engine to start"}
     app.state.draining = False
-    for router in (health, v1, compat, library, events):
+    for router in (health, v1, embeddings, embeddings_v1, compat, library, events):
         app.include_router(router)
     if db is not None:  # the Library and Events tabs and routes read these tables: create them now
         _migrate(db)

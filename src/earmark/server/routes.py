@@ -21,7 +21,7 @@ from .schemas import ClassifyResponse, EmbedResponse, ErrorResponse, PacksRespon
 from .served_packs import pack_summary, pick_pack
 from .uploads import upload_source
 
-__all__ = ["ERROR_RESPONSES", "engine_of", "health", "v1"]
+__all__ = ["ERROR_RESPONSES", "check_texts", "engine_of", "health", "v1"]
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -136,7 +136,7 @@ async def embed(
     if (file is None) == (not texts):
         raise ConfigError("send either an audio file (file) or texts (texts), not both or neither")
     if texts:
-        _check_texts(texts)
+        check_texts(texts)
         vectors = await engine.embed_texts(texts, (template,) if template else None)
         return {
             "model": model,
@@ -168,7 +168,7 @@ def engine_of(request: Request) -> Any:
     return engine
 
 
-def _check_texts(texts: list[str]) -> None:
+def check_texts(texts: list[str]) -> None:
     if len(texts) > MAX_LABELS:
         raise LabelError(f"{len(texts)} texts given; at most {MAX_LABELS} are supported")
     for text in texts:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 __all__ = [
     "ClassifyResponse",
     "EmbedResponse",
+    "EmbeddingObject",
+    "EmbeddingsResponse",
+    "EmbeddingsUsage",
     "ErrorBody",
     "ErrorResponse",
     "PackInfo",
@@ -105,3 +108,24 @@ class EmbedResponse(BaseModel):
     source: str | None = None
     duration_s: float | None = None
     spans_s: list[list[float]] | None = Field(default=None, description="(start, end) of each audio window.")
+
+
+class EmbeddingObject(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int = Field(description="Position of the input this vector belongs to.")
+    embedding: list[float] | str = Field(
+        description="L2-normalised vector; with `encoding_format=base64`, little-endian float32 bytes "
+        "in base64."
+    )
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int = Field(description="Characters of the text inputs (audio counts nothing).")
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingObject] = Field(description="One per input, in input order.")
+    model: str
+    usage: EmbeddingsUsage
