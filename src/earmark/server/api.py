@@ -28,7 +28,7 @@ from ..errors import (
     ModelError,
     StoreError,
 )
-from .errors import NotAudio, RequestDeadline, ServerBusy, UnknownPack
+from .errors import NotAudio, NotFound, RequestDeadline, ServerBusy, Unavailable, UnknownPack
 from .settings import ServerSettings
 
 try:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..classify import Classifier
     from ..store import Database
 
-__all__ = ["create_app", "error_status"]
+__all__ = ["add_error_handlers", "create_app", "error_status"]
 
 log = logging.getLogger("earmark")
 
@@ -53,6 +53,8 @@ _STATUS: tuple[tuple[type[EarmarkError], int, str], ...] = (
     (ServerBusy, 429, "server_busy"),
     (RequestDeadline, 504, "deadline"),
     (DecodeTimeout, 504, "decode_timeout"),
+    (NotFound, 404, "not_found"),
+    (Unavailable, 503, "unavailable"),
     (NotAudio, 415, "not_audio"),
     (AudioError, 422, "undecodable_audio"),
     (LabelError, 422, "invalid_labels"),
@@ -137,10 +139,7 @@ def create_app(
         app.include_router(router)
     if db is not None:  # the Library and Events tabs and routes read these tables: create them now
         _migrate(db)
-    app.add_exception_handler(EarmarkError, _earmark_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, _internal_error)
+    add_error_handlers(app)
     # outermost last: the key is checked first, then the body cap, then metrics see every answer
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
@@ -149,6 +148,15 @@ def create_app(
     if ui:
         _mount_ui(app, classifier, db, settings, [*_store_tabs(classifier, db), *ui_tabs], served)
     return app
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer every error as ``{"error": {"code", "message"}}``: earmark errors with their status
+    (:func:`error_status`), validation and HTTP errors alike, anything else a generic 500."""
+    app.add_exception_handler(EarmarkError, _earmark_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _internal_error)
 
 
 def _migrate(db: Database) -> None:
