@@ -201,6 +201,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     state = app.state
     engine = ServingEngine(state.classifier, state.settings, observe=state.metrics.observe)
+    factory = getattr(state, "batcher_factory", None)
+    if factory is not None:  # another batcher (Ray Serve's batching), same interface, before any use
+        engine.batcher.close()
+        engine.batcher = factory(engine, state.metrics)
     state.engine = engine
     state.metrics.queue_depth.set_function(lambda: engine.admission.held)
     warm = asyncio.create_task(_warm_up(app, engine))
