@@ -210,8 +210,14 @@ async def run_level(url: str, clips: list[bytes], concurrency: int, seconds: flo
 
 def _metrics(text: str) -> dict[str, float]:
     out = {}
-    for name in ("batch_size_sum", "batch_seconds_sum", "decode_seconds_sum", "decode_seconds_count"):
-        m = re.search(rf"^earmark_{name} (\S+)$", text, re.MULTILINE)
+    names = {  # key -> metric sample in /metrics
+        "batch_size_sum": "batch_size_windows_sum",
+        "batch_seconds_sum": "batch_duration_seconds_sum",
+        "decode_seconds_sum": "decode_duration_seconds_sum",
+        "decode_seconds_count": "decode_duration_seconds_count",
+    }
+    for name, sample in names.items():
+        m = re.search(rf"^earmark_{sample} (\S+)$", text, re.MULTILINE)
         out[name] = float(m.group(1)) if m else 0.0
     return out
 

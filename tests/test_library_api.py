@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from earmark.library.review import review_queue
+from earmark.server.api import add_error_handlers
 from earmark.server.library_routes import build_library_tab, router
 from earmark.server.library_tab import decide_and_next, load_audio, next_review, search_rows
 from earmark.store import Database
@@ -22,6 +23,7 @@ def kind_of(path: str) -> str:
 def app(library_copy, classifier) -> FastAPI:  # type: ignore[no-untyped-def]
     app = FastAPI()
     app.include_router(router)
+    add_error_handlers(app)  # earmark errors -> {"error": {"code", "message"}}, as create_app does
     app.state.db = Database(library_copy[2])
     app.state.classifier = classifier
     return app
@@ -55,7 +57,7 @@ def test_review_endpoints(app: FastAPI) -> None:
         r = client.post(f"/api/v1/library/review/{fid}", json={"decision": "relabel", "label": "hum"})
         assert r.status_code == 200 and r.json()["label"] == "hum"
         r = client.post(f"/api/v1/library/review/{fid}", json={"decision": "relabel"})
-        assert r.status_code == 422 and "needs the new label" in r.json()["detail"]
+        assert r.status_code == 422 and "needs the new label" in r.json()["error"]["message"]
         r = client.post(f"/api/v1/library/review/{fid}", json={"decision": "delete"})
         assert r.status_code == 422
         assert (client.post("/api/v1/library/review/999999", json={"decision": "skip"})).status_code == 404
@@ -68,11 +70,13 @@ def test_review_endpoints(app: FastAPI) -> None:
 def test_router_without_a_model_says_it_is_loading(library_copy) -> None:  # type: ignore[no-untyped-def]
     app = FastAPI()
     app.include_router(router)
+    add_error_handlers(app)
     app.state.db = Database(library_copy[2])
     app.state.classifier = None
     with _client(app) as client:
         r = client.get("/api/v1/library/search", params={"q": "beep"})
-        assert r.status_code == 503 and "loading" in r.json()["detail"]
+        assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
+        assert "loading" in r.json()["error"]["message"]
 
 
 def test_library_tab_builds_and_its_handlers_work(library_copy, classifier) -> None:  # type: ignore[no-untyped-def]

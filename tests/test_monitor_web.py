@@ -69,10 +69,12 @@ def server(store: tuple[Database, dict[str, str], Path]) -> Iterator[str]:
     import uvicorn
     from fastapi import FastAPI
 
+    from earmark.server.api import add_error_handlers
     from earmark.server.events_routes import router
 
     app = FastAPI()
     app.include_router(router)
+    add_error_handlers(app)
     app.state.db, app.state.clips_dir = store[0], store[2]
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
@@ -99,7 +101,8 @@ def test_list_filter_and_get_events(server: str, store: Any) -> None:
     assert httpx.get(f"{server}/api/v1/events", params={"since": "yesterday-ish"}).status_code == 422
     one = httpx.get(f"{server}/api/v1/events/{ids['new']}").json()
     assert one["label"] == "hum" and one["status"] == "closed" and one["clip_url"] is None
-    assert httpx.get(f"{server}/api/v1/events/ev_00000000000000000000").status_code == 404
+    missing = httpx.get(f"{server}/api/v1/events/ev_00000000000000000000")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
 def test_clips_are_served_by_id_only(server: str, store: Any) -> None:

@@ -115,7 +115,7 @@ def test_bad_labels_are_422_with_the_reason(client, files) -> None:  # type: ign
 
 
 def _decode_count(client) -> float:  # type: ignore[no-untyped-def]
-    m = re.search(r"^earmark_decode_seconds_count (\S+)$", client.get("/metrics").text, re.MULTILINE)
+    m = re.search(r"^earmark_decode_duration_seconds_count (\S+)$", client.get("/metrics").text, re.MULTILINE)
     assert m, "the decode histogram is missing from /metrics"
     return float(m.group(1))
 
@@ -205,13 +205,13 @@ def test_health_metrics_and_docs(client, classifier) -> None:  # type: ignore[no
     text = client.get("/metrics").text
     for name in (
         "earmark_requests_total",
-        "earmark_request_seconds_bucket",
-        "earmark_queue_depth",
-        "earmark_queue_capacity 33.0",
-        "earmark_batch_size_bucket",
-        "earmark_decode_seconds_count",
+        "earmark_request_duration_seconds_bucket",
+        "earmark_queue_requests",
+        "earmark_queue_capacity_requests 33.0",
+        "earmark_batch_size_windows_bucket",
+        "earmark_decode_duration_seconds_count",
         "earmark_ready 1.0",
-        "earmark_model_load_seconds",
+        "earmark_model_load_duration_seconds",
     ):
         assert name in text, name
     assert 'earmark_requests_total{route="/api/v1/classify",status="200"}' in text

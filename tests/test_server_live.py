@@ -232,7 +232,7 @@ def test_sigterm_answers_everything_in_flight_then_exits_0(tmp_path: Path) -> No
 
 
 def _queue_depth(metrics: httpx.Response) -> float:
-    m = re.search(r"^earmark_queue_depth (\S+)$", metrics.text, re.MULTILINE)
+    m = re.search(r"^earmark_queue_requests (\S+)$", metrics.text, re.MULTILINE)
     return float(m.group(1)) if m else 0.0
 
 

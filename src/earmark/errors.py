@@ -72,10 +72,15 @@ class UnknownModelError(ModelError):
 
 
 class MissingExtraError(EarmarkError):
-    """An optional dependency is missing."""
+    """An optional dependency is missing (``extra`` names the extra; empty for a base dependency)."""
 
     def __init__(self, what: str, extra: str) -> None:
-        super().__init__(f"{what} needs an optional dependency: pip install 'earmark[{extra}]'")
+        if extra:
+            super().__init__(f"{what} needs an optional dependency: pip install 'earmark[{extra}]'")
+        else:  # a base dependency went missing: the install is broken
+            super().__init__(
+                f"{what} needs a dependency earmark installs: pip install --force-reinstall earmark"
+            )
         self.extra = extra
 
 

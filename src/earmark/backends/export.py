@@ -62,7 +62,7 @@ def export_onnx(source: ClapBackend, folder: Path) -> None:
     try:
         import onnx
     except ImportError:
-        raise MissingExtraError("the ONNX export", "onnx") from None
+        raise MissingExtraError("the ONNX export", "") from None  # a base dependency
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

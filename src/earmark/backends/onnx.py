@@ -81,7 +81,7 @@ def _ort() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise MissingExtraError("the onnx backend", "onnx") from None
+        raise MissingExtraError("the onnx backend", "") from None  # a base dependency
     return onnxruntime
 
 
@@ -93,7 +93,7 @@ class OnnxBackend(FeaturesMixin):
         device: ``auto`` or ``cpu`` (ONNX Runtime runs on the CPU here).
         threads: intra-op threads; default all cores.
         batch_size: most windows per run.
-        int8: use the int8 audio tower (made on first use; needs ``earmark[onnx]``).
+        int8: use the int8 audio tower (made on first use; needs onnxruntime, a base dependency).
         source: an already loaded fp32 CPU PyTorch backend to export from (saves loading it twice).
     """
 
@@ -277,7 +277,7 @@ def _int8(folder: Path, tower: str) -> Path:
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError:
-        raise MissingExtraError("int8 quantisation", "onnx") from None
+        raise MissingExtraError("int8 quantisation", "") from None  # a base dependency
     log.info("quantising the %s tower to int8 (once per model)", tower)
     tmp = folder / f".{tower}-int8.{os.getpid()}.onnx"
     previous = logging.root.manager.disable

@@ -72,6 +72,39 @@ TINY_MODEL_HINT = (
     "(default: the file name, ab.pack.json -> ab).",
 )
 @click.option("--no-ui", is_flag=True, help="REST API only, without the web page.")
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Serve on Ray Serve, one model per replica: alone, on a local Ray cluster started here; "
+    "with ADDRESS (ray://HOST:10001, HOST:6379, auto), on that cluster (see docs/server.md).",
+)
+@click.option(
+    "--replicas", type=click.IntRange(1), default=1, show_default=True, help="With --ray: replicas."
+)
+@click.option(
+    "--max-replicas",
+    type=click.IntRange(1),
+    default=None,
+    help="With --ray: autoscale between --replicas and this many by load.",
+)
+@click.option(
+    "--replica-cpus",
+    type=click.FloatRange(0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="With --ray: CPUs per replica.",
+)
+@click.option(
+    "--replica-gpus",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="With --ray: GPUs per replica (0.5: two replicas share one).",
+)
 def serve_cmd(
     host: str,
     port: int,
@@ -83,6 +116,11 @@ def serve_cmd(
     setting_pairs: tuple[tuple[str, str], ...],
     pack_specs: tuple[str, ...],
     no_ui: bool,
+    ray_address: str | None,
+    replicas: int,
+    max_replicas: int | None,
+    replica_cpus: float,
+    replica_gpus: float,
 ) -> None:
     """Serve the web page (/ui) and REST API (/api/v1, /docs) on HOST:PORT.
 
@@ -103,6 +141,21 @@ def serve_cmd(
         )
     pack_paths = _pack_paths(pack_specs)
     _check_port(host, port)  # before the slow model load: "port 7860 is in use", not uvicorn's errno
+    if ray_address is not None:
+        from ..server.ray_serve import RayServeOptions
+
+        ray_options = RayServeOptions(
+            address=None if ray_address == "local" else ray_address,
+            host=host,
+            port=port,
+            replicas=replicas,
+            max_replicas=max_replicas,
+            replica_cpus=replica_cpus,
+            replica_gpus=replica_gpus,
+        )
+        _load_packs(pack_paths)  # a bad file fails here, before any replica starts
+        _serve_on_ray(model, device, threads, db_path, settings, pack_paths, not no_ui, ray_options)
+        return
     from ..server.api import create_app  # checks the server extra before the slow model load
     from ..store import Database
 
@@ -138,6 +191,34 @@ def _check_port(host: str, port: int) -> None:
                     f"port {port} is in use (another earmark serve?); stop it or choose another with --port"
                 ) from None
             raise click.ClickException(f"cannot listen on {host}:{port}: {ex.strerror or ex}") from None
+
+
+def _serve_on_ray(
+    model: str | None,
+    device: str | None,
+    threads: int | None,
+    db_path: Path | None,
+    settings: Any,
+    pack_paths: dict[str, Path],
+    ui: bool,
+    options: Any,
+) -> None:
+    from ..server.ray_serve import ReplicaSpec, serve_on_ray
+    from ..store import default_db_path
+    from .common import BACKEND_META
+
+    ctx = click.get_current_context()
+    spec = ReplicaSpec(
+        model=model,
+        device=device,
+        threads=threads,
+        backend=ctx.meta.get(BACKEND_META),
+        settings=settings,
+        pack_paths={name: str(path.resolve()) for name, path in pack_paths.items()},
+        db_path=str(Path(db_path or default_db_path()).resolve()),
+        ui=ui,
+    )
+    serve_on_ray(spec, options, announce=lambda line: click.echo(line))
 
 
 def _pack_paths(specs: tuple[str, ...]) -> dict[str, Path]:

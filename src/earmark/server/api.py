@@ -28,7 +28,7 @@ from ..errors import (
     ModelError,
     StoreError,
 )
-from .errors import NotAudio, RequestDeadline, ServerBusy, UnknownPack
+from .errors import NotAudio, NotFound, RequestDeadline, ServerBusy, Unavailable, UnknownPack
 from .settings import ServerSettings
 
 try:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..classify import Classifier
     from ..store import Database
 
-__all__ = ["create_app", "error_status"]
+__all__ = ["add_error_handlers", "create_app", "error_status"]
 
 log = logging.getLogger("earmark")
 
@@ -53,6 +53,8 @@ _STATUS: tuple[tuple[type[EarmarkError], int, str], ...] = (
     (ServerBusy, 429, "server_busy"),
     (RequestDeadline, 504, "deadline"),
     (DecodeTimeout, 504, "decode_timeout"),
+    (NotFound, 404, "not_found"),
+    (Unavailable, 503, "unavailable"),
     (NotAudio, 415, "not_audio"),
     (AudioError, 422, "undecodable_audio"),
     (LabelError, 422, "invalid_labels"),
@@ -105,6 +107,7 @@ def create_app(
     """
     from .admission import AdmissionMiddleware
     from .compat import compat
+    from .embeddings_routes import embeddings, embeddings_v1
     from .events_routes import router as events
     from .guards import ApiKeyMiddleware, BodyLimitMiddleware
     from .library_routes import router as library
@@ -133,14 +136,11 @@ def create_app(
     app.state.ready = False
     app.state.warmup = {"waiting_for": "the model engine to start"}
     app.state.draining = False
-    for router in (health, v1, compat, library, events):
+    for router in (health, v1, embeddings, embeddings_v1, compat, library, events):
         app.include_router(router)
     if db is not None:  # the Library and Events tabs and routes read these tables: create them now
         _migrate(db)
-    app.add_exception_handler(EarmarkError, _earmark_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, _internal_error)
+    add_error_handlers(app)
     # outermost last: the key is checked first, then the body cap, then metrics see every answer
     page = _page_guard(app) if ui else None
     app.add_middleware(AdmissionMiddleware, capacity=settings.capacity)  # 429 before an upload is read
@@ -163,6 +163,15 @@ def _page_guard(app: FastAPI) -> Any:
     files = PageFiles()
     app.add_middleware(PageGuardMiddleware, files=files, prefix="/ui")
     return files
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer every error as ``{"error": {"code", "message"}}``: earmark errors with their status
+    (:func:`error_status`), validation and HTTP errors alike, anything else a generic 500."""
+    app.add_exception_handler(EarmarkError, _earmark_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _internal_error)
 
 
 def _migrate(db: Database) -> None:
@@ -208,6 +217,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     state = app.state
     engine = ServingEngine(state.classifier, state.settings, observe=state.metrics.observe)
+    factory = getattr(state, "runner_factory", None)
+    if factory is not None:  # Ray Serve's batching in front of the stage's runner, before any use
+        engine.runner = factory(engine)
     state.engine = engine
     state.metrics.queue_depth.set_function(lambda: engine.admission.held)
     warm = asyncio.create_task(_warm_up(app, engine))

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from ..errors import ConfigError
 from ..types import Prediction
 from .routes import ERROR_RESPONSES, engine_of
+from .schemas import Gradio3Response
 from .uploads import display_name, source_from_bytes, upload_source
 
 __all__ = ["compat"]
@@ -65,7 +66,13 @@ _OPENAPI_BODY = {
 }
 
 
-@compat.post("/api/predict", openapi_extra=_OPENAPI_BODY, summary="Original image's predict call")
+@compat.post(
+    "/api/predict",
+    openapi_extra=_OPENAPI_BODY,
+    summary="Original image's predict call",
+    response_model=dict[str, float] | Gradio3Response,
+    response_description="Multipart: label -> confidence, best first. JSON: Gradio 3's Label shape.",
+)
 async def predict(request: Request) -> JSONResponse:
     """Label -> confidence for one audio file, in the original image's shapes."""
     engine = engine_of(request)

@@ -5,6 +5,8 @@
     EarmarkError
     ├── ServerBusy        the queue is full: 429 + Retry-After
     ├── RequestDeadline   a request ran past its deadline: 504
+    ├── NotFound          no such library file, event or clip: 404
+    ├── Unavailable       a feature this server was started without (no database) or not ready for: 503
     ├── ConfigError
     │   └── UnknownPack   a classifier pack name the server does not serve: 422
     └── AudioError
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from ..errors import AudioError, ConfigError, EarmarkError
 
-__all__ = ["NotAudio", "RequestDeadline", "ServerBusy", "UnknownPack"]
+__all__ = ["NotAudio", "NotFound", "RequestDeadline", "ServerBusy", "Unavailable", "UnknownPack"]
 
 
 class ServerBusy(EarmarkError):
@@ -28,6 +30,14 @@ class ServerBusy(EarmarkError):
 
 class RequestDeadline(EarmarkError):
     """A request took longer than the server's deadline."""
+
+
+class NotFound(EarmarkError):
+    """A request named a library file, event or clip that does not exist (by id, never by path)."""
+
+
+class Unavailable(EarmarkError):
+    """The server cannot answer this route now: started without what it needs, or still loading."""
 
 
 class NotAudio(AudioError):

@@ -13,17 +13,20 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from ..errors import ConfigError
 from ..monitor.clips import CLIP_FORMATS
 from ..monitor.events import EventLog, parse_since, public_event
+from .errors import NotFound, Unavailable
+from .routes import error_responses
+from .schemas import AUDIO_CONTENT, Event, EventsResponse
 
 __all__ = ["build_events_tab", "event_clip", "events_table", "router"]
 
-router = APIRouter(prefix="/api/v1/events", tags=["events"])
+router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=error_responses(401, 422, 500, 503))
+_404 = error_responses(404)
 
 EVENT_ID = r"^[A-Za-z0-9_-]{1,64}$"
 _MEDIA = {
@@ -39,7 +42,7 @@ _MEDIA = {
 def _events(request: Request) -> EventLog:
     state = request.app.state
     if getattr(state, "db", None) is None:
-        raise HTTPException(status_code=503, detail="no event database is configured")
+        raise Unavailable("no event database is configured on this server (earmark serve --db)")
     log = getattr(state, "event_log", None)
     if log is None or log.db is not state.db:
         log = state.event_log = EventLog(state.db)  # creates the tables on first use
@@ -52,7 +55,7 @@ def _with_url(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@router.get("")
+@router.get("", response_model=EventsResponse)
 def list_events(
     request: Request,
     since: str | None = Query(None, description="30m, 12h, 7d or an ISO time"),
@@ -61,30 +64,31 @@ def list_events(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Events, newest first."""
-    try:
-        since_iso = parse_since(since)
-    except ConfigError as ex:
-        raise HTTPException(status_code=422, detail=str(ex)) from None
+    since_iso = parse_since(since)  # ConfigError: 422
     rows = _events(request).list_events(since=since_iso, label=label, source=source, limit=limit)
     return {"events": [_with_url(r) for r in rows]}
 
 
-@router.get("/{event_id}")
+@router.get("/{event_id}", response_model=Event, responses=_404)
 def get_event(request: Request, event_id: str = PathParam(..., pattern=EVENT_ID)) -> dict[str, Any]:
     """One event."""
     row = _events(request).get(event_id)
     if row is None:
-        raise HTTPException(status_code=404, detail="no such event")
+        raise NotFound("no such event")
     return _with_url(row)
 
 
-@router.get("/{event_id}/clip")
+@router.get(
+    "/{event_id}/clip",
+    response_class=FileResponse,
+    responses={200: {"content": AUDIO_CONTENT, "description": "The clip's bytes."}, **_404},
+)
 def get_clip(request: Request, event_id: str = PathParam(..., pattern=EVENT_ID)) -> FileResponse:
     """The event's audio clip."""
     row = _events(request).get(event_id)
     path = _clip_path(row, getattr(request.app.state, "clips_dir", None))
     if path is None:
-        raise HTTPException(status_code=404, detail="this event has no clip")
+        raise NotFound("this event has no clip")
     fmt = path.suffix.lstrip(".")
     return FileResponse(
         path,

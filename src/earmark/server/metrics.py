@@ -1,8 +1,12 @@
-"""Prometheus metrics of one app: requests, latencies, queue depth, batch sizes, model load time.
+"""Prometheus metrics of one app: requests, durations, queue, batch sizes, model load time.
 
 Each app has its own registry, so several apps in one process (tests) never
-share counters. Routes are labelled by a fixed set of names, never by raw
-paths, so a scanner cannot blow up the number of series.
+share counters. Names follow Prometheus' conventions: units in the name
+(``_seconds``, ``_requests``, ``_windows``), durations ``..._duration_seconds``,
+counters ``..._total``. Requests are labelled by the route that answered them
+(its path template, such as ``/api/v1/library/similar/{file_id}``), never by
+raw paths, so a scanner cannot blow up the number of series: the page is
+``/ui``, and a path no route answers is ``unmatched``.
 """
 
 from __future__ import annotations
@@ -12,21 +16,35 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["ServerMetrics", "MetricsMiddleware", "route_name"]
+__all__ = ["MetricsMiddleware", "ServerMetrics", "route_label"]
 
-_ROUTES = ("/api/v1/classify", "/api/v1/embed", "/api/predict", "/livez", "/readyz", "/metrics")
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+UNMATCHED = "unmatched"
 
 
-def route_name(path: str) -> str:
-    """The metrics label for a request path."""
-    if path in _ROUTES:
-        return path
-    if path == "/ui" or path.startswith("/ui/"):
+def route_label(scope: dict[str, Any]) -> str:
+    """The metrics label of a request, once the app has routed it: the route's path template."""
+    path = scope.get("path", "")
+    if path == "/ui" or path.startswith("/ui/"):  # the Gradio page's own routes, mounted at /ui
         return "/ui"
-    if path.startswith(("/docs", "/openapi.json", "/redoc")):
-        return "/docs"
-    return "other"
+    route = scope.get("route") or _match(scope)
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) and template else UNMATCHED
+
+
+def _match(scope: dict[str, Any]) -> Any:
+    """The app's route for this request, for those its router does not name in the scope (docs...)."""
+    from starlette.routing import Match
+
+    app = scope.get("app")
+    partial = None
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return partial
 
 
 class ServerMetrics:
@@ -35,31 +53,40 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("earmark_requests", "HTTP requests answered", ["route", "status"], registry=r)
+        self.requests = Counter(
+            "earmark_requests_total", "HTTP requests answered", ["route", "status"], registry=r
+        )
         self.latency = Histogram(
-            "earmark_request_seconds",
+            "earmark_request_duration_seconds",
             "Time to answer a request",
             ["route"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.queue_depth = Gauge("earmark_queue_depth", "Requests held by the engine now", registry=r)
-        self.queue_capacity = Gauge("earmark_queue_capacity", "Requests the engine may hold", registry=r)
-        self.rejected = Counter("earmark_rejected", "Requests refused with 429 (queue full)", registry=r)
+        self.queue_depth = Gauge("earmark_queue_requests", "Requests held by the engine now", registry=r)
+        self.queue_capacity = Gauge(
+            "earmark_queue_capacity_requests", "Requests the engine may hold", registry=r
+        )
+        self.rejected = Counter(
+            "earmark_rejected_requests_total", "Requests refused with 429 (queue full)", registry=r
+        )
         self.batch_size = Histogram(
-            "earmark_batch_size",
+            "earmark_batch_size_windows",
             "Audio windows per model batch",
             buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
             registry=r,
         )
         self.batch_seconds = Histogram(
-            "earmark_batch_seconds", "Model time per batch", buckets=_LATENCY_BUCKETS, registry=r
+            "earmark_batch_duration_seconds", "Model time per batch", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.decode_seconds = Histogram(
-            "earmark_decode_seconds", "Time to decode one upload", buckets=_LATENCY_BUCKETS, registry=r
+            "earmark_decode_duration_seconds",
+            "Time to decode one upload",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.model_load_seconds = Gauge(
-            "earmark_model_load_seconds", "Time the model took to load", registry=r
+            "earmark_model_load_duration_seconds", "Time the model took to load", registry=r
         )
         self.ready = Gauge("earmark_ready", "1 when the model is loaded, warm and not draining", registry=r)
 
@@ -86,7 +113,6 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = route_name(scope.get("path", ""))
         start = time.perf_counter()
         status = 500
 
@@ -99,6 +125,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, counting_send)
         finally:
+            route = route_label(scope)  # after the app ran: the router has put the route in the scope
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
             if status == 429:

@@ -10,40 +10,65 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ..errors import ConfigError, LabelError
 from ..labels import MAX_LABEL_CHARS, MAX_LABELS
 from ..types import Prediction
 from .errors import ServerBusy
 from .i18n import foreign_script_labels, t
-from .schemas import ClassifyResponse, EmbedResponse, ErrorResponse, PacksResponse
+from .schemas import (
+    ClassifyResponse,
+    EmbedResponse,
+    ErrorResponse,
+    LiveResponse,
+    PacksResponse,
+    ReadyResponse,
+)
 from .served_packs import pack_summary, pick_pack
 from .uploads import upload_source
 
-__all__ = ["ERROR_RESPONSES", "engine_of", "health", "v1"]
+__all__ = ["ERROR_RESPONSES", "check_texts", "engine_of", "error_responses", "health", "v1"]
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": text}
-    for code, text in {
-        413: "Upload over `max_upload_mb` (checked before the body is read).",
-        415: "The upload is plainly not audio (an image, a document...).",
-        422: "Bad labels or options, or audio that cannot be decoded.",
-        429: "The queue is full; retry after the `Retry-After` seconds.",
-        504: "Decoding or the whole request ran past its deadline.",
-    }.items()
+ERROR_TEXT = {
+    401: "An API key is set and the request lacks it (`Authorization: Bearer KEY`).",
+    404: "No such library file, event or clip.",
+    413: "Upload over `max_upload_mb` (checked before the body is read).",
+    415: "The upload is plainly not audio (an image, a document...).",
+    422: "Bad labels or options, or audio that cannot be decoded.",
+    429: "The queue is full; retry after the `Retry-After` seconds.",
+    500: "An unexpected failure: a reference to the server log, never details.",
+    503: "Not available on this server now (no database configured, model still loading).",
+    504: "Decoding or the whole request ran past its deadline.",
 }
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting these error statuses with the one error shape."""
+    return {code: {"model": ErrorResponse, "description": ERROR_TEXT[code]} for code in statuses}
+
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+ERROR_RESPONSES = error_responses(401, 413, 415, 422, 429, 500, 504)
 
 health = APIRouter(tags=["health"])
 v1 = APIRouter(prefix="/api/v1", tags=["api"], responses=ERROR_RESPONSES)
 
 
-@health.get("/livez", summary="The process is up")
+@health.get("/livez", summary="The process is up", response_model=LiveResponse)
 async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health.get("/readyz", summary="Ready for requests: model loaded and warm, not draining")
+@health.get(
+    "/readyz",
+    summary="Ready for requests: model loaded and warm, not draining",
+    response_model=ReadyResponse,
+    response_model_exclude_none=True,
+    responses={
+        503: {"model": ReadyResponse, "description": "Starting (with what it waits for) or draining."}
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     if state.draining:
@@ -53,7 +78,19 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "model": state.classifier.model_id})
 
 
-@health.get("/metrics", summary="Prometheus metrics")
+@health.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."},
+        # JSON errors on a text route: named by reference (a `model` would be filed under text/plain)
+        **{
+            code: {"description": ERROR_TEXT[code], "content": {"application/json": {"schema": _ERROR_REF}}}
+            for code in (401, 500)
+        },
+    },
+)
 async def metrics(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -136,7 +173,7 @@ async def embed(
     if (file is None) == (not texts):
         raise ConfigError("send either an audio file (file) or texts (texts), not both or neither")
     if texts:
-        _check_texts(texts)
+        check_texts(texts)
         vectors = await engine.embed_texts(texts, (template,) if template else None)
         return {
             "model": model,
@@ -168,7 +205,7 @@ def engine_of(request: Request) -> Any:
     return engine
 
 
-def _check_texts(texts: list[str]) -> None:
+def check_texts(texts: list[str]) -> None:
     if len(texts) > MAX_LABELS:
         raise LabelError(f"{len(texts)} texts given; at most {MAX_LABELS} are supported")
     for text in texts:

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AUDIO_CONTENT",
     "ClassifyResponse",
+    "Confidence",
+    "DecisionResponse",
     "EmbedResponse",
+    "EmbeddingObject",
+    "EmbeddingsResponse",
+    "EmbeddingsUsage",
     "ErrorBody",
     "ErrorResponse",
+    "Event",
+    "EventsResponse",
+    "Gradio3Label",
+    "Gradio3Response",
+    "LabelScore",
+    "LibraryFile",
+    "LibraryHit",
+    "LibrarySearchResponse",
+    "LibrarySimilarResponse",
+    "LiveResponse",
     "PackInfo",
     "PacksResponse",
+    "ReadyResponse",
+    "ReviewQueueResponse",
+    "ScoreRow",
+    "SegmentRow",
+    "TopScore",
+    "WindowRow",
 ]
 
 
@@ -105,3 +127,142 @@ class EmbedResponse(BaseModel):
     source: str | None = None
     duration_s: float | None = None
     spans_s: list[list[float]] | None = Field(default=None, description="(start, end) of each audio window.")
+
+
+class EmbeddingObject(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int = Field(description="Position of the input this vector belongs to.")
+    embedding: list[float] | str = Field(
+        description="L2-normalised vector; with `encoding_format=base64`, little-endian float32 bytes "
+        "in base64."
+    )
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int = Field(description="Characters of the text inputs (audio counts nothing).")
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingObject] = Field(description="One per input, in input order.")
+    model: str
+    usage: EmbeddingsUsage
+
+
+# -- health ---------------------------------------------------------------------------------------
+
+
+class LiveResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "starting", "draining"]
+    model: str | None = Field(None, description="The loaded model, once ready.")
+    waiting_for: str | None = Field(None, description="While starting: what it waits for.")
+    attempt: int | None = Field(None, description="While starting: the warm-up attempt.")
+    last_error: str | None = Field(None, description="Why the last warm-up attempt failed.")
+    retry_in_s: float | None = Field(None, description="Seconds until the next warm-up attempt.")
+
+
+# -- POST /api/predict (the original image's shapes) -----------------------------------------------
+
+
+class Confidence(BaseModel):
+    label: str
+    confidence: float
+
+
+class Gradio3Label(BaseModel):
+    label: str
+    confidences: list[Confidence] = Field(description="Best first.")
+
+
+class Gradio3Response(BaseModel):
+    data: list[Gradio3Label]
+    is_generating: bool
+    duration: float
+    average_duration: float
+
+
+# -- library ---------------------------------------------------------------------------------------
+
+
+class LibraryHit(BaseModel):
+    file_id: int
+    path: str = Field(description="Where the file lies on the server's disk.")
+    score: float = Field(description="Cosine similarity of the file's best window.")
+    start_s: float
+    end_s: float
+    top_label: str | None
+    status: str | None
+
+
+class LibrarySearchResponse(BaseModel):
+    query: str
+    results: list[LibraryHit] = Field(description="Best first.")
+    took_ms: float
+
+
+class LibrarySimilarResponse(BaseModel):
+    file_id: int
+    results: list[LibraryHit] = Field(description="Best first.")
+    took_ms: float
+
+
+class LabelScore(BaseModel):
+    label: str
+    probability: float
+
+
+class LibraryFile(BaseModel):
+    file_id: int
+    path: str
+    duration_s: float | None
+    top: list[LabelScore] = Field(description="The best scores, best first.")
+    labels: list[str] = Field(description="The label choices.")
+    review_label: str | None = Field(description="The label a review decided, if any.")
+
+
+class ReviewQueueResponse(BaseModel):
+    count: int
+    items: list[LibraryFile]
+
+
+class DecisionResponse(BaseModel):
+    file_id: int
+    decision: Literal["accept", "relabel", "skip"]
+    label: str | None = Field(description="The label the file will be filed under (none for skip).")
+
+
+# -- monitor events --------------------------------------------------------------------------------
+
+
+class Event(BaseModel):
+    """One monitor event; newer servers may add fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    source: str
+    rule: str
+    label: str
+    status: Literal["open", "closed"]
+    start_s: float = Field(description="Stream seconds.")
+    end_s: float | None
+    started_at: str = Field(description="ISO 8601, UTC.")
+    ended_at: str | None
+    peak: float
+    windows: int
+    closed_by: str | None
+    model: str | None
+    clip: str | None = Field(description="The clip's file name (never its server path).")
+    clip_url: str | None = Field(description="Where to fetch the clip, if the event has one.")
+
+
+class EventsResponse(BaseModel):
+    events: list[Event] = Field(description="Newest first.")
+
+
+AUDIO_CONTENT = {"audio/*": {"schema": {"type": "string", "format": "binary"}}}
