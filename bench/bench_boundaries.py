@@ -24,25 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
-
-
-def scenes(total: int, seed: int) -> list[tuple[float, int, int]]:
-    """(seconds, events, seed) per file until ``total`` events: 2-5 minutes, ~one event per 30 s."""
-    rng = np.random.default_rng(seed)
-    out: list[tuple[float, int, int]] = []
-    left = total
-    while left > 0:
-        seconds = float(rng.uniform(120.0, 300.0))
-        n = min(left, max(1, int(seconds // 30)))
-        out.append((round(seconds, 1), n, seed * 100 + len(out)))
-        left -= n
-    return out
 
 
 def main() -> None:
@@ -55,25 +40,16 @@ def main() -> None:
     from host import cpu_name, uptime
 
     import boundary_set as bs
-    from earmark import synth
     from earmark.classify import Classifier
-    from helpers import TINY_MODEL, encode
+    from helpers import TINY_MODEL
 
     clf = Classifier(str(TINY_MODEL), threads=1)
     load_before = uptime()
     outcomes, coarse_s, refined_s, seconds = [], 0.0, 0.0, 0.0
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for length, n, seed in scenes(args.events, args.seed):
-            while True:
-                try:
-                    wave, truth = synth.scene(
-                        length, n, seed=seed, rate=clf.sample_rate, kinds=bs.KINDS, backgrounds=bs.BACKGROUNDS
-                    )
-                    break
-                except ValueError:  # these lengths did not fit: another draw
-                    seed += 1000
-            path = encode(wave, folder / f"scene-{seed}.flac", rate=clf.sample_rate)
+        for length, path, truth in bs.scene_files(args.events, args.seed, folder, clf.sample_rate):
+            seed = path.stem.removeprefix("scene-")
             seconds += length
             (folder / f"c{seed}").mkdir()
             (folder / f"r{seed}").mkdir()
@@ -83,7 +59,7 @@ def main() -> None:
             o = bs.run_scene(clf, path, truth, folder / f"r{seed}")
             refined_s += o.seconds
             outcomes.append(o)
-            print(f"{path.name}: {length:.0f} s, {n} events, {bs.summary([o])}", flush=True)
+            print(f"{path.name}: {length:.0f} s, {len(truth)} events, {bs.summary([o])}", flush=True)
     s = bs.summary(outcomes)
     print(s)
     args.out.write_text(report(s, outcomes, seconds, refined_s / coarse_s, cpu_name(), load_before, uptime()))

@@ -113,6 +113,33 @@ def make_scene(seconds: float, events: int, seed: int, folder: Path, rate: int) 
     return encode(wave, folder / f"scene-{seed}.flac", rate=rate), truth
 
 
+def scenes(total: int, seed: int) -> list[tuple[float, int, int]]:
+    """(seconds, events, seed) per file until ``total`` events: 2-5 minutes, ~one event per 30 s."""
+    rng = np.random.default_rng(seed)
+    out: list[tuple[float, int, int]] = []
+    left = total
+    while left > 0:
+        seconds = float(rng.uniform(120.0, 300.0))
+        n = min(left, max(1, int(seconds // 30)))
+        out.append((round(seconds, 1), n, seed * 100 + len(out)))
+        left -= n
+    return out
+
+
+def scene_files(total: int, seed: int, folder: Path, rate: int) -> list[tuple[float, Path, list[Any]]]:
+    """The whole set: encoded files holding ``total`` events, as (seconds, path, truth) per file."""
+    out = []
+    for length, n, file_seed in scenes(total, seed):
+        while True:
+            try:
+                path, truth = make_scene(length, n, file_seed, folder, rate)
+                break
+            except ValueError:  # these lengths did not fit: another draw
+                file_seed += 1000
+        out.append((length, path, truth))
+    return out
+
+
 def summary(outcomes: list[Outcome]) -> dict[str, Any]:
     """Median and 90th percentile absolute errors (coarse, refined), missed and split events."""
     err: dict[str, list[float]] = {k: [] for k in ("coarse_start", "coarse_end", "start", "end")}

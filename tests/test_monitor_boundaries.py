@@ -212,3 +212,23 @@ def test_refine_settings_in_the_configuration_file(tmp_path: Path) -> None:
     assert custom.refine == RefineOptions(window_s=2.0, step_s=1.0, reach_s=8.0)
     with pytest.raises(ConfigError, match="refine"):
         load_config(tmp_path / "d.yaml", base + "refine: {step_s: 3}\n")
+
+
+@pytest.mark.slow
+def test_fifty_synthetic_events_meet_the_boundary_targets(tmp_path: Path, classifier: Any) -> None:
+    """The issue's set, as bench/bench_boundaries.py runs it: 50 beep/chirp/clicks events of
+    1.5-20 s between hum, noise and silence in 2-5 minute files (tiny model, synthetic sounds:
+    this checks the method, it is not accuracy on real sounds)."""
+    import boundary_set
+
+    files = boundary_set.scene_files(50, 0, tmp_path, classifier.sample_rate)
+    assert all(120.0 <= seconds <= 300.0 for seconds, _, _ in files), "2-5 minute files"
+    outcomes = [boundary_set.run_scene(classifier, path, truth, tmp_path) for _, path, truth in files]
+    s = boundary_set.summary(outcomes)
+    assert s["events"] == 50, s
+    assert s["missed"] == 0, f"an event classify --timeline finds is missed by the monitor: {s}"
+    assert s["split"] == 0, f"an event is split in two: {s}"
+    assert s["matched"] >= 40, f"the tiny model should hear most of the set: {s}"
+    assert s["start_median"] <= 0.5 and s["end_median"] <= 0.5, f"median error over 0.5 s: {s}"
+    assert s["start_p90"] <= 1.0 and s["end_p90"] <= 1.0, f"90th percentile error over 1 s: {s}"
+    assert s["start_median"] < s["coarse_start_median"] and s["end_median"] < s["coarse_end_median"], s

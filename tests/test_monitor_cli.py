@@ -109,3 +109,28 @@ def test_a_source_that_cannot_be_read_fails_the_run(tmp_path: Path) -> None:
     )
     assert r.exit_code == 1
     assert "source broken:" in r.output and "broken.wav" in r.output
+
+
+def test_a_beep_in_a_file_is_one_event_at_its_position_in_the_file(tmp_path: Path) -> None:
+    """The issue's first try: a 12 s beep at 14-26 s in 40 s of noise, `earmark monitor FILE -l
+    "beep, hum, noise" --alert beep`: one event, printed at its place in the file, 12 s long."""
+    import re
+
+    wave = synth.sequence([("noise", 14.0), ("beep", 12.0), ("noise", 14.0)], seed=0)
+    path = encode(wave, tmp_path / "beep.wav")
+    args = ["monitor", str(path), "-l", "beep, hum, noise", "--alert", "beep", "--fast"]
+    args += ["-m", str(TINY_MODEL), "--threads", "1", "--db", str(tmp_path / "m.db")]
+    r = CliRunner().invoke(cli, [*args, "--clips-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.stdout.splitlines() if "  beep  " in x]
+    assert [x.split("  ")[3].split(" ")[0] for x in lines] == ["started", "ended"], r.stdout
+
+    def position(line: str) -> float:
+        m = re.match(r"(\d\d):(\d\d):(\d\d\.\d)  ", line)
+        assert m, f"a file read as fast as possible is timed by its position, not the clock: {line}"
+        return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+
+    assert abs(position(lines[0]) - 14.0) <= 0.5, f"the beep starts at 00:00:14.0: {lines[0]}"
+    assert abs(position(lines[1]) - 26.0) <= 0.5, f"the beep ends at 00:00:26.0: {lines[1]}"
+    seconds = float(re.search(r", (\d+\.\d) s\)", lines[1])[1])  # type: ignore[index]
+    assert 11.0 <= seconds <= 13.0, f"the beep lasts 12 s: {lines[1]}"

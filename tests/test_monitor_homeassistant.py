@@ -224,3 +224,81 @@ sinks:
             proc.wait()
         collector.close()
         broker.stop()
+
+
+@pytest.mark.server
+def test_the_level_sensor_goes_out_at_most_once_per_hop(tmp_path: Path) -> None:
+    """A burst of windows (a file read as fast as possible, a backlog) must not flood Home Assistant
+    with level readings: one per hop; the last-heard sensor changes at once when the label does."""
+    import time
+
+    from earmark.monitor.mqtt import MqttOptions, MqttSink
+    from earmark.monitor.rules import Rule
+    from earmark.monitor.runner import WindowResult
+
+    port = free_port()
+    broker = mosquitto(port, tmp_path / "broker").start()
+    collector = MqttCollector(port, "earmark/#")
+    rule = Rule(name="alarm", labels=("beep",), against=("hum",), threshold=0.7)
+    sinks = {
+        hop: MqttSink(
+            f"mqtt{hop:g}",
+            MqttOptions(port=port, topic_prefix=f"earmark/h{hop:g}", client_id=f"level-{hop:g}"),
+            rules=(rule,),
+            hop_s=hop,
+        )
+        for hop in (600.0, 0.5)
+    }
+    try:
+        for sink in sinks.values():
+            sink.start()
+            wait_for(sink._connected.is_set, 30, f"sink {sink.name} connected to mosquitto")
+
+        def window(i: int, beep: float) -> WindowResult:
+            probs = {"alarm": {"beep": beep, "hum": round(1 - beep, 3)}}
+            return WindowResult(
+                source="yard",
+                start_s=2.0 * i,
+                end_s=2.0 * i + 10,
+                level_dbfs=-30.0 - i,
+                skipped=False,
+                probs=probs,
+            )
+
+        burst = [window(i, 0.9 if i in (3, 7) else 0.1) for i in range(20)]
+        for w in burst:  # twenty windows, far quicker than one 600 s hop
+            sinks[600.0].window(w)
+        for w in burst[:3]:  # three windows, each more than one 0.5 s hop after the last
+            sinks[0.5].window(w)
+            time.sleep(0.6)
+        wait_for(
+            lambda: sum(t == "earmark/h0.5/yard/level" for t, _, _ in collector.messages) >= 3,
+            30,
+            "a level reading per hop",
+        )
+        wait_for(
+            lambda: sum(t == "earmark/h600/yard/heard" for t, _, _ in collector.messages) >= 5,
+            30,
+            "every change of the label heard",
+        )
+        for sink in sinks.values():  # QoS 0 messages go out in order: wait for a later QoS 1 one
+            sink.close()
+        sinks.clear()
+        wait_for(lambda: collector.statuses().count(b"offline") >= 2, 30, "both sinks said goodbye")
+        levels = [p for t, p, _ in collector.messages if t == "earmark/h600/yard/level"]
+        assert levels == [b"-30.0"], f"one level reading for a burst within one hop, got {levels}"
+        slow = [p for t, p, _ in collector.messages if t == "earmark/h0.5/yard/level"]
+        assert slow == [b"-30.0", b"-31.0", b"-32.0"], f"a reading for each hop, got {slow}"
+        heard = [json.loads(p) for t, p, _ in collector.messages if t == "earmark/h600/yard/heard"]
+        assert [(h["label"], h["at_s"]) for h in heard] == [
+            ("hum", 10.0),
+            ("beep", 16.0),
+            ("hum", 18.0),
+            ("beep", 24.0),
+            ("hum", 26.0),
+        ], f"a change of the label heard goes out at once, the same label once per hop: {heard}"
+    finally:
+        for sink in sinks.values():
+            sink.close()
+        collector.close()
+        broker.stop()

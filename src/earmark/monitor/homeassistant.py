@@ -7,7 +7,8 @@ Per source (``<p>`` is the MQTT sink's ``topic_prefix``; names made topic-safe):
 - a ``binary_sensor`` per alert label, ON while an event of that label is open
   (``<p>/<source>/label/<label>/state``);
 - a ``sensor`` with the last label heard at or above its threshold and its score
-  (``<p>/<source>/heard``, JSON: ``label``, ``score``, ``rule``, ``at_s``);
+  (``<p>/<source>/heard``, JSON: ``label``, ``score``, ``rule``, ``at_s``; a new label at once,
+  the same one at most once per hop);
 - a ``sensor`` with the audio level in dBFS, the loudest 100 ms of the latest window,
   updated at most once per hop (``<p>/<source>/level``), like Frigate's ``audio_dBFS``.
 

@@ -7,7 +7,8 @@ Topics (``<p>`` is ``topic_prefix``, names made topic-safe):
 - ``<p>/<source>/<rule>/event``: each event message as JSON (QoS 1).
 - ``<p>/<source>/<rule>/state``: ``ON`` while an event of the rule is open, ``OFF`` after, retained.
 - ``<p>/<source>/label/<label>/state``: ``ON`` while an event of that alert label is open, retained.
-- ``<p>/<source>/heard``: the last label heard at or above its threshold, with its score (JSON).
+- ``<p>/<source>/heard``: the last label heard at or above its threshold, with its score (JSON):
+  a new label at once, the same one at most once per hop.
 - ``<p>/<source>/level``: the audio level in dBFS, at most once per hop.
 - with ``homeassistant: true``, retained discovery configs under ``<discovery_prefix>``
   make these Home Assistant entities (:mod:`earmark.monitor.homeassistant`).
@@ -104,6 +105,7 @@ class MqttSink:
         self._open: dict[tuple[str, str], set[str]] = {}
         self._label_open: dict[tuple[str, str], set[str]] = {}
         self._last_window: dict[str, float] = {}  # source -> monotonic time of its last level update
+        self._last_heard: dict[str, str] = {}  # source -> the label its heard sensor shows
 
     def start(self) -> None:
         try:
@@ -170,18 +172,24 @@ class MqttSink:
         self._publish(label_topic, "ON" if label_ids else "OFF", retain=True)
 
     def window(self, result: WindowResult) -> None:
-        """Level and last-heard sensors from one analysed window (model thread: never waits)."""
+        """Level and last-heard sensors from one analysed window (model thread: never waits).
+
+        Both go out at most once per hop of wall-clock time, even when windows come in a burst
+        (a file read as fast as possible, a backlog after a stall); a change of the label heard
+        goes out at once.
+        """
         client, now = self._client, time.monotonic()
         if client is None or not self._connected.is_set():
             return
-        heard = self._heard(result)
-        last = self._last_window.get(result.source)
-        if heard is None and last is not None and now - last < self.hop_s * 0.9:
-            return  # at most once per hop
-        self._last_window[result.source] = now
-        client.publish(self.topics.level(result.source), f"{result.level_dbfs:.1f}", qos=0, retain=False)
-        if heard is not None:
-            client.publish(self.topics.heard(result.source), json.dumps(heard), qos=0, retain=True)
+        source, heard = result.source, self._heard(result)
+        last = self._last_window.get(source)
+        due = last is None or now - last >= self.hop_s * 0.9
+        if heard is not None and (due or heard["label"] != self._last_heard.get(source)):
+            self._last_heard[source] = heard["label"]
+            client.publish(self.topics.heard(source), json.dumps(heard), qos=0, retain=True)
+        if due:
+            self._last_window[source] = now
+            client.publish(self.topics.level(source), f"{result.level_dbfs:.1f}", qos=0, retain=False)
 
     def _heard(self, result: WindowResult) -> dict[str, Any] | None:
         best: dict[str, Any] | None = None
