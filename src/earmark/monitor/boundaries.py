@@ -105,7 +105,7 @@ class Boundaries:
 def label_prob(
     embed: Callable[[list[np.ndarray]], np.ndarray], probs: Callable[[np.ndarray], float]
 ) -> ProbFn:
-    """A :data:`~earmark.refine.ProbFn` from the model's ``embed_audio`` and one window's label probability."""
+    """A :data:`~earmark.refine.ProbFn` from an embedding function (the model runner) and one window's label probability."""
 
     def prob(windows: list[np.ndarray]) -> np.ndarray:
         if not windows:

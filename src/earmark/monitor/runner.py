@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..errors import AudioError, ConfigError
 from ..paths import earmark_home
+from ..refine import embed_windows
 from ..scoring import DECIMALS, window_scores
 from ..stage import BatchPolicy
 from ..store import Database
@@ -392,7 +394,7 @@ class Monitor:
 
     def _label_prob(self, s: Stream, rule_name: str, label: str) -> Any:
         rule = s.states[rule_name].rule
-        return rule, label_prob(self.clf.backend.embed_audio, lambda v: self._probs(rule, v)[label])
+        return rule, label_prob(partial(embed_windows, self.clf), lambda v: self._probs(rule, v)[label])
 
     def _refined_start(self, s: Stream, a: Opened) -> float | None:
         if self._boundaries is None:
