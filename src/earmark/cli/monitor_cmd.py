@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .common import collect_labels, label_options, model_options
+from .common import collect_labels, label_options, model_options, warn_unmatched_thresholds
 
 
 @click.command("monitor")
@@ -130,7 +130,7 @@ def monitor_cmd(
     elif source is None:
         raise click.UsageError("give a SOURCE to listen to, or --config monitor.yaml")
     else:
-        config = _quick_config(source, thresholds=thresholds or (), **quick)
+        config = _quick_config(source, thresholds=thresholds or (), thresholds_path=thresholds_path, **quick)
     overrides: dict[str, Any] = {
         k: v
         for k, v in (("model", model), ("device", device), ("threads", threads), ("database", db))
@@ -163,6 +163,7 @@ def _quick_config(
 
     pack = load_pack(pack_path) if pack_path else None
     label_set = pack.labels if pack and not (labels or labels_file) else collect_labels(labels, labels_file)
+    warn_unmatched_thresholds(thresholds, label_set, o.get("thresholds_path"))
     if not alerts:
         raise click.UsageError('name the label(s) to alert on with --alert, e.g. --alert "glass breaking"')
     folded = {x.casefold(): x for x in label_set}
@@ -247,10 +248,28 @@ def _source_name(source: str) -> str:
     )
 
 
+def _check_microphone(config: Any) -> None:
+    """Say what is missing for microphone sources before the model loads (no traceback later)."""
+    if not any(s.kind == "microphone" for s in config.sources):
+        return
+    try:
+        import sounddevice  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "microphone input needs the sounddevice package: pip install 'earmark[monitor]'"
+        ) from None
+    except OSError as ex:  # sounddevice is there, the PortAudio library is not
+        raise click.ClickException(
+            f"microphone input needs the PortAudio library ({ex}): e.g. apt install libportaudio2, "
+            "or listen to a file, URL or stdin instead"
+        ) from None
+
+
 def _run(config: Any) -> None:
     from ..monitor.runner import Monitor
     from .common import load_classifier
 
+    _check_microphone(config)
     clf = load_classifier(config.model, config.device, config.threads)
     monitor = Monitor(config, clf)
 

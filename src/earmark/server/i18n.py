@@ -74,6 +74,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "live_time": "time",
         "live_clear": "Clear",
         "live_stream_note": "Echo cancellation, noise suppression and auto gain are off: the page hears the room as it is.",
+        "uncertain_guess": "uncertain (best guess: {label}, {p})",
+        "live_answer": "answer",
+        "live_strip": "recent answers, oldest left; bar height is the confidence",
+        "live_legend": "colours",
+        "live_legend_faint": "faint: below the threshold (uncertain)",
+        "live_skipped": (
+            "{n} window(s) skipped: the model is slower than real time here, so the newest audio "
+            "is classified and older windows are dropped rather than queued"
+        ),
     },
     "zh-CN": {
         "title": "## earmark：这是什么声音？",
@@ -130,6 +139,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "live_time": "时间",
         "live_clear": "清除",
         "live_stream_note": "回声消除、降噪和自动增益均已关闭：页面听到的是房间里真实的声音。",
+        "uncertain_guess": "不确定（最可能：{label}，{p}）",
+        "live_answer": "结果",
+        "live_strip": "最近的结果，最早的在左；柱高表示置信度",
+        "live_legend": "颜色",
+        "live_legend_faint": "浅色：低于阈值（不确定）",
+        "live_skipped": "已跳过 {n} 个窗口：此处模型慢于实时，因此只分类最新的音频，较早的窗口被丢弃而不是排队",
     },
 }
 

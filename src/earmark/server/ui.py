@@ -59,6 +59,12 @@ CSS = """
 .em-timeline-svg, .em-live-svg { width: 100%; height: auto; }
 .em-lane-label, .em-tick { font-size: 11px; fill: currentColor; }
 .em-segments, .em-live-table { width: 100%; font-variant-numeric: tabular-nums; }
+.em-legend { display: flex; flex-wrap: wrap; gap: 0.3em 1.2em; list-style: none; padding: 0; margin: 0.3em 0; font-size: 0.9em; }
+.em-legend li { display: flex; align-items: center; gap: 0.35em; }
+.em-swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 2px; }
+.em-swatch-faint { background: currentColor; opacity: 0.3; }
+.em-live-row.em-uncertain td { opacity: 0.75; font-style: italic; }
+.em-skipped { color: #b45309; }
 """
 
 
@@ -208,12 +214,20 @@ def build_ui(
         with gr.Tabs():
             with gr.Tab(i18n("tab_classify"), id="classify"):
                 build_classify_tab(runner, settings, i18n, examples, packs or {})
-            with gr.Tab(i18n("tab_live"), id="live"):
+            # rendered with the page: the microphone loads its recorder before anyone presses record
+            with gr.Tab(i18n("tab_live"), id="live", render_children=True):
                 build_live_tab(runner, settings, i18n, packs or {})
             for title, build_fn in extra_tabs:
                 with gr.Tab(title):
                     build_fn()
         gr.Markdown(f"model: `{classifier.model_id}`", elem_id="em-model")
+        # Gradio's "Use via API" panel lists the page's internal events; the API to use is the REST one
+        gr.HTML(
+            '<div class="em-api-links">Use via API: the REST API under <code>/api/v1</code>, '
+            'documented at <a href="/docs" target="_blank">/docs</a> (try it there) and '
+            '<a href="/redoc" target="_blank">/redoc</a></div>',
+            elem_id="em-api",
+        )
     # Gradio's own queue is bounded too: past it the page says the queue is full
     blocks.queue(max_size=4 * settings.capacity + 4 * settings.live_sessions)
     _refuse_url_fetches(blocks.blocks.values())
@@ -260,7 +274,7 @@ def mount_ui(app: Any, blocks: gr.Blocks, settings: ServerSettings, *, path: str
         app,
         blocks,
         path=path,
-        footer_links=["api", "settings"],
+        footer_links=["settings"],  # no Gradio API panel: the page links the REST API docs instead
         run_history=False,
         allowed_paths=[examples_dir] if examples_dir else None,
         max_file_size=settings.max_upload_bytes,
