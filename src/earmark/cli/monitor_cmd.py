@@ -311,15 +311,57 @@ def _run(config: Any) -> None:
     default=None,
     help="Event database (default: $EARMARK_HOME/earmark.db).",
 )
+@click.option(
+    "--mark",
+    nargs=2,
+    metavar="ID VERDICT",
+    default=None,
+    help="Mark event ID 'correct' or 'false_alarm' (as the page's Events tab does).",
+)
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the judged events' clips and a manifest.csv for 'earmark calibrate' / 'earmark fit'.",
+)
+@click.option(
+    "--background-label",
+    default="background",
+    show_default=True,
+    help="With --export: the label false alarms get.",
+)
 def events_cmd(
-    since: str | None, label: str | None, source: str | None, limit: int, as_json: bool, db: Path | None
+    since: str | None,
+    label: str | None,
+    source: str | None,
+    limit: int,
+    as_json: bool,
+    db: Path | None,
+    mark: tuple[str, str] | None,
+    export_dir: Path | None,
+    background_label: str,
 ) -> None:
-    """List monitor events, newest first."""
+    """List monitor events, newest first; mark them correct or false alarms; export the verdicts."""
     from ..errors import ConfigError
+    from ..monitor import feedback
     from ..monitor.events import EventLog, parse_since
     from ..store import Database
 
-    log = EventLog(Database(db))
+    store = Database(db)
+    if mark or export_dir:
+        if mark:
+            feedback.mark_event(store, mark[0], mark[1].replace("-", "_").replace(" ", "_"), via="cli")
+            click.echo(f"{mark[0]}: {mark[1]}", err=True)
+        if export_dir:
+            summary = feedback.export_feedback(store, export_dir, background_label=background_label)
+            counts = ", ".join(f"{k} {n}" for k, n in sorted(summary.examples.items())) or "none"
+            click.echo(
+                f"{summary.manifest}: {counts}"
+                + (f"; {summary.without_clip} without a clip" if summary.without_clip else "")
+            )
+        return
+    log = EventLog(store)
     try:
         since_iso = parse_since(since)
     except ConfigError as ex:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..classify import Classifier
     from ..store import Database
 
-__all__ = ["AppRunner", "DirectRunner", "build_ui", "mount_ui", "page_assets", "ui_text"]
+__all__ = ["AppRunner", "DirectRunner", "build_ui", "gradio_types", "mount_ui", "page_assets", "ui_text"]
 
 KEY_PREFIX = "earmark_"
 MIC_JS = (Path(__file__).with_name("mic.js")).read_text(encoding="utf-8")
@@ -84,6 +84,16 @@ def ui_text(key: str) -> Any:
     from gradio.i18n import I18nData
 
     return I18nData(KEY_PREFIX + key)
+
+
+def gradio_types(fn: Any) -> Any:
+    """Annotations as classes: Gradio fills ``gr.Request``/``gr.SelectData`` parameters by their type,
+    and a string annotation (``from __future__ import annotations``) naming a local import is not resolved."""
+    known = {"gr.Request": gr.Request, "gr.SelectData": gr.SelectData}
+    fn.__annotations__ = {
+        k: known.get(v, v) if isinstance(v, str) else v for k, v in fn.__annotations__.items()
+    }
+    return fn
 
 
 class DirectRunner:
@@ -274,6 +284,9 @@ def mount_ui(app: Any, blocks: gr.Blocks, settings: ServerSettings, *, path: str
         app,
         blocks,
         path=path,
+        # Gradio's non-queued calls (picking an example) build file URLs from root_path alone:
+        # without it the example's player asks /gradio_api/file=... instead of /ui/gradio_api/file=...
+        root_path=path,
         footer_links=["settings"],  # no Gradio API panel: the page links the REST API docs instead
         run_history=False,
         allowed_paths=[examples_dir] if examples_dir else None,
