@@ -259,7 +259,9 @@ def build_events_tab(db: Any) -> None:
     counts = gr.Dataframe(interactive=False, elem_id="em-ev-counts")
     gr.Markdown(i18n("ev_export_title"))
     with gr.Row():
-        folder = gr.Textbox(value=str(default_export_dir()), label=i18n("ev_export_folder"), scale=3)
+        folder = gr.Textbox(
+            value=str(default_export_dir()), label=i18n("ev_export_folder"), scale=3, elem_id="em-ev-folder"
+        )
         background = gr.Textbox(value=fb.BACKGROUND, label=i18n("ev_export_background"), scale=2)
         export = gr.Button(i18n("ev_export"), scale=1, elem_id="em-ev-export")
     exported = gr.Markdown(elem_id="em-ev-exported")
