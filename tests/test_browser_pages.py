@@ -93,6 +93,10 @@ def test_an_example_plays_and_replaces_the_previous_result(chrome: Any, site: An
             "&& t !== '0:05')"
         )
         shot(page, "classify-example-playing.png")
+        # "Use via API" is the documented REST API, not Gradio's panel of internal events
+        assert page.locator("#em-api a[href='/docs']").count() == 1
+        assert page.get_by_text("Use via API or MCP").count() == 0
+        assert page.locator("footer").get_by_text("Use via API", exact=False).count() == 0
     finally:
         page.context.close()
 

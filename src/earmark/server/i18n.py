@@ -74,6 +74,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "live_time": "time",
         "live_clear": "Clear",
         "live_stream_note": "Echo cancellation, noise suppression and auto gain are off: the page hears the room as it is.",
+        "api_links": (
+            "Use via API: the REST API under `/api/v1`, documented at [/docs](/docs) (try it there) "
+            "and [/redoc](/redoc)."
+        ),
         "tab_library": "Library",
         "tab_events": "Events",
         "lib_search_title": "### Search the library",
@@ -214,6 +218,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "live_time": "时间",
         "live_clear": "清除",
         "live_stream_note": "回声消除、降噪和自动增益均已关闭：页面听到的是房间里真实的声音。",
+        "api_links": "通过 API 使用：REST API 位于 `/api/v1`，文档见 [/docs](/docs)（可直接试用）和 [/redoc](/redoc)。",
         "tab_library": "声音库",
         "tab_events": "事件",
         "lib_search_title": "### 搜索声音库",

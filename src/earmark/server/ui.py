@@ -232,12 +232,7 @@ def build_ui(
                     build_fn()
         gr.Markdown(f"model: `{classifier.model_id}`", elem_id="em-model")
         # Gradio's "Use via API" panel lists the page's internal events; the API to use is the REST one
-        gr.HTML(
-            '<div class="em-api-links">Use via API: the REST API under <code>/api/v1</code>, '
-            'documented at <a href="/docs" target="_blank">/docs</a> (try it there) and '
-            '<a href="/redoc" target="_blank">/redoc</a></div>',
-            elem_id="em-api",
-        )
+        gr.Markdown(i18n("api_links"), elem_id="em-api")
     # Gradio's own queue is bounded too: past it the page says the queue is full
     blocks.queue(max_size=4 * settings.capacity + 4 * settings.live_sessions)
     _refuse_url_fetches(blocks.blocks.values())
