@@ -121,8 +121,13 @@ def print_runs(db: Any, limit: int = 20, *, as_json: bool = False) -> None:
     from rich.table import Table
 
     table = Table(show_edge=False)
-    for col in ("run", "kind", "state", "started", "filed", "into / undo of", "files"):
-        table.add_column(col, justify="right" if col in ("run", "filed") else "left")
+    for col in ("run", "kind", "state", "started", "filed", "into", "files"):
+        table.add_column(
+            col,
+            justify="right" if col in ("run", "filed") else "left",
+            no_wrap=col in ("run", "kind", "state", "started", "filed"),
+            overflow="fold",  # a folder is shown whole, over several lines if need be, never cut with "…"
+        )
     for run in runs:
         where = (
             f"{run['sort_into']} ({run['mode']})"
