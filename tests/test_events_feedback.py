@@ -113,7 +113,7 @@ def test_exported_verdicts_are_read_by_calibrate_and_fit(
     feedback.mark_event(db, ids[-1], "correct")  # no clip: left out, and said so
     out = tmp_path / "feedback"
     said = export_examples(db, str(out), "background")
-    assert "6 examples (background: 2, beep: 4)" in said and "1 judged event(s) without a clip" in said
+    assert "6 example(s) (background: 2, beep: 4)" in said and "1 judged event(s) without a clip" in said
     with (out / "manifest.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["label"] for r in rows) == ["background"] * 2 + ["beep"] * 4

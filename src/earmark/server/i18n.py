@@ -149,7 +149,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ev_export": "Export",
         "ev_export_none": "Nothing to export yet: mark some events correct or false alarm first.",
         "ev_exported": (
-            "{n} examples ({counts}) in `{manifest}`. Next: `earmark calibrate {manifest}` "
+            "{n} example(s) ({counts}) in `{manifest}`. Next: `earmark calibrate {manifest}` "
             "(thresholds) or `earmark fit {manifest} -o alarms.pack.json` (a pack)."
         ),
         "ev_export_noclip": "{n} judged event(s) without a clip were left out.",
