@@ -33,6 +33,8 @@ def test_live_keeps_real_time_and_has_a_legend(pw: Any, served: ServerProcess, t
     errors: list[str] = []
     try:
         page = open_page(browser, served.url, errors=errors)
+        requests: list[float] = []
+        page.on("request", lambda _: requests.append(time.monotonic()))
         page.get_by_role("tab", name="Live").click()
         page.locator("#em-live-labels textarea").fill("beep, noise, hum, silence")
         # pressed at once: the page itself waits until Gradio's recorder is there
@@ -53,6 +55,11 @@ def test_live_keeps_real_time_and_has_a_legend(pw: Any, served: ServerProcess, t
             f"{now['classifiedS']} s of audio (heard {now['heardS']} s): it falls behind"
         )
         assert not [e for e in errors if "constructor" in e], f"the recorder failed to start: {errors}"
+        # the microphone's audio goes in one-second pieces, not ~20 small uploads a second
+        sent = [at for at in requests if at >= started]
+        assert len(sent) <= 5 * input_s, (
+            f"the page sent {len(sent)} requests in {input_s:.0f} s of live input: it floods the server"
+        )
         legend = page.locator("#em-live-panel ul.em-legend li[data-label]")
         labels = legend.evaluate_all("ls => ls.map(l => l.dataset.label)")
         assert {"beep", "noise"} <= set(labels), f"the strip's legend names {labels}"
