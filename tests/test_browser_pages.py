@@ -221,6 +221,11 @@ def test_chinese_on_every_tab(chrome: Any, site: Any) -> None:
             page.get_by_role("tab", name=tab).click()
             page.get_by_text(text).first.wait_for()
             shot(page, f"zh-{tab}.png")
+        # the Events tab (shown last) labels its clip player in Chinese too
+        page.locator("#em-ev-player").get_by_text("片段").first.wait_for()
+        # and the Library's search table names its columns in Chinese
+        page.get_by_role("tab", name="声音库").click()
+        page.locator("#em-lib-results").get_by_text("路径").first.wait_for()
         rendered = page.evaluate(CJK_RENDERS, "声音库事件分类")
         assert rendered["boxes"] == 0 and rendered["distinct"] == rendered["count"], (
             f"Chinese renders as boxes (no CJK font): {rendered}"

@@ -243,7 +243,7 @@ def build_events_tab(db: Any) -> None:
     selected = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
-            player = gr.Audio(label="clip", type="numpy", interactive=False, elem_id="em-ev-player")
+            player = gr.Audio(label=i18n("ev_clip"), type="numpy", interactive=False, elem_id="em-ev-player")
             details = gr.Markdown(elem_id="em-ev-details")
             with gr.Row():
                 correct = gr.Button(i18n("ev_mark_correct"), variant="primary", elem_id="em-ev-correct")

@@ -17,9 +17,9 @@ from ..library.review import decide, review_item, review_queue
 from ..library.search import search_text
 from .i18n import pick_language, t
 
-__all__ = ["build", "decide_and_next", "load_audio", "next_review", "search_rows"]
+__all__ = ["build", "decide_and_next", "load_audio", "next_review", "search_headers", "search_rows"]
 
-SEARCH_HEADERS = ["#", "score", "from s", "to s", "label", "path", "id"]
+SEARCH_KEYS = ("lib_h_score", "lib_h_from", "lib_h_to", "lib_h_label", "lib_h_path", "lib_h_id")
 PLAY_RATE = 48_000
 
 
@@ -36,6 +36,11 @@ def search_rows(
         for i, h in enumerate(hits, 1)
     ]
     return rows, t("lib_found", lang, n=len(rows)) if rows else t("lib_empty", lang)
+
+
+def search_headers(lang: str = "en") -> list[str]:
+    """Column names of the search results in the browser's language."""
+    return ["#", *(t(k, lang) for k in SEARCH_KEYS)]
 
 
 def load_audio(db: Any, file_id: int | None) -> tuple[int, np.ndarray] | None:
@@ -92,11 +97,16 @@ def build(classifier: Any, db: Any) -> None:
         k = gr.Slider(1, 100, value=20, step=1, label=i18n("lib_k"), scale=1)
         go = gr.Button(i18n("lib_search"), variant="primary", scale=1, elem_id="em-lib-search")
     status = gr.Markdown(elem_id="em-lib-status")
-    results = gr.Dataframe(headers=SEARCH_HEADERS, interactive=False, wrap=True, elem_id="em-lib-results")
+    results = gr.Dataframe(headers=search_headers(), interactive=False, wrap=True, elem_id="em-lib-results")
     player = gr.Audio(label=i18n("lib_play"), type="numpy", interactive=False)
 
-    def on_search(q: str, n: float, request: gr.Request) -> tuple[list[list[Any]], str]:
-        return search_rows(db, classifier, q, int(n), _lang(request))
+    def on_search(q: str, n: float, request: gr.Request) -> tuple[dict[str, Any], str]:
+        lang = _lang(request)
+        rows, said = search_rows(db, classifier, q, int(n), lang)
+        return {"headers": search_headers(lang), "data": rows}, said
+
+    def on_load(request: gr.Request) -> dict[str, Any]:
+        return {"headers": search_headers(_lang(request)), "data": []}
 
     def on_select(table: Any, evt: gr.SelectData) -> Any:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -105,10 +115,15 @@ def build(classifier: Any, db: Any) -> None:
 
     _gradio_types(on_search)
     _gradio_types(on_select)
+    _gradio_types(on_load)
 
     go.click(on_search, [query, k], [results, status])
     query.submit(on_search, [query, k], [results, status])
     results.select(on_select, [results], player)
+    from gradio.context import Context
+
+    if Context.root_block is not None:  # the empty table's column names in the browser's language
+        Context.root_block.load(on_load, None, results, show_progress="hidden")
     _build_review(gr, db, i18n)
 
 
