@@ -122,13 +122,13 @@ def test_clips_are_served_by_id_only(server: str, store: Any) -> None:
 def test_events_tab_builds_and_its_callbacks_work(store: Any) -> None:
     import gradio as gr
 
-    from earmark.server.events_routes import build_events_tab, event_clip, events_table
+    from earmark.server.events_tab import build_events_tab, event_clip, events_table
 
     db, ids, _ = store
     with gr.Blocks() as demo, gr.Tab("Events"):
         build_events_tab(db)
     kinds = {type(b).__name__ for b in demo.blocks.values()}
-    assert {"Dataframe", "Audio", "Dropdown", "Button", "JSON"} <= kinds
+    assert {"Dataframe", "Audio", "Dropdown", "Button", "Image", "Timer"} <= kinds
     log = EventLog(db)
     rows, with_clips = events_table(log, "24h", "")
     assert [r[-1] for r in rows] == [ids["outside"], ids["new"], ids["glass"]]

@@ -494,7 +494,7 @@ def test_the_live_tab_classifies_with_a_chosen_pack(classifier, fitted_pack, non
     from earmark.server.ui_live import make_handler
 
     settings = ServerSettings(live_window_s=1, live_every_s=1)
-    on_chunk = make_handler(DirectRunner(classifier), settings, {"ab": load_pack(fitted_pack)})
+    on_chunk = make_handler(DirectRunner(classifier), settings, {"ab": load_pack(fitted_pack)}, wait=True)
     chunk = _held(nonsense_sets)  # 1 s of hum, sent as the page sends microphone chunks (a WAV file)
     html, state = asyncio.run(on_chunk(str(chunk), "ignored, labels", 0.7, None, "ab", None))
     assert [r.top for r in state.history] == ["class B"] and 'data-label="class B"' in html

@@ -198,11 +198,11 @@ def test_render_escapes_labels_and_marks_top_and_uncertain() -> None:
     p = _prediction(("<b>x</b>", "dog", "狗", "cat"), [[0.4, 0.3, 0.2, 0.1]])
     html = summary_html(p, "en") + bars_html(p, "en")
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
-    assert 'data-uncertain="true"' in html and ">uncertain<" in html
+    assert 'data-uncertain="true"' in html and ">uncertain (best guess: &lt;b&gt;x&lt;/b&gt;, 40.0%)<" in html
     assert html.count("em-bar-row em-top") == 3 and html.count("em-bar-row") == 4
     assert "not in the Latin script (狗)" in html
     zh = summary_html(p, "zh-CN")
-    assert ">不确定<" in zh and "部分标签不是拉丁字母（狗）" in zh
+    assert ">不确定（最可能：&lt;b&gt;x&lt;/b&gt;，40.0%）<" in zh and "部分标签不是拉丁字母（狗）" in zh
 
 
 def test_render_timeline_lanes_segments_and_exports() -> None:

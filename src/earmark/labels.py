@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import string
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,11 +35,13 @@ def parse_labels(*sources: str | Iterable[str] | os.PathLike[str] | None) -> tup
 
     Each argument may be a list of labels, a string of labels separated by commas
     or new lines, or a path to a text file (a ``Path``) with one label per line
-    (``#`` starts a comment). Whitespace is trimmed; empty entries and repeats
-    (case-insensitive) are dropped with a warning.
+    (``#`` starts a comment). A list element is one label as given: it is never
+    split, so ``["knock, knock", "hum"]`` is two labels. Whitespace is trimmed and
+    labels are put in Unicode NFC form (a composed and a decomposed "café" are one
+    label); empty entries and repeats (case-insensitive) are dropped with a warning.
 
     Raises:
-        LabelError: fewer than 2 labels, more than ``MAX_LABELS``, or a label
+        LabelError: no labels, fewer than 2, more than ``MAX_LABELS``, or a label
             longer than ``MAX_LABEL_CHARS`` characters.
     """
     raw: list[str] = []
@@ -50,15 +53,14 @@ def parse_labels(*sources: str | Iterable[str] | os.PathLike[str] | None) -> tup
         elif isinstance(src, str):
             raw.extend(re.split(r"[,\n\r]", src))
         else:
-            for item in src:
-                raw.extend(re.split(r"[,\n\r]", str(item)))
+            raw.extend(str(item) for item in src)
     if len(raw) > MAX_LABELS * 4:  # refuse early: do not even clean a flood
         raise LabelError(f"{len(raw)} labels given; at most {MAX_LABELS} are supported")
     seen: dict[str, str] = {}
     dropped_empty = 0
     dropped_dupes: list[str] = []
     for item in raw:
-        label = " ".join(item.split())
+        label = unicodedata.normalize("NFC", " ".join(item.split()))
         if not label:
             dropped_empty += 1
             continue
@@ -78,10 +80,12 @@ def parse_labels(*sources: str | Iterable[str] | os.PathLike[str] | None) -> tup
     labels = tuple(seen.values())
     if len(labels) > MAX_LABELS:
         raise LabelError(f"{len(labels)} labels given; at most {MAX_LABELS} are supported")
+    if not labels:
+        raise LabelError("no labels given: name at least 2 candidate labels, e.g. 'dog barking, siren'")
     if len(labels) < 2:
-        got = f" (got only {labels[0]!r})" if labels else ""
         raise LabelError(
-            "need at least 2 labels to choose between" + got + "; add an alternative such as 'background'"
+            f"need at least 2 labels to choose between (got only {labels[0]!r}); "
+            "add an alternative such as 'background'"
         )
     return labels
 

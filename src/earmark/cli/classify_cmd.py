@@ -13,7 +13,13 @@ from typing import Any
 import click
 
 from ..errors import AudioError
-from .common import collect_labels, label_options, load_classifier, model_options
+from .common import (
+    collect_labels,
+    label_options,
+    load_classifier,
+    model_options,
+    warn_unmatched_thresholds,
+)
 
 
 def expand_inputs(inputs: tuple[str, ...]) -> Iterator[str]:
@@ -59,7 +65,8 @@ def expand_inputs(inputs: tuple[str, ...]) -> Iterator[str]:
     type=click.Choice(["mean", "max"]),
     default="mean",
     show_default=True,
-    help="Clip score from windows: mean, or max for detection.",
+    help="Clip score from windows: mean (a ranking that sums to 100 %), or max: per-label "
+    "detection scores (each label's best window; they do not sum to 100 %).",
 )
 @click.option("--timeline", is_flag=True, help="Show what is heard when (long audio).")
 @click.option(
@@ -83,8 +90,8 @@ def expand_inputs(inputs: tuple[str, ...]) -> Iterator[str]:
     default=None,
     help="Per-label thresholds file from 'earmark calibrate' (over --threshold).",
 )
-@click.option("--json", "fmt", flag_value="json", help="JSON Lines output, one object per file.")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV output, one row per file.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one object per file.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output, one row per file.")
 def classify_cmd(
     inputs: tuple[str, ...],
     labels: tuple[str, ...],
@@ -102,7 +109,8 @@ def classify_cmd(
     resolution_s: float | None,
     pack_path: Path | None,
     thresholds_path: Path | None,
-    fmt: str | None,
+    as_json: bool,
+    as_csv: bool,
 ) -> None:
     """Classify audio FILES (or every audio file in DIRS) against free-text labels.
 
@@ -114,11 +122,16 @@ def classify_cmd(
     from ..adapt.packs import load_pack
     from ..types import DEFAULT_TEMPLATE, ClassifyOptions
 
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv exclude each other: pick one output format")
+    fmt = "json" if as_json else "csv" if as_csv else None
     pack = load_pack(pack_path) if pack_path else None
     if pack is not None and not (labels or labels_file):
         label_set = pack.labels
     else:
         label_set = collect_labels(labels, labels_file)
+    label_thresholds = load_thresholds(thresholds_path) if thresholds_path else ()
+    warn_unmatched_thresholds(label_thresholds, label_set, thresholds_path)
     options = ClassifyOptions(
         threshold=threshold,
         top_k=top_k,
@@ -126,7 +139,7 @@ def classify_cmd(
         window_s=window_s,
         hop_s=hop_s,
         aggregate=aggregate,  # type: ignore[arg-type]
-        label_thresholds=load_thresholds(thresholds_path) if thresholds_path else (),
+        label_thresholds=label_thresholds,
     )
     files = list(expand_inputs(inputs))
     if not files:
@@ -135,7 +148,7 @@ def classify_cmd(
     clf.resolve_options()  # bad options fail before any work
     if pack is not None:
         pack.check(clf)
-    render = _Renderer(fmt, label_set, timeline)
+    render = _Renderer(fmt, label_set, timeline, detection=aggregate == "max")
     failed = 0
     if resolution_s is not None and not timeline:
         raise click.UsageError("--resolution refines the timeline: add --timeline")
@@ -218,8 +231,10 @@ def _stderr_console() -> Any:
 class _Renderer:
     """Table for people (printed as results arrive), JSON Lines or CSV for scripts."""
 
-    def __init__(self, fmt: str | None, labels: tuple[str, ...], timeline: bool) -> None:
-        self.fmt, self.labels, self.timeline = fmt, labels, timeline
+    def __init__(
+        self, fmt: str | None, labels: tuple[str, ...], timeline: bool, *, detection: bool = False
+    ) -> None:
+        self.fmt, self.labels, self.timeline, self.detection = fmt, labels, timeline, detection
         self._csv: Any = None
 
     def add(self, path: str, p: Any) -> None:
@@ -242,11 +257,14 @@ class _Renderer:
         from rich.markup import escape
         from rich.table import Table
 
+        console = Console()
+        if self.detection:
+            self._detections(console, path, p)
+            return
         if p.uncertain:
-            answer = f"[yellow]uncertain[/] (best: {escape(p.top.label)} {p.top.probability:.0%} < {p.threshold:.0%})"
+            answer = f"[yellow]uncertain[/] (best guess: {escape(p.top.label)} {p.top.probability:.0%} < {p.threshold:.0%})"
         else:
             answer = f"[bold green]{escape(p.top.label)}[/]"
-        console = Console()
         console.print(
             f"[bold]{escape(path)}[/]  ({p.duration_s:.1f} s) → {answer}", soft_wrap=True, highlight=False
         )
@@ -262,6 +280,35 @@ class _Renderer:
                 console.print(f"  {_clock(seg.start_s)}–{_clock(seg.end_s)}  {seg.label}  ({seg.score:.0%})")
             if not p.timeline:
                 console.print("  (nothing heard above the threshold)")
+
+    def _detections(self, console: Any, path: str, p: Any) -> None:
+        """--aggregate max: each label's best window, a score per label (not a ranking summing to 100 %)."""
+        from rich.markup import escape
+        from rich.table import Table
+
+        limits = dict(p.label_thresholds)
+        found = [s for s in p.scores if s.probability >= limits.get(s.label, p.threshold)]
+        answer = (
+            "detected: " + ", ".join(f"[bold green]{escape(s.label)}[/]" for s in found)
+            if found
+            else f"[yellow]nothing detected[/] (no label reaches {p.threshold:.0%} in any window)"
+        )
+        console.print(
+            f"[bold]{escape(path)}[/]  ({p.duration_s:.1f} s) → {answer}", soft_wrap=True, highlight=False
+        )
+        table = Table(show_edge=False, box=None, padding=(0, 2))
+        table.add_column("label")
+        table.add_column("peak (best window)", justify="right")
+        table.add_column("")
+        for s in p.top_scores:
+            table.add_row(escape(s.label), f"{s.probability:.1%}", "█" * int(round(s.probability * 20)))
+        console.print(table)
+        console.print(
+            "  per-label detection scores: each label's highest window probability; "
+            "several labels can reach 100 % in one file",
+            style="dim",
+            highlight=False,
+        )
 
     def close(self) -> None:
         sys.stdout.flush()

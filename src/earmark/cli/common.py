@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import click
 
@@ -20,8 +20,22 @@ def _remember_backend(ctx: click.Context, _param: click.Parameter, value: str | 
         ctx.meta[BACKEND_META] = value
 
 
-def model_options(f: F) -> F:
-    """--model, --device, --threads, --backend (read by :func:`load_classifier`)."""
+@overload
+def model_options(f: F) -> F: ...
+
+
+@overload
+def model_options(f: None = None, *, threads_default: str = ...) -> Callable[[F], F]: ...
+
+
+def model_options(f: F | None = None, *, threads_default: str = "all cores") -> Any:
+    """--model, --device, --threads, --backend (read by :func:`load_classifier`).
+
+    Use as ``@model_options``, or ``@model_options(threads_default=...)`` where a
+    command picks its own thread count (the one place ``--help`` says it).
+    """
+    if f is None:
+        return lambda g: model_options(g, threads_default=threads_default)
     from ..backends import BACKENDS
 
     f = click.option(
@@ -38,7 +52,7 @@ def model_options(f: F) -> F:
         "--threads",
         type=click.IntRange(1, 512),
         default=None,
-        help="CPU threads for the model (default: all cores).",
+        help=f"CPU threads for the model (default: {threads_default}).",
     )(f)
     f = click.option(
         "--device", default=None, envvar="EARMARK_DEVICE", help="auto (default), cpu, cuda or cuda:N."
@@ -73,9 +87,12 @@ def label_options(f: F) -> F:
 
 
 def collect_labels(labels: tuple[str, ...], labels_file: Path | None) -> tuple[str, ...]:
+    """Labels from every ``-l`` (each comma separated) and ``--labels-file``."""
     from ..labels import parse_labels
 
-    return parse_labels(list(labels), labels_file)
+    if not labels and labels_file is None:
+        raise click.UsageError('no labels given: name the candidates with -l, e.g. -l "dog barking, siren"')
+    return parse_labels(*labels, labels_file)
 
 
 def load_classifier(model: str | None, device: str | None, threads: int | None, **kwargs: Any) -> Any:
@@ -90,3 +107,19 @@ def load_classifier(model: str | None, device: str | None, threads: int | None, 
     console = Console(stderr=True)
     with console.status("loading model…", spinner="dots"):
         return Classifier(model, device=device, threads=threads, **kwargs)
+
+
+def warn_unmatched_thresholds(
+    thresholds: tuple[tuple[str, float], ...], labels: tuple[str, ...], path: Path | None
+) -> None:
+    """Say so on stderr when a --thresholds file names none of the labels in use (it changes nothing)."""
+    if not thresholds or not labels:
+        return
+    named = {label.casefold() for label, _ in thresholds}
+    if not named & {label.casefold() for label in labels}:
+        click.echo(
+            f"warning: the thresholds file {path} matches none of the labels "
+            f"({', '.join(labels[:5])}{', …' if len(labels) > 5 else ''}); it was calibrated for "
+            f"{', '.join(sorted(label for label, _ in thresholds)[:5])}: using --threshold for all",
+            err=True,
+        )

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .common import collect_labels, label_options, load_classifier, model_options
+from .common import collect_labels, label_options, load_classifier, model_options, warn_unmatched_thresholds
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -143,6 +143,8 @@ def tag_cmd(
 
     pack = load_pack(pack_path) if pack_path else None
     label_set = collect_labels(labels, labels_file) if pack is None or labels or labels_file else ()
+    label_thresholds = load_thresholds(thresholds_path) if thresholds_path else ()
+    warn_unmatched_thresholds(label_thresholds, label_set or (pack.labels if pack else ()), thresholds_path)
     options = TagOptions(
         labels=label_set,
         min_confidence=min_confidence,
@@ -153,7 +155,7 @@ def tag_cmd(
             window_s=window_s,
             hop_s=hop_s,
             templates=templates or (DEFAULT_TEMPLATE,),
-            label_thresholds=load_thresholds(thresholds_path) if thresholds_path else (),
+            label_thresholds=label_thresholds,
         ),
     ).resolved()
     filing = None
@@ -187,7 +189,8 @@ def tag_cmd(
 @click.argument("run_ids", nargs=-1, type=int)
 @db_option
 @click.option("--list", "list_runs", is_flag=True, help="List recent runs and what they filed.")
-def undo_cmd(run_ids: tuple[int, ...], db_path: Path | None, list_runs: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="With --list: one JSON object per run.")
+def undo_cmd(run_ids: tuple[int, ...], db_path: Path | None, list_runs: bool, as_json: bool) -> None:
     """Put back every file that run RUN_ID copied or moved (newest run first when several).
 
     Each file is verified by hash before anything is removed; a copy whose
@@ -199,7 +202,7 @@ def undo_cmd(run_ids: tuple[int, ...], db_path: Path | None, list_runs: bool) ->
     if list_runs or not run_ids:
         from .library_view import print_runs
 
-        print_runs(db)
+        print_runs(db, as_json=as_json)
         return
     failed = 0
     for run_id in sorted(run_ids, reverse=True):
@@ -215,7 +218,7 @@ def undo_cmd(run_ids: tuple[int, ...], db_path: Path | None, list_runs: bool) ->
         raise SystemExit(1)
 
 
-@click.command("search")
+@click.command("search", short_help="Find library files that sound like a text description.")
 @click.argument("query")
 @db_option
 @model_options
@@ -232,7 +235,10 @@ def search_cmd(
     k: int,
     as_json: bool,
 ) -> None:
-    """Find library files that sound like a text description, e.g. "glass breaking"."""
+    """Find library files that sound like a text description (QUERY, such as "glass breaking").
+
+    Files are ranked by their best window's similarity to the text.
+    """
     from ..library.search import search_text
 
     db = open_db(db_path)

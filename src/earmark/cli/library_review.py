@@ -54,10 +54,25 @@ def _show(i: int, n: int, item: Any) -> None:
     click.echo(f"   {KEYS}")
 
 
+def _read_key() -> str:
+    """One key: from the terminal, or (stdin piped, no terminal) the next non-newline character; EOF quits."""
+    if sys.stdin.isatty():
+        try:
+            return click.getchar()
+        except OSError:  # no controlling terminal after all
+            pass
+    while True:
+        ch = sys.stdin.read(1)
+        if ch == "":
+            return "q"
+        if ch not in "\r\n":
+            return ch
+
+
 def _ask(item: Any, player: _Player) -> tuple[str, str | None] | None:
     """Read keys until one decides; returns (decision, label), or None to quit."""
     while True:
-        key = click.getchar()
+        key = _read_key()
         if key in ("q", "\x03", "\x04"):
             return None
         if key == "a" and item.top:

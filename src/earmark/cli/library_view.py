@@ -82,24 +82,68 @@ def _summary(run_id: int, c: dict[str, int], seconds: float) -> str:
     return text
 
 
-def print_runs(db: Any, limit: int = 20) -> None:
+def run_rows(db: Any, limit: int = 20) -> list[dict[str, Any]]:
+    """Recent runs, newest first, as plain dicts (what ``undo --list --json`` prints)."""
     rows = db.conn.execute(
         "SELECT r.*, (SELECT count(*) FROM lib_ops o WHERE o.run_id=r.id AND o.state='done') AS done_ops"
         " FROM lib_runs r ORDER BY id DESC LIMIT ?",
         (limit,),
     ).fetchall()
-    if not rows:
-        click.echo("no runs yet", err=True)
+    out = []
     for r in rows:
-        what = (
-            f"-> {r['sort_into']} ({r['mode']})"
-            if r["sort_into"]
-            else f"undo of {r['undo_of']}"
-            if r["undo_of"]
+        out.append(
+            {
+                "run": r["id"],
+                "kind": r["kind"],
+                "state": r["state"],
+                "started_at": r["started_at"],
+                "files_moved": r["done_ops"],
+                "sort_into": r["sort_into"],
+                "mode": r["mode"],
+                "undo_of": r["undo_of"],
+                "counts": json.loads(r["summary"]) if r["summary"] else {},
+            }
+        )
+    return out
+
+
+def print_runs(db: Any, limit: int = 20, *, as_json: bool = False) -> None:
+    """The run list: a table for people, or JSON Lines with ``as_json``."""
+    runs = run_rows(db, limit)
+    if as_json:
+        for run in runs:
+            click.echo(json.dumps(run, ensure_ascii=False, sort_keys=True))
+        return
+    if not runs:
+        click.echo("no runs yet", err=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False)
+    for col in ("run", "kind", "state", "started", "filed", "into", "files"):
+        table.add_column(
+            col,
+            justify="right" if col in ("run", "filed") else "left",
+            no_wrap=col in ("run", "kind", "state", "started", "filed"),
+            overflow="fold",  # a folder is shown whole, over several lines if need be, never cut with "…"
+        )
+    for run in runs:
+        where = (
+            f"{run['sort_into']} ({run['mode']})"
+            if run["sort_into"]
+            else f"undo of run {run['undo_of']}"
+            if run["undo_of"]
             else ""
         )
-        counts = json.loads(r["summary"]) if r["summary"] else {}
-        click.echo(
-            f"{r['id']:4d} {r['kind']:<6} {r['state']:<11} {r['started_at'][:19]} {r['done_ops']:5d} ops "
-            f"{what} {counts}"
+        counts = ", ".join(f"{n} {k}" for k, n in run["counts"].items()) or ""
+        table.add_row(
+            str(run["run"]),
+            run["kind"],
+            run["state"],
+            run["started_at"][:19].replace("T", " "),
+            str(run["files_moved"]),
+            where,
+            counts,
         )
+    Console().print(table)

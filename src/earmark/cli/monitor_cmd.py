@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .common import collect_labels, label_options, model_options
+from .common import collect_labels, label_options, model_options, warn_unmatched_thresholds
 
 
 @click.command("monitor")
@@ -130,7 +130,7 @@ def monitor_cmd(
     elif source is None:
         raise click.UsageError("give a SOURCE to listen to, or --config monitor.yaml")
     else:
-        config = _quick_config(source, thresholds=thresholds or (), **quick)
+        config = _quick_config(source, thresholds=thresholds or (), thresholds_path=thresholds_path, **quick)
     overrides: dict[str, Any] = {
         k: v
         for k, v in (("model", model), ("device", device), ("threads", threads), ("database", db))
@@ -163,6 +163,7 @@ def _quick_config(
 
     pack = load_pack(pack_path) if pack_path else None
     label_set = pack.labels if pack and not (labels or labels_file) else collect_labels(labels, labels_file)
+    warn_unmatched_thresholds(thresholds, label_set, o.get("thresholds_path"))
     if not alerts:
         raise click.UsageError('name the label(s) to alert on with --alert, e.g. --alert "glass breaking"')
     folded = {x.casefold(): x for x in label_set}
@@ -247,10 +248,28 @@ def _source_name(source: str) -> str:
     )
 
 
+def _check_microphone(config: Any) -> None:
+    """Say what is missing for microphone sources before the model loads (no traceback later)."""
+    if not any(s.kind == "microphone" for s in config.sources):
+        return
+    try:
+        import sounddevice  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "microphone input needs the sounddevice package: pip install 'earmark[monitor]'"
+        ) from None
+    except OSError as ex:  # sounddevice is there, the PortAudio library is not
+        raise click.ClickException(
+            f"microphone input needs the PortAudio library ({ex}): e.g. apt install libportaudio2, "
+            "or listen to a file, URL or stdin instead"
+        ) from None
+
+
 def _run(config: Any) -> None:
     from ..monitor.runner import Monitor
     from .common import load_classifier
 
+    _check_microphone(config)
     clf = load_classifier(config.model, config.device, config.threads)
     monitor = Monitor(config, clf)
 
@@ -292,15 +311,57 @@ def _run(config: Any) -> None:
     default=None,
     help="Event database (default: $EARMARK_HOME/earmark.db).",
 )
+@click.option(
+    "--mark",
+    nargs=2,
+    metavar="ID VERDICT",
+    default=None,
+    help="Mark event ID 'correct' or 'false_alarm' (as the page's Events tab does).",
+)
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the judged events' clips and a manifest.csv for 'earmark calibrate' / 'earmark fit'.",
+)
+@click.option(
+    "--background-label",
+    default="background",
+    show_default=True,
+    help="With --export: the label false alarms get.",
+)
 def events_cmd(
-    since: str | None, label: str | None, source: str | None, limit: int, as_json: bool, db: Path | None
+    since: str | None,
+    label: str | None,
+    source: str | None,
+    limit: int,
+    as_json: bool,
+    db: Path | None,
+    mark: tuple[str, str] | None,
+    export_dir: Path | None,
+    background_label: str,
 ) -> None:
-    """List monitor events, newest first."""
+    """List monitor events, newest first; mark them correct or false alarms; export the verdicts."""
     from ..errors import ConfigError
+    from ..monitor import feedback
     from ..monitor.events import EventLog, parse_since
     from ..store import Database
 
-    log = EventLog(Database(db))
+    store = Database(db)
+    if mark or export_dir:
+        if mark:
+            feedback.mark_event(store, mark[0], mark[1].replace("-", "_").replace(" ", "_"), via="cli")
+            click.echo(f"{mark[0]}: {mark[1]}", err=True)
+        if export_dir:
+            summary = feedback.export_feedback(store, export_dir, background_label=background_label)
+            counts = ", ".join(f"{k} {n}" for k, n in sorted(summary.examples.items())) or "none"
+            click.echo(
+                f"{summary.manifest}: {counts}"
+                + (f"; {summary.without_clip} without a clip" if summary.without_clip else "")
+            )
+        return
+    log = EventLog(store)
     try:
         since_iso = parse_since(since)
     except ConfigError as ex:

@@ -39,7 +39,7 @@ TINY_MODEL_HINT = (
     envvar="EARMARK_PORT",
     help="Port to listen on (0: any free port; the URL is printed).",
 )
-@model_options
+@model_options(threads_default="the cores left after the decode workers, at least 1")
 @click.option(
     "--api-key",
     default=None,
@@ -125,8 +125,7 @@ def serve_cmd(
     """Serve the web page (/ui) and REST API (/api/v1, /docs) on HOST:PORT.
 
     Stops gracefully on SIGTERM or Ctrl-C: /readyz turns 503, requests in
-    flight are answered, then the process exits 0. --threads defaults to the
-    cores left after the decode workers (at least 1). Each --pack is loaded and
+    flight are answered, then the process exits 0. Each --pack is loaded and
     checked against the model before the server starts.
     """
     from ..server.settings import ServerSettings, is_loopback, parse_setting

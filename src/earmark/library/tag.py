@@ -188,7 +188,7 @@ def tag_paths(
 
     Args:
         db: the library database (migrated here).
-        roots: folders (walked recursively, symlinks not followed) and files.
+        roots: folders (walked recursively, symlinks not followed) and files; ``~`` is expanded.
         options: labels, minimum confidence, windows, pre-processing.
         model: a loaded :class:`Classifier`, or a :class:`ModelRef` loaded only if needed.
         filing: sort into ``OUT/<label>/`` (copy or move, or a dry run).
@@ -213,7 +213,8 @@ def tag_paths(
         ctx.embedder = embedder
         state = "failed"
         try:
-            paths = list(walk_audio(roots, exclude=[filing.sort_into] if filing else []))
+            expanded = [os.path.expanduser(os.fspath(root)) for root in roots]
+            paths = list(walk_audio(expanded, exclude=[filing.sort_into] if filing else []))
             yield RunStarted(run_id=ctx.run_id, total=len(paths))
             file_ids = []
             for event in _tag_all(ctx, paths):

@@ -186,10 +186,14 @@ def _store_tabs(classifier: Classifier, db: Database | None) -> list[UiTab]:
     """The Library and Events tabs, when there is a database to show."""
     if db is None:
         return []
-    from .events_routes import build_events_tab
+    from .events_tab import build_events_tab
     from .library_routes import build_library_tab
+    from .ui import ui_text
 
-    return [("Library", lambda: build_library_tab(classifier, db)), ("Events", lambda: build_events_tab(db))]
+    return [
+        (ui_text("tab_library"), lambda: build_library_tab(classifier, db)),
+        (ui_text("tab_events"), lambda: build_events_tab(db)),
+    ]
 
 
 def _mount_ui(

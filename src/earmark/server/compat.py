@@ -1,5 +1,8 @@
 """``POST /api/predict``: what clients of the original image sent keeps working.
 
+The same call answers at ``/api/predict/``, ``/run/predict`` and ``/run/predict/``
+(Gradio 3 clients use these), never with a redirect.
+
 Two request shapes are accepted (documented in docs/server.md):
 
 - multipart form: an audio file (field ``file`` or ``audio``) and comma-separated
@@ -66,6 +69,11 @@ _OPENAPI_BODY = {
 }
 
 
+# Gradio 3 clients also call /run/predict, and some add a trailing slash: the same call, answered
+# in place (a 307 redirect would make clients resend the upload, and many do not follow it for POST)
+@compat.post("/api/predict/", include_in_schema=False)
+@compat.post("/run/predict", include_in_schema=False)
+@compat.post("/run/predict/", include_in_schema=False)
 @compat.post(
     "/api/predict",
     openapi_extra=_OPENAPI_BODY,

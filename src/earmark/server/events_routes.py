@@ -1,4 +1,4 @@
-"""Monitor events on the web: REST under ``/api/v1/events`` and the page's Events tab.
+"""Monitor events on the web: REST under ``/api/v1/events`` (the page's Events tab is in :mod:`.events_tab`).
 
 The router reads ``request.app.state.db`` (an :class:`earmark.store.Database`).
 Clips are served by event id only: the file is the one the event log recorded,
@@ -9,7 +9,6 @@ If ``app.state.clips_dir`` is set, a clip must also lie inside it.
 from __future__ import annotations
 
 import mimetypes
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from .errors import NotFound, Unavailable
 from .routes import error_responses
 from .schemas import AUDIO_CONTENT, Event, EventsResponse
 
-__all__ = ["build_events_tab", "event_clip", "events_table", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=error_responses(401, 422, 500, 503))
 _404 = error_responses(404)
@@ -106,87 +105,3 @@ def _clip_path(row: dict[str, Any] | None, clips_dir: str | Path | None) -> Path
     if clips_dir is not None and not path.is_relative_to(Path(clips_dir).resolve()):
         return None
     return path
-
-
-# -- the Events tab ---------------------------------------------------------------------------------
-
-TABLE_HEADERS = ["started (UTC)", "source", "rule", "label", "length (s)", "peak", "status", "id"]
-SINCE_CHOICES = ["1h", "24h", "7d", "30d", "all"]
-
-
-def events_table(
-    log: EventLog, since: str | None = "24h", label: str | None = None, limit: int = 200
-) -> tuple[list[list[Any]], list[str]]:
-    """Rows for the events table and the ids that have a clip."""
-    rows = log.list_events(
-        since=parse_since(None if since in (None, "all") else since), label=label or None, limit=limit
-    )
-    table = [
-        [
-            r["started_at"][:19].replace("T", " "),
-            r["source"],
-            r["rule"],
-            r["label"],
-            None if r["end_s"] is None else round(r["end_s"] - r["start_s"], 1),
-            round(r["peak"], 3),
-            r["closed_by"] or r["status"],
-            r["id"],
-        ]
-        for r in rows
-    ]
-    return table, [r["id"] for r in rows if r.get("clip_path")]
-
-
-def event_clip(log: EventLog, event_id: str | None, *, rate: int = 24_000) -> tuple[Any, dict[str, Any]]:
-    """``((rate, int16 samples) or None, event details)`` for the player."""
-    import numpy as np
-
-    from ..audio import decode
-
-    if not event_id or not re.match(EVENT_ID, event_id):
-        return None, {}
-    row = log.get(event_id)
-    if row is None:
-        return None, {}
-    path = _clip_path(row, None)
-    if path is None:
-        return None, public_event(row)
-    samples = decode(path, sample_rate=rate)
-    return (rate, (np.clip(samples, -1, 1) * 32767).astype(np.int16)), public_event(row)
-
-
-def build_events_tab(db: Any) -> None:
-    """Add the Events tab's components to the current ``gr.Blocks`` / ``gr.Tab`` context.
-
-    Args:
-        db: the :class:`earmark.store.Database` the monitor writes to.
-    """
-    try:
-        import gradio as gr
-    except ImportError:
-        from ..errors import MissingExtraError
-
-        raise MissingExtraError("the Events tab", "ui") from None
-    log = EventLog(db)
-
-    def refresh(since: str, label: str) -> tuple[Any, Any]:
-        table, ids = events_table(log, since, label)
-        return table, gr.Dropdown(choices=ids, value=ids[0] if ids else None)
-
-    with gr.Row():
-        since = gr.Dropdown(SINCE_CHOICES, value="24h", label="Since", scale=1)
-        label = gr.Textbox(label="Label", placeholder="any label", scale=2)
-        button = gr.Button("Refresh", scale=1)
-    table = gr.Dataframe(
-        headers=TABLE_HEADERS,
-        value=lambda: events_table(log)[0],
-        interactive=False,
-        label="Events (newest first)",
-    )
-    with gr.Row():
-        pick = gr.Dropdown(choices=[], label="Event with a clip", scale=1)
-        player = gr.Audio(label="Clip", type="numpy", interactive=False, scale=2)
-    details = gr.JSON(label="Event")
-    for trigger in (button.click, since.change, label.submit):
-        trigger(refresh, [since, label], [table, pick])
-    pick.change(lambda event_id: event_clip(log, event_id), [pick], [player, details])

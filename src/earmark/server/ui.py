@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..classify import Classifier
     from ..store import Database
 
-__all__ = ["AppRunner", "DirectRunner", "build_ui", "mount_ui", "page_assets", "ui_text"]
+__all__ = ["AppRunner", "DirectRunner", "build_ui", "gradio_types", "mount_ui", "page_assets", "ui_text"]
 
 KEY_PREFIX = "earmark_"
 MIC_JS = (Path(__file__).with_name("mic.js")).read_text(encoding="utf-8")
@@ -59,6 +59,12 @@ CSS = """
 .em-timeline-svg, .em-live-svg { width: 100%; height: auto; }
 .em-lane-label, .em-tick { font-size: 11px; fill: currentColor; }
 .em-segments, .em-live-table { width: 100%; font-variant-numeric: tabular-nums; }
+.em-legend { display: flex; flex-wrap: wrap; gap: 0.3em 1.2em; list-style: none; padding: 0; margin: 0.3em 0; font-size: 0.9em; }
+.em-legend li { display: flex; align-items: center; gap: 0.35em; }
+.em-swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 2px; }
+.em-swatch-faint { background: currentColor; opacity: 0.3; }
+.em-live-row.em-uncertain td { opacity: 0.75; font-style: italic; }
+.em-skipped { color: #b45309; }
 """
 
 
@@ -78,6 +84,16 @@ def ui_text(key: str) -> Any:
     from gradio.i18n import I18nData
 
     return I18nData(KEY_PREFIX + key)
+
+
+def gradio_types(fn: Any) -> Any:
+    """Annotations as classes: Gradio fills ``gr.Request``/``gr.SelectData`` parameters by their type,
+    and a string annotation (``from __future__ import annotations``) naming a local import is not resolved."""
+    known = {"gr.Request": gr.Request, "gr.SelectData": gr.SelectData}
+    fn.__annotations__ = {
+        k: known.get(v, v) if isinstance(v, str) else v for k, v in fn.__annotations__.items()
+    }
+    return fn
 
 
 class DirectRunner:
@@ -208,12 +224,15 @@ def build_ui(
         with gr.Tabs():
             with gr.Tab(i18n("tab_classify"), id="classify"):
                 build_classify_tab(runner, settings, i18n, examples, packs or {})
-            with gr.Tab(i18n("tab_live"), id="live"):
+            # rendered with the page: the microphone loads its recorder before anyone presses record
+            with gr.Tab(i18n("tab_live"), id="live", render_children=True):
                 build_live_tab(runner, settings, i18n, packs or {})
             for title, build_fn in extra_tabs:
                 with gr.Tab(title):
                     build_fn()
         gr.Markdown(f"model: `{classifier.model_id}`", elem_id="em-model")
+        # Gradio's "Use via API" panel lists the page's internal events; the API to use is the REST one
+        gr.Markdown(i18n("api_links"), elem_id="em-api")
     # Gradio's own queue is bounded too: past it the page says the queue is full
     blocks.queue(max_size=4 * settings.capacity + 4 * settings.live_sessions)
     _refuse_url_fetches(blocks.blocks.values())
@@ -260,7 +279,10 @@ def mount_ui(app: Any, blocks: gr.Blocks, settings: ServerSettings, *, path: str
         app,
         blocks,
         path=path,
-        footer_links=["api", "settings"],
+        # Gradio's non-queued calls (picking an example) build file URLs from root_path alone:
+        # without it the example's player asks /gradio_api/file=... instead of /ui/gradio_api/file=...
+        root_path=path,
+        footer_links=["settings"],  # no Gradio API panel: the page links the REST API docs instead
         run_history=False,
         allowed_paths=[examples_dir] if examples_dir else None,
         max_file_size=settings.max_upload_bytes,

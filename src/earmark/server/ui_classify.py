@@ -9,6 +9,7 @@ import time
 import uuid
 import wave
 from collections.abc import Callable, Mapping
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,7 @@ def make_handler(runner: Any, exports: _Exports, packs: Mapping[str, ClassifierP
     ) -> tuple[Any, ...]:
         lang = pick_language(request.headers.get("accept-language") if request else None)
         if not audio_path:
-            raise gr.Error(t("no_audio", lang))
+            return _failed(t("no_audio", lang))
         try:
             label_set, pack = labels_and_pack(packs, choice, labels)
             templates = (template.strip(),) if template and template.strip() else None
@@ -102,15 +103,29 @@ def make_handler(runner: Any, exports: _Exports, packs: Mapping[str, ClassifierP
                 Path(audio_path), label_set, opts, name=os.path.basename(audio_path), pack=pack
             )
         except ServerBusy as ex:
-            raise gr.Error(t("busy", lang, s=ex.retry_after_s)) from None
+            return _failed(t("busy", lang, s=ex.retry_after_s))
         except EarmarkError as ex:
-            raise gr.Error(t("error", lang, reason=str(ex))) from None
+            return _failed(t("error", lang, reason=str(ex)))
         long_audio = len(p.windows) > 1
         timeline = gr.update(value=timeline_html(p, lang) if long_audio else "", visible=long_audio)
         name = choice if pack is not None else None
         return summary_html(p, lang, pack=name), bars_html(p, lang), timeline, exports.write(p, name)
 
     return on_classify
+
+
+def _failed(message: str) -> tuple[Any, ...]:
+    """The result area says what went wrong, and keeps saying it until the next action.
+
+    (A raised ``gr.Error`` is a toast that fades after seconds and leaves empty red
+    "Error" pills on every output.)
+    """
+    html = f'<div class="em-summary em-error" role="alert" data-error="true">{escape(message)}</div>'
+    return html, "", gr.update(value="", visible=False), None
+
+
+# a new input (an upload, a recording, an example) clears the previous answer, in the browser at once
+_CLEAR_JS = "() => ['', '', '', null]"
 
 
 def build_classify_tab(
@@ -161,11 +176,13 @@ def build_classify_tab(
     on_pack_change(pack, pack_note, labels, [*preset_buttons.values(), template], packs)
     if packs:  # the examples come with their own labels: picking one goes back to zero-shot
         shown.dataset.click(None, None, pack, js=f"() => {json.dumps(ZERO_SHOT)}")
+    results = [summary, bars, timeline, downloads]
+    audio.change(None, None, results, js=_CLEAR_JS, show_progress="hidden", api_visibility="private")
     handler = make_handler(runner, _Exports(), packs)
     button.click(
         handler,
         [audio, labels, threshold, template, pack],
-        [summary, bars, timeline, downloads],
+        results,
         api_name="classify",
         concurrency_limit=settings.capacity,
     )

@@ -1,6 +1,6 @@
-"""The Live tab: the browser microphone streams; every few seconds the last window is classified.
+"""The Live tab: the browser microphone streams; every few seconds the newest window is classified.
 
-Chunks arrive about every 0.5 s as small WAV files written by the page: int16
+Chunks arrive about every second as small WAV files written by the page: int16
 mono at 48 kHz when the browser's voice processing is on, other rates and
 channel counts (stereo, float) when it is off, as :file:`mic.js` asks. They are
 parsed here in pure numpy (never handed to a native decoder in the server
@@ -9,6 +9,7 @@ process), resampled to the model's rate and kept in a rolling buffer.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["LiveState", "build_live_tab", "read_wav"]
 
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
+# how often the page sends microphone audio: each chunk is one upload and one call, so not too often
+STREAM_EVERY_S = 1.0
 MAX_HISTORY = 200
 _DTYPES = {(1, 8): "u1", (1, 16): "<i2", (1, 32): "<i4", (3, 32): "<f4", (3, 64): "<f8"}
 
@@ -85,12 +88,27 @@ def _samples(fmt: tuple[int, ...], body: bytes, name: str) -> tuple[int, np.ndar
 
 @dataclass
 class LiveState:
-    """One microphone session: the rolling window and the answers so far."""
+    """One microphone session (one per browser tab): the rolling window and the answers so far.
+
+    The page streams chunks about every second. Each chunk is only appended here,
+    so the stream is answered at once and no chunk waits behind the model. When
+    ``live_every_s`` of new audio has come and the model is free, the newest
+    window is classified in the background; the next chunk shows the answer.
+    A model slower than real time never builds a backlog: the windows it could
+    not take in time are skipped (and counted, and shown), never queued.
+    """
 
     buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     heard_s: float = 0.0
     next_at_s: float = 0.0
     history: list[LiveResult] = field(default_factory=list)
+    skipped: int = 0
+    last_at_s: float | None = None
+    task: asyncio.Task[Any] | None = field(default=None, repr=False)
+    task_at_s: float = 0.0
+    task_level: float = -120.0
+    error: str | None = None
+    warnings: str = ""
 
     def push(self, samples: np.ndarray, rate: int, window_s: float) -> None:
         keep = int(window_s * rate)
@@ -100,6 +118,53 @@ class LiveState:
     def level_dbfs(self) -> float:
         rms = float(np.sqrt(np.mean(np.square(self.buffer, dtype=np.float64)))) if self.buffer.size else 0.0
         return float(20 * np.log10(max(rms, 1e-6)))
+
+    @property
+    def classified_s(self) -> float:
+        """Seconds of audio (from the start of the stream) up to the end of the newest classified window."""
+        return self.history[-1].at_s if self.history else 0.0
+
+    def due(self, every_s: float) -> bool:
+        """A window is due (enough new audio) and the model is free for it."""
+        return self.task is None and self.heard_s + 1e-6 >= max(self.next_at_s, every_s)
+
+    def start(self, work: Any, every_s: float) -> asyncio.Task[Any]:
+        """Classify the newest window in the background; windows passed over meanwhile count as skipped."""
+        if self.last_at_s is not None:
+            self.skipped += max(0, int((self.heard_s - self.last_at_s + 1e-6) / every_s) - 1)
+        self.last_at_s = self.heard_s
+        self.next_at_s = self.heard_s + every_s
+        self.task_at_s, self.task_level = self.heard_s, self.level_dbfs()
+        self.task = asyncio.ensure_future(work)
+        return self.task
+
+    def collect(self, lang: str) -> bool:
+        """Take the background answer (or its error) if it is ready; True when there is news to show."""
+        task = self.task
+        if task is None or not task.done():
+            return False
+        self.task = None
+        try:
+            p = task.result()
+        except ServerBusy as ex:
+            self.error = t("busy", lang, s=ex.retry_after_s)
+            return True
+        except EarmarkError as ex:
+            self.error = t("error", lang, reason=str(ex))
+            return True
+        self.error, self.warnings = None, warnings_html(p.labels, lang)
+        self.history = [
+            *self.history[-(MAX_HISTORY - 1) :],
+            LiveResult(
+                at_s=round(self.task_at_s, 1),
+                top=p.top.label,
+                probability=p.top.probability,
+                uncertain=p.uncertain,
+                level_dbfs=round(self.task_level, 1),
+                labels=p.labels,
+            ),
+        ]
+        return True
 
 
 def chunk_samples(path: str, model_rate: int) -> np.ndarray:
@@ -111,9 +176,17 @@ def chunk_samples(path: str, model_rate: int) -> np.ndarray:
 
 
 def make_handler(
-    runner: Any, settings: ServerSettings, packs: Mapping[str, ClassifierPack] | None = None
+    runner: Any,
+    settings: ServerSettings,
+    packs: Mapping[str, ClassifierPack] | None = None,
+    *,
+    wait: bool = False,
 ) -> Callable[..., Any]:
-    """The stream handler: buffer each chunk; every ``live_every_s`` of audio, classify the window."""
+    """The stream handler: buffer each chunk; every ``live_every_s`` of audio, classify the newest window.
+
+    ``wait=True`` awaits each classification before answering (scripts and tests):
+    the page never waits, so the stream keeps real time.
+    """
 
     async def on_chunk(
         path: str | None,
@@ -131,32 +204,41 @@ def make_handler(
             state.push(chunk_samples(path, runner.sample_rate), runner.sample_rate, settings.live_window_s)
         except AudioError as ex:
             return _message(t("error", lang, reason=str(ex))), state
-        if state.heard_s + 1e-6 < max(state.next_at_s, settings.live_every_s):
+        news = state.collect(lang)
+        if state.due(settings.live_every_s):
+            try:
+                label_set, pack = labels_and_pack(packs or {}, choice, labels)
+                opts = runner.options(
+                    threshold=threshold, window_s=settings.live_window_s, hop_s=settings.live_window_s
+                )
+            except EarmarkError as ex:
+                state.next_at_s = state.heard_s + settings.live_every_s
+                state.error, news = t("error", lang, reason=str(ex)), True
+            else:
+                work = runner.classify_samples(
+                    state.buffer.copy(), label_set, opts, name="microphone", pack=pack
+                )
+                task = state.start(work, settings.live_every_s)
+                if wait:
+                    await asyncio.wait({task})
+                    news = state.collect(lang) or news
+        if not news:
             return gr.skip(), state
-        state.next_at_s = state.heard_s + settings.live_every_s
-        try:
-            label_set, pack = labels_and_pack(packs or {}, choice, labels)
-            opts = runner.options(
-                threshold=threshold, window_s=settings.live_window_s, hop_s=settings.live_window_s
-            )
-            p = await runner.classify_samples(state.buffer, label_set, opts, name="microphone", pack=pack)
-        except ServerBusy as ex:
-            return _message(t("busy", lang, s=ex.retry_after_s)), state
-        except EarmarkError as ex:
-            return _message(t("error", lang, reason=str(ex))), state
-        result = LiveResult(
-            at_s=round(state.heard_s, 1),
-            top=p.top.label,
-            probability=p.top.probability,
-            uncertain=p.uncertain,
-            level_dbfs=round(state.level_dbfs(), 1),
-        )
-        state.history = [*state.history[-(MAX_HISTORY - 1) :], result]
-        html = live_html(state.history, lang, window_s=settings.live_window_s, every_s=settings.live_every_s)
-        html = warnings_html(p.labels, lang) + html
-        return html, state
+        return _panel(state, lang, settings), state
 
     return on_chunk
+
+
+def _panel(state: LiveState, lang: str, settings: ServerSettings) -> str:
+    note = _message(state.error) if state.error else state.warnings
+    return note + live_html(
+        state.history,
+        lang,
+        window_s=settings.live_window_s,
+        every_s=settings.live_every_s,
+        heard_s=state.heard_s,
+        skipped=state.skipped,
+    )
 
 
 def _message(text: str) -> str:
@@ -201,7 +283,7 @@ def build_live_tab(
         make_handler(runner, settings, packs),
         [mic, labels, threshold, state, pack],
         [panel, state],
-        stream_every=0.5,
+        stream_every=STREAM_EVERY_S,
         time_limit=None,
         concurrency_limit=settings.live_sessions,
         show_progress="hidden",

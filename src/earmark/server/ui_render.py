@@ -9,7 +9,6 @@ escaped: labels are user text.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -37,10 +36,21 @@ def _pct(p: float) -> str:
     return f"{p * 100:.1f}%"
 
 
-def label_color(label: str) -> str:
-    """A stable colour per label (same label, same colour, on every page and run)."""
-    hue = int(hashlib.sha1(label.encode()).hexdigest()[:4], 16) % 360
-    return f"hsl({hue} 65% 45%)"
+# Okabe & Ito's palette: eight colours that stay apart for the common colour-vision deficiencies
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#7F7F7F")
+
+
+def label_colors(labels: Sequence[str]) -> dict[str, str]:
+    """A colour per label, by position in the label set: neighbours in a set never share one.
+
+    Past eight labels the colours repeat (the legend and the labels in each tooltip tell them apart).
+    """
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(dict.fromkeys(labels))}
+
+
+def uncertain_text(label: str, probability: float, lang: str) -> str:
+    """What a below-threshold answer reads as, everywhere: "uncertain (best guess: X, 68.0%)"."""
+    return t("uncertain_guess", lang, label=label, p=_pct(probability))
 
 
 def warnings_html(labels: Sequence[str], lang: str) -> str:
@@ -57,7 +67,7 @@ def summary_html(p: Prediction, lang: str, *, pack: str | None = None) -> str:
     if p.uncertain:
         detail = t("uncertain_detail", lang, label=top.label, p=_pct(top.probability), t=_pct(p.threshold))
         answer = (
-            f'<div class="em-answer em-uncertain">{escape(t("uncertain", lang))}</div>'
+            f'<div class="em-answer em-uncertain">{escape(uncertain_text(top.label, top.probability, lang))}</div>'
             f'<div class="em-detail">{escape(detail)}</div>'
         )
     else:
@@ -82,6 +92,7 @@ def summary_html(p: Prediction, lang: str, *, pack: str | None = None) -> str:
 
 def bars_html(p: Prediction, lang: str) -> str:
     """A bar per label, best first; the top 3 stand out; a mark shows the threshold."""
+    colors = label_colors(p.labels)
     rows = []
     for rank, s in enumerate(p.scores):
         cls = "em-bar-row em-top" if rank < 3 else "em-bar-row"
@@ -89,7 +100,7 @@ def bars_html(p: Prediction, lang: str) -> str:
             f'<div class="{cls}" data-label="{escape(s.label)}" role="listitem">'
             f'<span class="em-bar-label" title="{escape(s.label)}">{escape(s.label)}</span>'
             f'<span class="em-bar-track"><span class="em-bar-fill" style="width:{s.probability * 100:.2f}%;'
-            f'background:{label_color(s.label)}"></span>'
+            f'background:{colors[s.label]}"></span>'
             f'<span class="em-bar-threshold" style="left:{p.threshold * 100:.1f}%" '
             f'title="{escape(t("threshold_mark", lang))}"></span></span>'
             f'<span class="em-bar-value">{_pct(s.probability)}</span></div>'
@@ -123,11 +134,12 @@ def timeline_html(p: Prediction, lang: str) -> str:
     def x(seconds: float) -> float:
         return left + (width - left - 10) * seconds / span
 
+    colors = label_colors(p.labels)
     parts = []
     for i, label in enumerate(lanes):
         y = top + i * lane_h
         j = p.labels.index(label)
-        color = label_color(label)
+        color = colors[label]
         parts.append(
             f'<text x="{left - 6}" y="{y + 17}" text-anchor="end" class="em-lane-label">'
             f"{escape(label[:18])}</text>"
@@ -190,48 +202,94 @@ def _frange(a: float, b: float, step: float) -> list[float]:
 
 @dataclass(frozen=True)
 class LiveResult:
-    """One live classification: when (seconds of audio heard), what, how sure, how loud."""
+    """One live classification: when (seconds of audio heard), what, how sure, how loud, among which labels."""
 
     at_s: float
     top: str
     probability: float
     uncertain: bool
     level_dbfs: float
+    labels: tuple[str, ...] = ()
 
 
-def live_html(history: Sequence[LiveResult], lang: str, *, window_s: float, every_s: float) -> str:
-    """The live panel: the current answer, a rolling strip of recent answers, and a table."""
+def _live_answer(r: LiveResult, lang: str) -> str:
+    return uncertain_text(r.top, r.probability, lang) if r.uncertain else f"{r.top} ({_pct(r.probability)})"
+
+
+def live_legend(colors: dict[str, str], lang: str) -> str:
+    """What the strip's colours mean: a swatch per label, and what a faint bar is."""
+    items = "".join(
+        f'<li data-label="{escape(label)}"><span class="em-swatch" style="background:{color}"></span>'
+        f"{escape(label)}</li>"
+        for label, color in colors.items()
+    )
+    faint = (
+        f'<li class="em-legend-faint"><span class="em-swatch em-swatch-faint"></span>'
+        f"{escape(t('live_legend_faint', lang))}</li>"
+    )
+    return f'<ul class="em-legend" aria-label="{escape(t("live_legend", lang))}">{items}{faint}</ul>'
+
+
+def live_html(
+    history: Sequence[LiveResult],
+    lang: str,
+    *,
+    window_s: float,
+    every_s: float,
+    heard_s: float | None = None,
+    skipped: int = 0,
+) -> str:
+    """The live panel: the current answer, a rolling strip of recent answers with its legend, and a table.
+
+    ``heard_s`` (audio received) and the newest result's time are kept in ``data-heard-s`` and
+    ``data-classified-s``; ``skipped`` windows (the model could not keep up) are said, not hidden.
+    """
     cadence_text = t("live_cadence", lang, window=f"{window_s:g}", every=f"{every_s:g}")
     cadence = f'<div class="em-meta">{escape(cadence_text)}</div>'
+    heard = heard_s if heard_s is not None else (history[-1].at_s if history else 0.0)
+    attrs = (
+        f'data-count="{len(history)}" data-heard-s="{heard:.1f}" '
+        f'data-classified-s="{history[-1].at_s if history else 0.0:.1f}" data-skipped="{skipped}"'
+    )
     if not history:
         waiting = escape(t("live_waiting", lang))
-        return f'<div class="em-live" data-count="0"><div class="em-answer">{waiting}</div>{cadence}</div>'
+        return f'<div class="em-live" {attrs}><div class="em-answer">{waiting}</div>{cadence}</div>'
     now = history[-1]
-    answer = t("uncertain", lang) if now.uncertain else now.top
     recent = list(history[-40:])
+    colors = label_colors([*now.labels, *(r.top for r in recent)])
     bar_w = 720 / 40
     bars = "".join(
         f'<rect x="{i * bar_w:.1f}" y="{60 - 56 * r.probability:.1f}" width="{bar_w - 2:.1f}" '
-        f'height="{56 * r.probability:.1f}" fill="{label_color(r.top)}" '
-        f'fill-opacity="{0.35 if r.uncertain else 0.9}"><title>{r.at_s:.0f}s {escape(r.top)} '
-        f"{_pct(r.probability)}</title></rect>"
+        f'height="{56 * r.probability:.1f}" fill="{colors[r.top]}" data-label="{escape(r.top)}" '
+        f'fill-opacity="{0.3 if r.uncertain else 0.95}"><title>{r.at_s:.0f}s '
+        f"{escape(_live_answer(r, lang))}</title></rect>"
         for i, r in enumerate(recent)
     )
     rows = "".join(
-        f'<tr class="em-live-row" data-label="{escape(r.top)}" data-uncertain="{str(r.uncertain).lower()}">'
-        f"<td>{r.at_s:.1f}s</td><td>{escape(r.top)}</td><td>{_pct(r.probability)}</td>"
+        f'<tr class="em-live-row{" em-uncertain" if r.uncertain else ""}" data-label="{escape(r.top)}" '
+        f'data-uncertain="{str(r.uncertain).lower()}">'
+        f"<td>{r.at_s:.1f}s</td><td>{escape(_live_answer(r, lang))}</td>"
         f"<td>{r.level_dbfs:.1f} dBFS</td></tr>"
         for r in reversed(history[-12:])
     )
-    head = "".join(
-        f"<th>{escape(t(k, lang))}</th>" for k in ("live_time", "col_label", "col_confidence", "live_level")
+    head = "".join(f"<th>{escape(t(k, lang))}</th>" for k in ("live_time", "live_answer", "live_level"))
+    behind = (
+        f'<div class="em-meta em-skipped" role="status">{escape(t("live_skipped", lang, n=skipped))}</div>'
+        if skipped
+        else ""
+    )
+    answer = (
+        escape(uncertain_text(now.top, now.probability, lang))
+        if now.uncertain
+        else f'{escape(now.top)} <span class="em-p">{_pct(now.probability)}</span>'
     )
     return (
-        f'<div class="em-live" data-count="{len(history)}" data-label="{escape(now.top)}">'
-        f'<div class="em-answer{" em-uncertain" if now.uncertain else ""}">{escape(answer)} '
-        f'<span class="em-p">{_pct(now.probability)}</span> '
+        f'<div class="em-live" {attrs} data-label="{escape(now.top)}" '
+        f'data-uncertain="{str(now.uncertain).lower()}">'
+        f'<div class="em-answer{" em-uncertain" if now.uncertain else ""}">{answer} '
         f'<span class="em-level">{escape(t("live_level", lang))} {now.level_dbfs:.1f} dBFS</span></div>'
-        f'{cadence}<svg class="em-live-svg" viewBox="0 0 720 62" role="img">{bars}</svg>'
+        f'{cadence}{behind}<svg class="em-live-svg" viewBox="0 0 720 62" role="img" '
+        f'aria-label="{escape(t("live_strip", lang))}">{bars}</svg>{live_legend(colors, lang)}'
         f'<h4>{escape(t("live_history", lang))}</h4><table class="em-live-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table></div>"
     )
