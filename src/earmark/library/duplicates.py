@@ -1,0 +1,378 @@
+"""``earmark duplicates``: groups of library files that are the same recording, whatever the format.
+
+Three kinds of evidence, strongest first:
+
+- *identical bytes*: the same content hash (a plain copy);
+- *fingerprint*: Chromaprint fingerprints (:mod:`.fingerprints`, stored by
+  ``tag``) that agree at some alignment; candidates come from an inverted index
+  (:mod:`.print_index`), never from all pairs. Catches transcodes (wav, mp3,
+  ogg at another rate, mono) and small trims. Misses sounds shorter than about
+  3 s and steady sounds (a hum, a constant tone) whose fingerprint says nothing;
+- *embedding*: for files too short to fingerprint only, the stored CLAP window
+  embeddings agree window by window (cosine at least
+  ``min_embedding_similarity``) and the durations match. Embeddings describe
+  what a sound *is*, not which recording it is, so this is a weaker match:
+  two takes of the same kind of click can pass it.
+
+For every fingerprint match the CLAP embedding cosine is reported too, as
+confirmation. Files linked by any evidence form a group (connected
+components); each group names a keeper, the best-quality file: lossless over
+lossy, then higher sample rate, then higher bitrate, then longer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..store import Database
+from . import fingerprints
+from .print_index import candidate_pairs
+from .schema import migrate
+
+__all__ = [
+    "DuplicateFile",
+    "DuplicateGroup",
+    "DuplicateOptions",
+    "DuplicateReport",
+    "Evidence",
+    "find_duplicates",
+    "is_lossless",
+]
+
+_LOSSLESS = {"flac", "alac", "wavpack", "ape", "tta", "mlp", "truehd", "mp4als", "shorten", "tak"}
+_ITEM_S = 4096 / 3 / 11025  # Chromaprint: one item per 1365.33 samples at 11025 Hz
+
+
+@dataclass(frozen=True, kw_only=True)
+class DuplicateOptions:
+    """How sure a match must be.
+
+    Attributes:
+        min_similarity: share of aligned fingerprint items that must agree (same
+            recording: 0.85-1.0 after mp3/ogg/resampling/trims; unrelated audio: below 0.6).
+        min_embedding_similarity: window-by-window CLAP cosine for files too short
+            to fingerprint (and only those).
+        duration_tolerance_s: how far the durations of an embedding-only match may differ.
+    """
+
+    min_similarity: float = 0.7
+    min_embedding_similarity: float = 0.99
+    duration_tolerance_s: float = 0.6
+
+
+@dataclass(frozen=True, kw_only=True)
+class DuplicateFile:
+    """One file of a group, with what the keeper choice looked at."""
+
+    file_id: int
+    path: str
+    duration_s: float | None
+    format: str | None
+    codec: str | None
+    sample_rate: int | None
+    channels: int | None
+    size: int
+    bitrate_kbps: float | None
+    lossless: bool
+    keeper: bool = False
+
+    def rank(self) -> tuple[Any, ...]:
+        """Higher is better: lossless, sample rate, bitrate, duration (then the older file)."""
+        return (
+            self.lossless,
+            self.sample_rate or 0,
+            round(self.bitrate_kbps or 0.0),
+            round(self.duration_s or 0.0, 1),
+            self.channels or 0,
+            -self.file_id,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evidence:
+    """Why two files are in one group.
+
+    Attributes:
+        kind: ``identical bytes``, ``fingerprint`` or ``embedding``.
+        similarity: 1.0 for identical bytes; share of agreeing fingerprint
+            items; or the lowest window cosine for an embedding match.
+        offset_s: where ``b`` starts in ``a`` (fingerprint matches; a trim shows here).
+        embedding_cosine: cosine of the two files' mean CLAP embeddings, when both have one.
+    """
+
+    a: int
+    b: int
+    kind: str
+    similarity: float
+    offset_s: float | None = None
+    embedding_cosine: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DuplicateGroup:
+    """Files that are the same recording; ``files[0]`` is the keeper."""
+
+    files: tuple[DuplicateFile, ...]
+    evidence: tuple[Evidence, ...]
+
+    @property
+    def keeper(self) -> DuplicateFile:
+        return self.files[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keeper": self.keeper.file_id,
+            "files": [asdict(f) for f in self.files],
+            "evidence": [
+                {
+                    **asdict(e),
+                    "similarity": round(e.similarity, 4),
+                    "offset_s": None if e.offset_s is None else round(e.offset_s, 2),
+                    "embedding_cosine": None if e.embedding_cosine is None else round(e.embedding_cosine, 4),
+                }
+                for e in self.evidence
+            ],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DuplicateReport:
+    """All groups, plus how much of the library could be checked.
+
+    Attributes:
+        groups: largest first, then by keeper path.
+        files: library files looked at.
+        fingerprinted: files with a usable fingerprint.
+        without_fingerprint: files with none (too short, unreadable, or tagged before
+            fingerprints or without ``fpcalc``: re-run ``earmark tag`` to add them).
+        candidates: fingerprint pairs the index proposed (each checked exactly).
+    """
+
+    groups: tuple[DuplicateGroup, ...]
+    files: int
+    fingerprinted: int
+    without_fingerprint: int
+    candidates: int
+    fpcalc: bool = field(default_factory=fingerprints.available)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": [g.to_dict() for g in self.groups],
+            "files": self.files,
+            "fingerprinted": self.fingerprinted,
+            "without_fingerprint": self.without_fingerprint,
+            "candidates": self.candidates,
+            "fpcalc": self.fpcalc,
+        }
+
+
+def is_lossless(codec: str | None, fmt: str | None) -> bool:
+    """PCM (wav, aiff), FLAC, ALAC, WavPack and friends."""
+    name = (codec or "").lower()
+    if name.startswith("pcm_") or name in _LOSSLESS:
+        return True
+    return not name and (fmt or "").lower() in {"wav", "aiff", "flac", "w64"}
+
+
+class _Groups:
+    """Union-find over file ids."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        root = self.parent.setdefault(x, x)
+        while root != self.parent[root]:
+            root = self.parent[root]
+        while x != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def find_duplicates(
+    db: Database, options: DuplicateOptions | None = None, *, file_ids: Iterable[int] | None = None
+) -> DuplicateReport:
+    """Group the library's files that are the same recording.
+
+    Args:
+        db: the library database.
+        options: thresholds.
+        file_ids: look only at these files (default: the whole library).
+    """
+    options = options or DuplicateOptions()
+    migrate(db)
+    conn = db.conn
+    files = _files(conn, file_ids)
+    by_hash: dict[str, list[int]] = {}
+    for f in files.values():
+        by_hash.setdefault(f["content_hash"], []).append(f["id"])
+    groups = _Groups()
+    edges: list[Evidence] = []
+    for ids in by_hash.values():  # byte-identical copies
+        for other in ids[1:]:
+            groups.union(ids[0], other)
+            edges.append(Evidence(a=ids[0], b=other, kind="identical bytes", similarity=1.0))
+    hashes, prints = _prints(conn, list(by_hash))
+    pairs = candidate_pairs(prints)
+    shares, offsets = fingerprints.similarities(prints, pairs)
+    for (i, j), share, offset in zip(pairs, shares, offsets, strict=True):
+        if share >= options.min_similarity:
+            a, b = by_hash[hashes[i]][0], by_hash[hashes[j]][0]
+            groups.union(a, b)
+            edges.append(
+                Evidence(
+                    a=a, b=b, kind="fingerprint", similarity=float(share), offset_s=float(offset) * _ITEM_S
+                )
+            )
+    printed = set(hashes)
+    unprinted = [ids[0] for h, ids in by_hash.items() if h not in printed]
+    edges += _embedding_matches(conn, files, unprinted, options, groups)
+    return _report(conn, files, groups, edges, printed, len(pairs))
+
+
+def _files(conn: sqlite3.Connection, file_ids: Iterable[int] | None) -> dict[int, sqlite3.Row]:
+    rows = conn.execute(
+        "SELECT f.id, f.path, f.size, f.content_hash, f.format, f.codec, f.sample_rate, f.channels,"
+        " coalesce(f.duration_s, p.duration_s) AS duration_s, f.embedding_id FROM lib_files f"
+        " LEFT JOIN lib_fingerprints p ON p.content_hash=f.content_hash ORDER BY f.id"
+    ).fetchall()
+    wanted = None if file_ids is None else set(file_ids)
+    return {r["id"]: r for r in rows if wanted is None or r["id"] in wanted}
+
+
+def _prints(conn: sqlite3.Connection, hashes: list[str]) -> tuple[list[str], list[np.ndarray]]:
+    """The usable fingerprints of these contents, in a stable order."""
+    wanted = set(hashes)
+    out_h, out_p = [], []
+    for row in conn.execute(
+        "SELECT content_hash, items FROM lib_fingerprints WHERE error IS NULL AND n_items>=? ORDER BY content_hash",
+        (fingerprints.MIN_ITEMS,),
+    ):
+        if row["content_hash"] in wanted:
+            out_h.append(row["content_hash"])
+            out_p.append(fingerprints.from_blob(row["items"]))
+    return out_h, out_p
+
+
+def _vectors(conn: sqlite3.Connection, embedding_id: int | None) -> tuple[str, np.ndarray] | None:
+    """(model, unit window vectors) of a stored embedding, or None."""
+    if embedding_id is None:
+        return None
+    row = conn.execute(
+        "SELECT model, n_windows, dim, vectors FROM lib_embeddings WHERE id=? AND vectors IS NOT NULL",
+        (embedding_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    v = np.frombuffer(row["vectors"], np.float16).reshape(row["n_windows"], row["dim"]).astype(np.float32)
+    return row["model"], v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def _mean_cosine(a: tuple[str, np.ndarray] | None, b: tuple[str, np.ndarray] | None) -> float | None:
+    if a is None or b is None or a[0] != b[0] or a[1].shape[1] != b[1].shape[1]:
+        return None
+    ma, mb = a[1].mean(axis=0), b[1].mean(axis=0)
+    return float(ma @ mb / max(np.linalg.norm(ma) * np.linalg.norm(mb), 1e-12))
+
+
+def _embedding_matches(
+    conn: sqlite3.Connection,
+    files: dict[int, sqlite3.Row],
+    ids: list[int],
+    options: DuplicateOptions,
+    groups: _Groups,
+) -> list[Evidence]:
+    """Files without a fingerprint: same duration (a sweep over files sorted by it) and windows that agree."""
+    found = []
+    items = sorted(
+        (float(files[i]["duration_s"]), i)
+        for i in ids
+        if files[i]["duration_s"] is not None and files[i]["embedding_id"]
+    )
+    cache: dict[int, tuple[str, np.ndarray] | None] = {}
+
+    def vec(i: int) -> tuple[str, np.ndarray] | None:
+        if i not in cache:
+            cache[i] = _vectors(conn, files[i]["embedding_id"])
+        return cache[i]
+
+    for n, (dur, a) in enumerate(items):
+        for dur_b, b in items[n + 1 :]:
+            if dur_b - dur > options.duration_tolerance_s:
+                break
+            va, vb = vec(a), vec(b)
+            if va is None or vb is None or va[0] != vb[0] or va[1].shape != vb[1].shape:
+                continue
+            lowest = float(np.min(np.sum(va[1] * vb[1], axis=1)))
+            if lowest >= options.min_embedding_similarity:
+                groups.union(a, b)
+                found.append(
+                    Evidence(
+                        a=a, b=b, kind="embedding", similarity=lowest, embedding_cosine=_mean_cosine(va, vb)
+                    )
+                )
+    return found
+
+
+def _describe(f: sqlite3.Row) -> DuplicateFile:
+    dur = f["duration_s"]
+    return DuplicateFile(
+        file_id=f["id"],
+        path=f["path"],
+        duration_s=None if dur is None else round(float(dur), 3),
+        format=f["format"],
+        codec=f["codec"],
+        sample_rate=f["sample_rate"],
+        channels=f["channels"],
+        size=f["size"],
+        bitrate_kbps=round(f["size"] * 8 / dur / 1000, 1) if dur else None,
+        lossless=is_lossless(f["codec"], f["format"]),
+    )
+
+
+def _report(
+    conn: sqlite3.Connection,
+    files: dict[int, sqlite3.Row],
+    groups: _Groups,
+    edges: list[Evidence],
+    printed: set[str],
+    candidates: int,
+) -> DuplicateReport:
+    members: dict[int, list[int]] = {}
+    for file_id in groups.parent:
+        members.setdefault(groups.find(file_id), []).append(file_id)
+    by_root: dict[int, list[Evidence]] = {}
+    vectors: dict[int, tuple[str, np.ndarray] | None] = {}
+    for e in edges:
+        if e.kind == "fingerprint":
+            for i in (e.a, e.b):
+                if i not in vectors:
+                    vectors[i] = _vectors(conn, files[i]["embedding_id"])
+            e = Evidence(**{**asdict(e), "embedding_cosine": _mean_cosine(vectors[e.a], vectors[e.b])})
+        by_root.setdefault(groups.find(e.a), []).append(e)
+    out = []
+    for root, ids in members.items():
+        if len(ids) < 2:
+            continue
+        described = sorted((_describe(files[i]) for i in ids), key=DuplicateFile.rank, reverse=True)
+        described[0] = DuplicateFile(**{**asdict(described[0]), "keeper": True})
+        out.append(DuplicateGroup(files=tuple(described), evidence=tuple(by_root.get(root, []))))
+    out.sort(key=lambda g: (-len(g.files), g.keeper.path))
+    with_print = sum(1 for f in files.values() if f["content_hash"] in printed)
+    return DuplicateReport(
+        groups=tuple(out),
+        files=len(files),
+        fingerprinted=with_print,
+        without_fingerprint=len(files) - with_print,
+        candidates=candidates,
+    )
