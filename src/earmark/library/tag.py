@@ -508,6 +508,17 @@ def _file_all(ctx: _Ctx, file_ids: list[int], filing: FilingOptions) -> Iterator
     filing = replace(filing, sort_into=type(filing.sort_into)(out))
     ids = [i for i in file_ids if i]
     plan = plan_filing(ctx.db.conn, ids, filing, ctx.options.min_confidence, dict(ctx.copts.label_thresholds))
+    if filing.skip_duplicates:
+        from .dedupe import drop_duplicates, record_skips
+
+        plan, skips = drop_duplicates(ctx.db, plan, out)
+        if not filing.dry_run:
+            record_skips(ctx.db, ctx.run_id, out, skips)
+        for s in skips:
+            ctx.count("duplicates_skipped")
+            yield FileFiled(
+                result=OpResult(op=s.op, state="skipped", error=f"same recording as {s.kept_path}")
+            )
     if filing.dry_run:
         for p in plan:
             ctx.count("planned")
