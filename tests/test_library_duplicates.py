@@ -179,3 +179,30 @@ def test_fpcalc_runs_on_a_real_file(tmp_path) -> None:  # type: ignore[no-untype
     fp = fingerprints.compute(str(path))
     assert fp is not None and fp.usable and fp.duration_s == pytest.approx(4.0, abs=0.1)
     assert subprocess.run(["fpcalc", "-version"], capture_output=True).returncode == 0
+
+
+def test_rest_endpoint_and_library_tab_rows(dup_library) -> None:  # type: ignore[no-untyped-def]
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from earmark.server.library_dups_routes import SAMPLE, DuplicatesResponse
+    from earmark.server.library_dups_tab import duplicate_rows
+    from earmark.server.library_routes import router
+    from earmark.store import Database
+
+    root, manifest, db = dup_library
+    app = FastAPI()
+    app.include_router(router)
+    app.state.db = Database(db)
+    with TestClient(app) as client:
+        r = client.get("/api/v1/library/duplicates")
+        assert r.status_code == 200, r.text
+        body = DuplicatesResponse.model_validate(r.json())
+        assert len(body.groups) == 30 and all(g.files[0].keeper for g in body.groups)
+        assert client.get("/api/v1/library/duplicates", params={"min_similarity": 2}).status_code == 422
+    DuplicatesResponse.model_validate(SAMPLE)
+    rows, status = duplicate_rows(Database(db), 0.7)
+    assert status.startswith("30 groups") and len(rows) == sum(
+        len(v) for k, v in manifest.items() if k != "unrelated"
+    )
+    assert [r[1] for r in rows].count("keep") == 30, "the Library tab does not mark one keeper per group"
