@@ -206,3 +206,21 @@ def test_rest_endpoint_and_library_tab_rows(dup_library) -> None:  # type: ignor
         len(v) for k, v in manifest.items() if k != "unrelated"
     )
     assert [r[1] for r in rows].count("keep") == 30, "the Library tab does not mark one keeper per group"
+
+
+def test_search_index_gives_the_same_files_with_and_without_faiss(dup_library, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from earmark.library.records import model_key
+    from earmark.library.search import WindowIndex
+    from earmark.store import Database
+
+    _, _, db = dup_library
+    with_faiss = WindowIndex.load(Database(db), model_key(str(TINY_MODEL)))
+    monkeypatch.setitem(__import__("sys").modules, "faiss", None)  # as if faiss were not installed
+    without = WindowIndex.load(Database(db), model_key(str(TINY_MODEL)))
+    assert without.faiss_index is None and len(with_faiss) == len(without) > 0
+    rng = np.random.default_rng(0)
+    for q in rng.standard_normal((5, with_faiss.matrix.shape[1])).astype(np.float32):
+        q /= np.linalg.norm(q)
+        a, b = with_faiss.query(q, 7), without.query(q, 7)
+        assert [x[0] for x in a] == [x[0] for x in b], "search lists other files without faiss"
+        assert np.allclose([x[1] for x in a], [x[1] for x in b], atol=1e-5)

@@ -2,23 +2,26 @@
 
 The index is exact brute force over the stored float16 window embeddings,
 kept as float16 (1 KB per 512-d window: 98 MB at 100 000 windows, 0.95 GB at
-1 000 000; no float32 copy), rows grouped by file. A query is one
-float16 matrix-vector product in PyTorch (AVX-512/F16C kernels, float32
-accumulation), ``torch.topk`` over the window scores, then the best files in
-window order; their scores are recomputed in float32 from their own windows.
+1 000 000; no float32 copy), rows grouped by file. A query scores every
+window, takes the best windows (``8k + 64``, widened until ``k`` distinct files
+are among them; a file's best window is then among them too, so the per-file
+maximum is exact), and re-scores those files' windows in float32.
 
-Chosen by measurement (``bench/bench_duplicates.py``, ``bench/RESULTS.md``;
-2 cores, 512-d, loaded machine): at 1 000 000 windows the float16 product takes
-~125-160 ms and the whole query stays under 200 ms, while numpy has no float16
-BLAS (converting blocks to float32 costs ~7 ms per 10 000 windows: 700 ms at
-100 000), a float32 matrix doubles the memory (2 GB at 1 000 000), faiss'
-scalar quantizers were slower at 100 000 (fp16 79 ms, 8-bit 56 ms vs 24 ms) and
-add a dependency, and sqlite-vec cannot be loaded by the standard library's
-``sqlite3`` on common builds (no ``enable_load_extension``). Exact search loses
-no recall; an approximate index (IVF, HNSW) would only pay off at tens of
-millions of windows. The index is rebuilt, streaming rows into a preallocated
-float16 array (peak memory: the index plus one row), when embeddings or files
-change.
+The window scores come from faiss' ``IndexScalarQuantizer`` in ``QT_fp16``
+whose codes *are* the float16 rows (the matrix is written straight into its
+buffer: no second copy), or, without faiss, from a PyTorch float16
+matrix-vector product. Chosen by measurement (``bench/bench_duplicates.py``,
+``bench/RESULTS.md``; 2 cores, 512-d, machine loaded by other work): at
+1 000 000 windows faiss fp16 answers in ~75 ms median, PyTorch float16 in
+~250 ms, numpy float32 in ~600 ms with twice the memory (2 GB), numpy float16
+converted in blocks in 7.5 s (numpy has no float16 BLAS), faiss 8-bit
+quantisation in ~220 ms (half the memory, scores rounded to 8 bits); at
+100 000 windows all but the numpy-float16 blocks take ~50-65 ms. sqlite-vec
+cannot be loaded by the standard library's ``sqlite3`` on common builds (no
+``enable_load_extension``). Exact search loses no recall; an approximate index
+(IVF, HNSW) would only pay off at tens of millions of windows. The index is
+rebuilt, streaming rows into its preallocated buffer (peak memory: the index
+plus one row), when embeddings or files change.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class WindowIndex:
         self.spans = spans  # (windows, 2) seconds
         self.matrix = np.ascontiguousarray(matrix)  # (windows, dim), unit rows
         self.hashes = hashes  # content hash per file
+        self.faiss_index: Any = None  # set by load(): its codes are ``matrix``
         counts = np.diff(np.append(offsets, len(matrix))).astype(np.int64)
         self.row_file = np.repeat(np.arange(len(file_ids), dtype=np.int32), counts)  # (windows,) file index
 
@@ -95,7 +99,7 @@ class WindowIndex:
             (model,),
         ).fetchone()
         n_files, n_windows, dim = int(head[0]), int(head[1]), int(head[2] or 1)
-        matrix = np.empty((n_windows, dim), np.float16)
+        matrix, faiss_index = _storage(n_windows, dim)
         spans = np.empty((n_windows, 2), np.float32)
         file_ids = np.empty(n_files, np.int64)
         offsets = np.empty(n_files, np.int64)
@@ -115,32 +119,38 @@ class WindowIndex:
             file_ids[k], offsets[k] = r["id"], row
             hashes.append(r["content_hash"])
             row, k = row + n, k + 1
-        return cls(file_ids[:k], offsets[:k], spans[:row], matrix[:row], hashes)
+        index = cls(file_ids[:k], offsets[:k], spans[:row], matrix[:row], hashes)
+        if faiss_index is not None and row == n_windows:
+            index.faiss_index = faiss_index  # keeps the buffer ``matrix`` views alive
+        elif faiss_index is not None:
+            index.matrix = np.array(matrix[:row])  # a short read: own copy, faiss index dropped
+        return index
 
     def __len__(self) -> int:
         return int(self.matrix.shape[0])
 
-    def _window_scores(self, vector: np.ndarray) -> Any:
+    def _best_windows(self, vector: np.ndarray, m: int) -> np.ndarray:
+        """Rows of the ``m`` best-scoring windows, best first."""
+        if self.faiss_index is not None:
+            _, rows = self.faiss_index.search(vector[None, :], m)
+            return np.asarray(rows[0][rows[0] >= 0])
         import torch
 
-        m = torch.from_numpy(self.matrix)
-        return m @ torch.from_numpy(np.ascontiguousarray(vector, dtype=self.matrix.dtype))
+        scores = torch.from_numpy(self.matrix) @ torch.from_numpy(vector.astype(self.matrix.dtype))
+        return torch.topk(scores, m).indices.numpy()
 
     def query(
         self, vector: np.ndarray, k: int, *, exclude_hash: str | None = None
     ) -> list[tuple[int, float, int]]:
         """Best ``k`` files for a query vector: ``(file_id, score, best_window_row)``, best first."""
-        import torch
-
         if not len(self) or k <= 0:
             return []
-        vector = np.asarray(vector, np.float32)
-        scores = self._window_scores(vector)
+        vector = np.ascontiguousarray(vector, np.float32)
         excluded = {i for i, h in enumerate(self.hashes) if h == exclude_hash} if exclude_hash else set()
         # the best files are the first distinct files in window order: widen until k of them are found
         m = min(len(self), 8 * k + 64)
         while True:
-            top = torch.topk(scores, m).indices.numpy()
+            top = self._best_windows(vector, m)
             files = list(dict.fromkeys(int(f) for f in self.row_file[top] if int(f) not in excluded))
             if len(files) >= k + 2 or m == len(self):
                 break
@@ -155,6 +165,21 @@ class WindowIndex:
         # ties broken by file id, so the same query always lists the same files
         out.sort(key=lambda t: (-t[1], t[0]))
         return out[:k]
+
+
+def _storage(windows: int, dim: int) -> tuple[np.ndarray, Any]:
+    """A float16 ``(windows, dim)`` array to fill, and the faiss index whose codes it is (or None)."""
+    try:
+        import faiss
+    except ImportError:
+        return np.empty((windows, dim), np.float16), None
+    index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    if windows == 0 or index.code_size != 2 * dim:
+        return np.empty((windows, dim), np.float16), None
+    index.codes.resize(windows * index.code_size)
+    index.ntotal = windows
+    buffer = faiss.rev_swig_ptr(index.codes.data(), windows * index.code_size)
+    return buffer.view(np.float16).reshape(windows, dim), index
 
 
 _cache: dict[tuple[str, str], tuple[tuple[object, ...], WindowIndex]] = {}
