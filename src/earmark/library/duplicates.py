@@ -12,7 +12,9 @@ Three kinds of evidence, strongest first:
   embeddings agree window by window (cosine at least
   ``min_embedding_similarity``) and the durations match. Embeddings describe
   what a sound *is*, not which recording it is, so this is a weaker match:
-  two takes of the same kind of click can pass it.
+  two takes of the same kind of click can pass it. Candidates come from
+  random-hyperplane hashing of the first windows (:mod:`.embed_pairs`), never
+  from all pairs: a library of 100 000 one-shots stays linear.
 
 For every fingerprint match the CLAP embedding cosine is reported too, as
 confirmation. Files linked by any evidence form a group (connected
@@ -31,6 +33,7 @@ import numpy as np
 
 from ..store import Database
 from . import fingerprints
+from .embed_pairs import near_pairs
 from .print_index import candidate_pairs
 from .schema import migrate
 
@@ -285,6 +288,34 @@ def _mean_cosine(a: tuple[str, np.ndarray] | None, b: tuple[str, np.ndarray] | N
     return float(ma @ mb / max(np.linalg.norm(ma) * np.linalg.norm(mb), 1e-12))
 
 
+def _first_windows(
+    conn: sqlite3.Connection, files: dict[int, sqlite3.Row], ids: list[int]
+) -> dict[tuple[str, int], tuple[list[int], np.ndarray, np.ndarray, np.ndarray]]:
+    """Per (model, dim): file ids, unit first windows (float16), window counts, durations."""
+    by_emb: dict[int, list[int]] = {}
+    for i in ids:
+        if files[i]["duration_s"] is not None and files[i]["embedding_id"]:
+            by_emb.setdefault(int(files[i]["embedding_id"]), []).append(i)
+    found: dict[tuple[str, int], tuple[list[int], list[np.ndarray], list[int], list[float]]] = {}
+    emb_ids = sorted(by_emb)
+    for lo in range(0, len(emb_ids), 500):
+        chunk = emb_ids[lo : lo + 500]
+        for row in conn.execute(
+            "SELECT id, model, n_windows, dim, substr(vectors, 1, 2 * dim) AS first FROM lib_embeddings"
+            f" WHERE vectors IS NOT NULL AND n_windows > 0 AND id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ):
+            v = np.frombuffer(row["first"], np.float16).astype(np.float32)
+            v /= max(float(np.linalg.norm(v)), 1e-12)
+            group = found.setdefault((row["model"], int(row["dim"])), ([], [], [], []))
+            for i in by_emb[int(row["id"])]:
+                group[0].append(i)
+                group[1].append(v.astype(np.float16))
+                group[2].append(int(row["n_windows"]))
+                group[3].append(float(files[i]["duration_s"]))
+    return {key: (g[0], np.stack(g[1]), np.array(g[2], np.int64), np.array(g[3])) for key, g in found.items()}
+
+
 def _embedding_matches(
     conn: sqlite3.Connection,
     files: dict[int, sqlite3.Row],
@@ -292,13 +323,9 @@ def _embedding_matches(
     options: DuplicateOptions,
     groups: _Groups,
 ) -> list[Evidence]:
-    """Files without a fingerprint: same duration (a sweep over files sorted by it) and windows that agree."""
+    """Files without a fingerprint: the same window count, durations within the tolerance, every window
+    pair at ``min_embedding_similarity``. Candidates from :func:`.embed_pairs.near_pairs` (no all pairs)."""
     found = []
-    items = sorted(
-        (float(files[i]["duration_s"]), i)
-        for i in ids
-        if files[i]["duration_s"] is not None and files[i]["embedding_id"]
-    )
     cache: dict[int, tuple[str, np.ndarray] | None] = {}
 
     def vec(i: int) -> tuple[str, np.ndarray] | None:
@@ -306,10 +333,17 @@ def _embedding_matches(
             cache[i] = _vectors(conn, files[i]["embedding_id"])
         return cache[i]
 
-    for n, (dur, a) in enumerate(items):
-        for dur_b, b in items[n + 1 :]:
-            if dur_b - dur > options.duration_tolerance_s:
-                break
+    for file_ids, first, windows, durations in _first_windows(conn, files, ids).values():
+        pairs, _ = near_pairs(
+            first,
+            windows,
+            durations,
+            # float16 rows renormalised: a hair of slack, the exact check below decides
+            min_cos=options.min_embedding_similarity - 2e-3,
+            tolerance_s=options.duration_tolerance_s,
+        )
+        for i, j in pairs.tolist():
+            a, b = file_ids[i], file_ids[j]
             va, vb = vec(a), vec(b)
             if va is None or vb is None or va[0] != vb[0] or va[1].shape != vb[1].shape:
                 continue
@@ -318,9 +352,15 @@ def _embedding_matches(
                 groups.union(a, b)
                 found.append(
                     Evidence(
-                        a=a, b=b, kind="embedding", similarity=lowest, embedding_cosine=_mean_cosine(va, vb)
+                        a=min(a, b),
+                        b=max(a, b),
+                        kind="embedding",
+                        similarity=lowest,
+                        embedding_cosine=_mean_cosine(va, vb),
                     )
                 )
+            if len(cache) > 4096:
+                cache.clear()  # bounded memory: pairs come sorted by the first file
     return found
 
 
