@@ -67,3 +67,32 @@ def test_a_crowded_bucket_links_its_members_with_bounded_work() -> None:
     for a, b in pairs.tolist():
         parent[find(a)] = find(b)
     assert len({find(x) for x in range(n)}) == 1, "copies of one click were split into several groups"
+
+
+def test_keeper_ignores_wav_header_size_and_prefers_the_longer_master() -> None:
+    from earmark.library.duplicates import DuplicateFile, bitrate_kbps
+
+    # a 1.5 s 48 kHz mono master with a 100 KB metadata chunk, and the same audio trimmed to 1.0 s
+    master_kbps = bitrate_kbps("pcm_s16le", 48000, 1, 144_000 + 100_000, 1.5)
+    trimmed_kbps = bitrate_kbps("pcm_s16le", 48000, 1, 96_000 + 44, 1.0)
+    assert master_kbps == trimmed_kbps == 768.0, "a wav's bitrate depends on its header, not its audio"
+    assert bitrate_kbps("pcm_s24le", 96000, 2, 1, 1.0) == 4608.0
+    assert bitrate_kbps("pcm_mulaw", 8000, 1, 1, 1.0) == 64.0
+    assert bitrate_kbps("mp3float", 44100, 2, 16_000, 1.0) == 128.0
+
+    def file(file_id: int, duration: float, kbps: float | None) -> DuplicateFile:
+        return DuplicateFile(
+            file_id=file_id,
+            path=f"/s/{file_id}.wav",
+            duration_s=duration,
+            format="wav",
+            codec="pcm_s16le",
+            sample_rate=48000,
+            channels=1,
+            size=0,
+            bitrate_kbps=kbps,
+            lossless=True,
+        )
+
+    best = max([file(2, 1.0, trimmed_kbps), file(1, 1.5, master_kbps)], key=DuplicateFile.rank)
+    assert best.file_id == 1, "the trimmed copy was suggested as keeper over the full master"

@@ -24,6 +24,7 @@ lossy, then higher sample rate, then higher bitrate, then longer.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -43,11 +44,13 @@ __all__ = [
     "DuplicateOptions",
     "DuplicateReport",
     "Evidence",
+    "bitrate_kbps",
     "find_duplicates",
     "is_lossless",
 ]
 
 _LOSSLESS = {"flac", "alac", "wavpack", "ape", "tta", "mlp", "truehd", "mp4als", "shorten", "tak"}
+_PCM_BITS = re.compile(r"pcm_[suf](\d+)")  # FFmpeg's PCM codec names: pcm_s16le, pcm_s24be, pcm_f32le
 _ITEM_S = 4096 / 3 / 11025  # Chromaprint: one item per 1365.33 samples at 11025 Hz
 
 
@@ -364,6 +367,19 @@ def _embedding_matches(
     return found
 
 
+def bitrate_kbps(
+    codec: str | None, sample_rate: int | None, channels: int | None, size: int, duration_s: float | None
+) -> float | None:
+    """The audio's bitrate: exact for PCM (rate x channels x bits: a long metadata chunk or a trim
+    does not change it), else the file's size over its duration."""
+    name = codec or ""
+    bits = _PCM_BITS.match(name)
+    width = int(bits.group(1)) if bits else 8 if name in ("pcm_mulaw", "pcm_alaw") else 0
+    if width and sample_rate and channels:
+        return round(sample_rate * channels * width / 1000, 1)
+    return round(size * 8 / duration_s / 1000, 1) if duration_s else None
+
+
 def _describe(f: sqlite3.Row) -> DuplicateFile:
     dur = f["duration_s"]
     return DuplicateFile(
@@ -375,7 +391,7 @@ def _describe(f: sqlite3.Row) -> DuplicateFile:
         sample_rate=f["sample_rate"],
         channels=f["channels"],
         size=f["size"],
-        bitrate_kbps=round(f["size"] * 8 / dur / 1000, 1) if dur else None,
+        bitrate_kbps=bitrate_kbps(f["codec"], f["sample_rate"], f["channels"], f["size"], dur),
         lossless=is_lossless(f["codec"], f["format"]),
     )
 
