@@ -237,7 +237,7 @@ def child_search(method: str, windows: int, threads: int) -> dict[str, object]:
                 out[lo : lo + 16384] = matrix[lo : lo + 16384].astype(np.float32) @ q
             per = np.maximum.reduceat(out, offsets)
             return np.argpartition(-per, 20)[:20]
-    elif method == "on-disk fp16 (memmap, torch blocks)":
+    elif method == "on-disk fp16 (memmap; torch blocks)":
         import atexit
         import shutil
 
@@ -351,7 +351,7 @@ def main() -> None:
     ap.add_argument("--windows", type=int, nargs="*", default=[100_000, 1_000_000])
     ap.add_argument(
         "--methods",
-        default="earmark index (faiss fp16 codes),earmark index (torch fp16; no faiss),on-disk fp16 (memmap, torch blocks),numpy-fp16-blocks,numpy-fp32,faiss-sq8",
+        default="earmark index (faiss fp16 codes),earmark index (torch fp16; no faiss),on-disk fp16 (memmap; torch blocks),numpy-fp16-blocks,numpy-fp32,faiss-sq8",
     )
     ap.add_argument("--skip", default="")
     ap.add_argument("--out", default="duplicates.json", help="file name under bench/out")
