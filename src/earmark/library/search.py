@@ -11,14 +11,14 @@ The window scores come from faiss' ``IndexScalarQuantizer`` in ``QT_fp16``
 whose codes *are* the float16 rows (the matrix is written straight into its
 buffer: no second copy), or, without faiss, from a PyTorch float16
 matrix-vector product. Chosen by measurement (``bench/bench_duplicates.py``,
-``bench/RESULTS.md``; 2 cores, 512-d, machine loaded by other work): at
-1 000 000 windows faiss fp16 answers in ~75 ms median, PyTorch float16 in
-~250 ms, numpy float32 in ~600 ms with twice the memory (2 GB), numpy float16
-converted in blocks in 7.5 s (numpy has no float16 BLAS), faiss 8-bit
-quantisation in ~220 ms (half the memory, scores rounded to 8 bits); at
-100 000 windows all but the numpy-float16 blocks take ~50-65 ms. sqlite-vec
-cannot be loaded by the standard library's ``sqlite3`` on common builds (no
-``enable_load_extension``). Exact search loses no recall; an approximate index
+``bench/RESULTS-duplicates.md``; 2 cores, 512-d, machine loaded by other work,
+so CPU time per query is the steadier figure): at 1 000 000 windows faiss fp16
+costs 72-75 ms of CPU per query on one thread, PyTorch float16 88-96 ms, faiss
+8-bit quantisation 89 ms (half the memory, scores rounded to 8 bits), an
+on-disk float16 memmap 158 ms (small process, same RAM as page cache), numpy
+float32 197 ms with twice the memory (2 GB), numpy float16 converted in blocks
+2.2 s (numpy has no float16 BLAS). sqlite-vec cannot be loaded by the standard
+library's ``sqlite3`` on common builds (no ``enable_load_extension``). Exact search loses no recall; an approximate index
 (IVF, HNSW) would only pay off at tens of millions of windows. The index is
 rebuilt, streaming rows into its preallocated buffer (peak memory: the index
 plus one row), when embeddings or files change.
