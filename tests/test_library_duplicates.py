@@ -125,6 +125,14 @@ def test_skip_duplicates_files_one_copy_and_undo_restores_the_tree(dup_library, 
     db2 = copy_db(db, tmp_path / "lib.db")
     before = tree_hashes(lib)
     out = tmp_path / "out"
+    dry = tag(db2, lib, extra=("--sort-into", str(out), "--move", "--skip-duplicates", "--dry-run"))
+    copies = sum(len(v) - 1 for k, v in manifest.items() if k != "unrelated")
+    skip_lines = [line for line in dry.output.splitlines() if line.startswith("skip ")]  # type: ignore[attr-defined]
+    assert len(skip_lines) == copies and all("same recording as" in line for line in skip_lines), (
+        "the dry run does not list each copy it would leave out"
+    )
+    assert tree_hashes(lib) == before and not out.exists(), "the dry run touched files"
+    assert sqlite3.connect(db2).execute("SELECT count(*) FROM lib_skipped").fetchone()[0] == 0
     result = tag(db2, lib, extra=("--sort-into", str(out), "--move", "--skip-duplicates"))
     filed = tree_hashes(out)
     recordings = len(manifest) - 1
@@ -136,7 +144,7 @@ def test_skip_duplicates_files_one_copy_and_undo_restores_the_tree(dup_library, 
                 f"{name}: the filed copy is not its wav master"
             )
     skipped = sqlite3.connect(db2).execute("SELECT count(*) FROM lib_skipped").fetchone()[0]
-    assert skipped == sum(len(v) - 1 for k, v in manifest.items() if k != "unrelated")
+    assert skipped == copies
     assert f"{skipped} duplicates not filed" in result.stderr  # type: ignore[attr-defined]
     run_id = sqlite3.connect(db2).execute("SELECT max(id) FROM lib_runs WHERE kind='tag'").fetchone()[0]
     run("undo", str(run_id), "--db", str(db2))

@@ -35,7 +35,7 @@ import numpy as np
 from ..store import Database
 from . import fingerprints
 from .embed_pairs import near_pairs
-from .print_index import candidate_pairs
+from .print_index import QUERY_ITEMS, candidate_pairs
 from .schema import migrate
 
 __all__ = [
@@ -257,12 +257,18 @@ def _files(conn: sqlite3.Connection, file_ids: Iterable[int] | None) -> dict[int
 
 
 def _prints(conn: sqlite3.Connection, hashes: list[str]) -> tuple[list[str], list[np.ndarray]]:
-    """The usable fingerprints of these contents, in a stable order."""
+    """The usable fingerprints of these contents, in a stable order.
+
+    Only the items the comparison reads (the first ``VERIFY_ITEMS``, ~30 s) are loaded: 1 KB per file
+    instead of up to 4 KB (two minutes), so 100 000 files hold ~100 MB.
+    """
     wanted = set(hashes)
     out_h, out_p = [], []
+    head = max(fingerprints.VERIFY_ITEMS, QUERY_ITEMS) * 4
     for row in conn.execute(
-        "SELECT content_hash, items FROM lib_fingerprints WHERE error IS NULL AND n_items>=? ORDER BY content_hash",
-        (fingerprints.MIN_ITEMS,),
+        "SELECT content_hash, substr(items, 1, ?) AS items FROM lib_fingerprints"
+        " WHERE error IS NULL AND n_items>=? ORDER BY content_hash",
+        (head, fingerprints.MIN_ITEMS),
     ):
         if row["content_hash"] in wanted:
             out_h.append(row["content_hash"])
