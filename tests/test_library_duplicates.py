@@ -216,6 +216,28 @@ def test_rest_endpoint_and_library_tab_rows(dup_library) -> None:  # type: ignor
     assert [r[1] for r in rows].count("keep") == 30, "the Library tab does not mark one keeper per group"
 
 
+def test_server_reuses_the_report_but_shows_moves_and_removals(dup_library, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from earmark.library.duplicates import cached_duplicates
+    from earmark.store import Database
+
+    _, _, db = dup_library
+    db2 = Database(copy_db(db, tmp_path / "lib.db"))
+    first = cached_duplicates(db2)
+    assert cached_duplicates(db2) == first, "asking twice gave another answer"
+    keeper = first.groups[0].keeper
+    moved = str(tmp_path / "filed" / "moved.wav")
+    with db2.transaction() as c:  # what filing with --move does to a file's row
+        c.execute("UPDATE lib_files SET path=? WHERE id=?", (moved, keeper.file_id))
+    again = cached_duplicates(db2)
+    paths = {f.file_id: f.path for g in again.groups for f in g.files}
+    assert paths[keeper.file_id] == moved, "the page shows a moved file at its old path"
+    gone = first.groups[-1].files[-1].file_id
+    with db2.transaction() as c:
+        c.execute("DELETE FROM lib_files WHERE id=?", (gone,))
+    after = cached_duplicates(db2)
+    assert gone not in {f.file_id for g in after.groups for f in g.files}, "a removed file is still listed"
+
+
 def test_search_index_gives_the_same_files_with_and_without_faiss(dup_library, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from earmark.library.records import model_key
     from earmark.library.search import WindowIndex

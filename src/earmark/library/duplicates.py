@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ __all__ = [
     "DuplicateReport",
     "Evidence",
     "bitrate_kbps",
+    "cached_duplicates",
     "find_duplicates",
     "is_lossless",
 ]
@@ -244,6 +246,59 @@ def find_duplicates(
     unprinted = [ids[0] for h, ids in by_hash.items() if h not in printed]
     edges += _embedding_matches(conn, files, unprinted, options, groups)
     return _report(conn, files, groups, edges, printed, len(pairs))
+
+
+_cache: dict[tuple[str, DuplicateOptions], tuple[tuple[object, ...], DuplicateReport]] = {}
+_cache_lock = threading.Lock()
+
+
+def _version(conn: sqlite3.Connection) -> tuple[object, ...]:
+    """Changes whenever a file's contents, fingerprint or embedding change (not when a file only moves)."""
+    return tuple(
+        conn.execute(
+            "SELECT (SELECT count(*) FROM lib_files), (SELECT max(id) FROM lib_files),"
+            " (SELECT max(updated_at) FROM lib_files), (SELECT count(*) FROM lib_fingerprints),"
+            " (SELECT max(rowid) FROM lib_fingerprints), (SELECT max(id) FROM lib_embeddings)"
+        ).fetchone()
+    )
+
+
+def cached_duplicates(db: Database, options: DuplicateOptions | None = None) -> DuplicateReport:
+    """:func:`find_duplicates` of the whole library, reusing the last report while its contents are
+    unchanged (the server's endpoint and Library tab: a large library takes minutes). Paths are read
+    afresh each time, so files moved by filing or ``undo`` show where they are now."""
+    options = options or DuplicateOptions()
+    migrate(db)
+    key, version = (str(db.path), options), _version(db.conn)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[0] == version:
+        fresh = _with_current_paths(db.conn, hit[1])
+        if fresh is not None:
+            return fresh
+    report = find_duplicates(db, options)
+    with _cache_lock:
+        _cache[key] = (version, report)
+    return report
+
+
+def _with_current_paths(conn: sqlite3.Connection, report: DuplicateReport) -> DuplicateReport | None:
+    """The report with each file's current path; None when one of its files is gone."""
+    ids = sorted({f.file_id for g in report.groups for f in g.files})
+    paths: dict[int, str] = {}
+    for lo in range(0, len(ids), 500):
+        chunk = ids[lo : lo + 500]
+        for row in conn.execute(
+            f"SELECT id, path FROM lib_files WHERE id IN ({','.join('?' * len(chunk))})", chunk
+        ):
+            paths[int(row["id"])] = row["path"]
+    if len(paths) != len(ids):
+        return None
+    groups = [
+        replace(g, files=tuple(replace(f, path=paths[f.file_id]) for f in g.files)) for g in report.groups
+    ]
+    groups.sort(key=lambda g: (-len(g.files), g.keeper.path))
+    return replace(report, groups=tuple(groups))
 
 
 def _files(conn: sqlite3.Connection, file_ids: Iterable[int] | None) -> dict[int, sqlite3.Row]:

@@ -2,7 +2,9 @@
 
 Included into the library router (:mod:`.library_routes`), so it shares its
 prefix and tag. Reads only the database: fingerprints and embeddings stored by
-``earmark tag``; nothing is decoded and no path from the client is opened.
+``earmark tag``; nothing is decoded and no path from the client is opened. The
+report is reused while the library's contents are unchanged
+(:func:`earmark.library.duplicates.cached_duplicates`; paths are re-read).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ except ImportError as ex:  # pragma: no cover - exercised only without the extra
 
     raise MissingExtraError("the library API", "server") from ex
 
-from ..library.duplicates import DuplicateOptions, find_duplicates
+from ..library.duplicates import DuplicateOptions, cached_duplicates
 
 __all__ = ["DuplicatesResponse", "router"]
 
@@ -90,7 +92,7 @@ def duplicates(
     options = DuplicateOptions(
         min_similarity=min_similarity, min_embedding_similarity=min_embedding_similarity
     )
-    report = find_duplicates(_db(request), options)
+    report = cached_duplicates(_db(request), options)
     return {**report.to_dict(), "took_ms": round((time.perf_counter() - t) * 1e3, 2)}
 
 

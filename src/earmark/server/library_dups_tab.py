@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..library.duplicates import DuplicateOptions, find_duplicates
+from ..library.duplicates import DuplicateOptions, cached_duplicates
 
 __all__ = ["HEADERS", "build", "duplicate_rows"]
 
@@ -25,7 +25,7 @@ def _evidence(group: Any, file_id: int) -> str:
 
 def duplicate_rows(db: Any, min_similarity: float = 0.7) -> tuple[list[list[Any]], str]:
     """Rows for the duplicates table (one per file, keeper first in each group) and a status line."""
-    report = find_duplicates(db, DuplicateOptions(min_similarity=float(min_similarity)))
+    report = cached_duplicates(db, DuplicateOptions(min_similarity=float(min_similarity)))
     rows = [
         [
             n,
