@@ -152,6 +152,28 @@ def test_skip_duplicates_files_one_copy_and_undo_restores_the_tree(dup_library, 
     assert not tree_hashes(out), "undo left files in the output folder"
 
 
+def test_files_tagged_before_fingerprints_get_them_on_the_next_tag_without_the_model(
+    dup_library, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    root, _, db = dup_library
+    db2 = copy_db(db, tmp_path / "lib.db")
+    with sqlite3.connect(db2) as c:  # a library tagged before migration library-dups-001 had none
+        c.execute("DELETE FROM lib_fingerprints")
+        embeddings = c.execute("SELECT count(*), max(id) FROM lib_embeddings").fetchone()
+    result = run("duplicates", "--db", str(db2), "--json")
+    out = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert out["groups"] == [] and out["without_fingerprint"] == out["files"], (
+        "files without a fingerprint were grouped by embeddings alone"
+    )
+    assert "re-run `earmark tag`" in result.stderr  # type: ignore[attr-defined]
+    tag(db2, root)
+    with sqlite3.connect(db2) as c:
+        assert c.execute("SELECT count(*), max(id) FROM lib_embeddings").fetchone() == embeddings, (
+            "re-running tag embedded the files with the model again"
+        )
+    assert len(groups_of(db2, root)) == 30, "re-running tag did not add the missing fingerprints"
+
+
 def test_files_too_short_to_fingerprint_match_by_embedding(dup_library, tmp_path) -> None:  # type: ignore[no-untyped-def]
     _, _, db = dup_library
     db2 = copy_db(db, tmp_path / "lib.db")

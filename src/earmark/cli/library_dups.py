@@ -144,7 +144,11 @@ def _footer(report: Any, seconds: float) -> None:
             if not report.fpcalc
             else "too short, unreadable, or tagged before fingerprints: re-run `earmark tag` to add them"
         )
-        click.echo(f"{report.without_fingerprint} files have no fingerprint ({hint})", err=True)
+        click.echo(
+            f"{report.without_fingerprint} files have no fingerprint ({hint});"
+            " of those, only sounds under 4 s are compared (by embedding)",
+            err=True,
+        )
 
 
 COMMANDS = [duplicates_cmd]

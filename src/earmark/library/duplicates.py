@@ -7,8 +7,9 @@ Three kinds of evidence, strongest first:
   ``tag``) that agree at some alignment; candidates come from an inverted index
   (:mod:`.print_index`), never from all pairs. Catches transcodes (wav, mp3,
   ogg at another rate, mono) and small trims. Misses sounds shorter than about
-  3 s and steady sounds (a hum, a constant tone) whose fingerprint says nothing;
-- *embedding*: for files too short to fingerprint only, the stored CLAP window
+  4 s and steady sounds (a hum, a constant tone) whose fingerprint says nothing;
+- *embedding*: for files too short to fingerprint only (a long file without a
+  fingerprint, e.g. tagged without ``fpcalc``, is not matched at all), the stored CLAP window
   embeddings agree window by window (cosine at least
   ``min_embedding_similarity``) and the durations match. Embeddings describe
   what a sound *is*, not which recording it is, so this is a weaker match:
@@ -243,8 +244,8 @@ def find_duplicates(
                 )
             )
     printed = set(hashes)
-    unprinted = [ids[0] for h, ids in by_hash.items() if h not in printed]
-    edges += _embedding_matches(conn, files, unprinted, options, groups)
+    short = _too_short(conn, {h: files[ids[0]] for h, ids in by_hash.items() if h not in printed})
+    edges += _embedding_matches(conn, files, [by_hash[h][0] for h in short], options, groups)
     return _report(conn, files, groups, edges, printed, len(pairs))
 
 
@@ -299,6 +300,26 @@ def _with_current_paths(conn: sqlite3.Connection, report: DuplicateReport) -> Du
     ]
     groups.sort(key=lambda g: (-len(g.files), g.keeper.path))
     return replace(report, groups=tuple(groups))
+
+
+def _too_short(conn: sqlite3.Connection, unprinted: dict[str, sqlite3.Row]) -> list[str]:
+    """The contents without a usable fingerprint *because they are short*: only these are matched by
+    embeddings. A long file without one (fpcalc missing, unreadable to it, tagged before fingerprints)
+    is left out: embeddings alone would join different takes of the same kind of sound."""
+    stored = {
+        r["content_hash"]: (r["n_items"], r["error"])
+        for r in conn.execute(
+            "SELECT content_hash, n_items, error FROM lib_fingerprints WHERE n_items<?",
+            (fingerprints.MIN_ITEMS,),
+        )
+    }
+    out = []
+    for h, f in unprinted.items():
+        n_items, error = stored.get(h, (None, None))
+        few = n_items is not None and error is None  # fpcalc ran and found too little audio
+        if few or (f["duration_s"] is not None and float(f["duration_s"]) < fingerprints.SHORT_S):
+            out.append(h)
+    return out
 
 
 def _files(conn: sqlite3.Connection, file_ids: Iterable[int] | None) -> dict[int, sqlite3.Row]:

@@ -3,7 +3,7 @@
 Files too short to fingerprint are matched by their window embeddings
 (:mod:`.duplicates`): the same number of windows, every window pair at cosine
 at least ``min_cos``, durations within a tolerance. Comparing every pair of a
-library of one-shots (100 000 clicks, hits and blips under 3 s) would be
+library of one-shots (100 000 clicks, hits and blips under 4 s) would be
 billions of comparisons, so candidates come from random-hyperplane hashing
 (SimHash) of each file's first window: two unit vectors at angle ``θ`` fall on
 the same side of a random hyperplane with probability ``1 - θ/π``. Each of

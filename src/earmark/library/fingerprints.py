@@ -4,7 +4,7 @@ A Chromaprint fingerprint (the AcoustID standard) is one 32-bit item per
 ~0.124 s of audio, each bit comparing the energy of two chroma bands over a
 short span. Transcoding (mp3, ogg, another sample rate, mono) flips only a few
 bits of a few items, so two files of the same recording line up item by item;
-unrelated audio agrees on about half the bits, like noise. It needs about 3 s
+unrelated audio agrees on about half the bits, like noise. It needs about 4 s
 of audio (the first items cover a 2 s span) and tells apart only sounds that
 change over time: a steady hum or tone gives the same few items whatever the
 recording.
@@ -51,7 +51,9 @@ log = logging.getLogger("earmark")
 
 ALGORITHM = "chromaprint-fpcalc-2"  # fpcalc's default algorithm (2), as stored in lib_fingerprints
 LENGTH_S = 120  # fingerprint the first two minutes (fpcalc's default): enough to tell recordings apart
-MIN_ITEMS = 8  # fewer items (about 3 s of audio) say too little; such files rely on embeddings
+MIN_ITEMS = 8  # fewer items (under about 3.6 s of audio) say too little; such files rely on embeddings
+# shorter files may have no usable fingerprint (fpcalc: 3.2 s -> 4 items, 2.9 s -> 2, 0.3 s -> none)
+SHORT_S = 4.0
 ITEM_BITS = 4  # an item "agrees" when at most this many of its 32 bits differ
 VERIFY_ITEMS = 240  # items compared per fingerprint (~30 s from the start)
 MAX_OFFSET = 16  # items (~2 s) of misalignment searched: trims at the start
