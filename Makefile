@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 7860
 MODEL ?=
 TORCH_VERSION := 2.13.0
-DEBIAN_PACKAGES := ffmpeg sox chromium mosquitto fonts-noto-cjk
+DEBIAN_PACKAGES := ffmpeg sox chromium mosquitto fonts-noto-cjk libchromaprint-tools
 
 .PHONY: setup sysdeps serve test check lint bench tiny-model clean fuzz fuzz-ci
 

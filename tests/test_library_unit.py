@@ -202,10 +202,10 @@ def test_start_run_marks_dead_runs_interrupted(tmp_path: Path) -> None:
 
 def test_migrations_apply_once(tmp_path: Path) -> None:
     db = Database(tmp_path / "lib.db")
-    assert db.migrate(__import__("earmark.library.schema", fromlist=["x"]).MIGRATIONS) == [
-        "library-001-tables",
-        "library-002-embedding-seconds",
-    ]
+    names = [m.name for m in __import__("earmark.library.schema", fromlist=["x"]).MIGRATIONS]
+    assert db.migrate(__import__("earmark.library.schema", fromlist=["x"]).MIGRATIONS) == names
+    assert names[0] == "library-001-tables" and "library-dups-001-fingerprints" in names
+    assert names[1] == "library-002-embedding-seconds"
     assert migrate(db).migrate([]) == []
     tables = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"lib_files", "lib_embeddings", "lib_predictions", "lib_ops", "lib_runs", "lib_reviews"} <= tables

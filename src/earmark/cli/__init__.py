@@ -41,9 +41,18 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import classify_cmd, eval_cmd, fit_cmd, library_cmd, model_cmd, monitor_cmd, serve_cmd
+    from . import (
+        classify_cmd,
+        eval_cmd,
+        fit_cmd,
+        library_cmd,
+        library_dups,
+        model_cmd,
+        monitor_cmd,
+        serve_cmd,
+    )
 
-    modules = (classify_cmd, model_cmd, serve_cmd, library_cmd, monitor_cmd, eval_cmd, fit_cmd)
+    modules = (classify_cmd, model_cmd, serve_cmd, library_cmd, library_dups, monitor_cmd, eval_cmd, fit_cmd)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

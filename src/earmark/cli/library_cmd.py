@@ -79,6 +79,11 @@ def last_model(db: Any) -> str | None:
 @click.option("--review-in-place", is_flag=True, help="Leave files that need review where they are.")
 @click.option("--dry-run", is_flag=True, help="Show the filing plan; copy or move nothing.")
 @click.option(
+    "--skip-duplicates",
+    is_flag=True,
+    help="File one copy per recording (the best; see 'earmark duplicates'); skipped files stay put.",
+)
+@click.option(
     "--denoise", is_flag=True, help="Spectral-gating noise reduction before embedding (needs noisereduce)."
 )
 @click.option("--retry-errors", is_flag=True, help="Try again files that failed to decode before.")
@@ -117,6 +122,7 @@ def tag_cmd(
     move: bool,
     review_in_place: bool,
     dry_run: bool,
+    skip_duplicates: bool,
     denoise: bool,
     retry_errors: bool,
     window_s: float,
@@ -161,10 +167,16 @@ def tag_cmd(
     filing = None
     if sort_into is not None:
         filing = FilingOptions(
-            sort_into=sort_into, move=move, review_in_place=review_in_place, dry_run=dry_run
+            sort_into=sort_into,
+            move=move,
+            review_in_place=review_in_place,
+            dry_run=dry_run,
+            skip_duplicates=skip_duplicates,
         )
-    elif move or dry_run or review_in_place:
-        raise click.UsageError("--move, --dry-run and --review-in-place need --sort-into OUT")
+    elif move or dry_run or review_in_place or skip_duplicates:
+        raise click.UsageError(
+            "--move, --dry-run, --review-in-place and --skip-duplicates need --sort-into OUT"
+        )
     db = open_db(db_path)
     from ..models import DEFAULT_MODEL
 

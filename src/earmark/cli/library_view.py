@@ -55,6 +55,8 @@ def _draw_filed(console: Any, result: Any) -> bool:
     op = result.op
     if result.state == "planned":
         click.echo(f"{op.action} {op.src} -> {op.dst}")
+    elif result.state == "skipped":
+        click.echo(f"skip {op.src}: {result.error}")
     elif result.state == "failed":
         console.print(
             f"[red]could not {op.action}[/red] {op.src}: {result.error}", highlight=False, soft_wrap=True
@@ -77,6 +79,8 @@ def _summary(run_id: int, c: dict[str, int], seconds: float) -> str:
         text += (
             f"; filed {c.get('filed', 0)}, failed {c.get('filing_failed', 0)}; undo: earmark undo {run_id}"
         )
+    if "duplicates_skipped" in c:
+        text += f"; {c['duplicates_skipped']} duplicates not filed (another copy of the recording was)"
     if "planned" in c:
         text += f"; dry run: {c['planned']} operations planned, nothing changed"
     return text

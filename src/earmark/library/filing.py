@@ -59,12 +59,14 @@ class FilingOptions:
         move: move instead of copy (the default copy leaves the sources alone).
         review_in_place: leave files that need review where they are instead of ``_review/``.
         dry_run: plan only; touch no file.
+        skip_duplicates: file one copy per recording (see :mod:`.dedupe`).
     """
 
     sort_into: Path
     move: bool = False
     review_in_place: bool = False
     dry_run: bool = False
+    skip_duplicates: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

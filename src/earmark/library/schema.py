@@ -17,6 +17,10 @@ Tables (all prefixed ``lib_``):
   (``planned``) and committed *before* it touches the disk, then marked ``done``
   (or ``failed``/``aborted``); ``undone`` once an undo run reversed it.
 - ``lib_placements``: where under a sort-into folder each file currently sits.
+- ``lib_fingerprints``: the Chromaprint fingerprint per content hash (uint32
+  items, ``<u4`` bytes) or why there is none (see :mod:`.fingerprints`).
+- ``lib_skipped``: files a ``tag --sort-into --skip-duplicates`` run did not
+  file because another copy of the recording was (or is) filed there.
 """
 
 from __future__ import annotations
@@ -156,9 +160,38 @@ def _embedding_seconds(c: sqlite3.Connection) -> None:
     c.execute("ALTER TABLE lib_embeddings ADD COLUMN embed_s REAL")
 
 
+def _duplicates(c: sqlite3.Connection) -> None:
+    _run_script(
+        c,
+        f"""
+    CREATE TABLE lib_fingerprints (
+        content_hash TEXT PRIMARY KEY,
+        algorithm TEXT NOT NULL,
+        duration_s REAL,
+        n_items INTEGER NOT NULL,
+        items BLOB,                 -- uint32 little-endian, one per ~0.124 s
+        error TEXT,                 -- why fpcalc gave none (then n_items is 0)
+        created_at TEXT NOT NULL DEFAULT {NOW}
+    );
+    CREATE TABLE lib_skipped (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES lib_runs(id),
+        file_id INTEGER NOT NULL REFERENCES lib_files(id) ON DELETE CASCADE,
+        kept_file_id INTEGER REFERENCES lib_files(id) ON DELETE SET NULL,
+        kept_path TEXT,             -- the copy filed instead (under out_root)
+        out_root TEXT NOT NULL,
+        similarity REAL,
+        skipped_at TEXT NOT NULL DEFAULT {NOW}
+    );
+    CREATE INDEX lib_skipped_run ON lib_skipped(run_id);
+    """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     Migration("library-001-tables", _tables),
     Migration("library-002-embedding-seconds", _embedding_seconds),
+    Migration("library-dups-001-fingerprints", _duplicates),
 ]
 
 

@@ -1,16 +1,27 @@
 """Search the library: text -> files, file -> files that sound alike.
 
-The index is exact brute force in numpy: every stored window embedding of one
-model as a float32 matrix in memory, rows grouped by file; a query is one
-matrix-vector product, a per-file max (``np.maximum.reduceat``) and a partial
-sort. Chosen by measurement (``bench/bench_tag.py``, ``bench/RESULTS-library.md``):
-at 100 000 windows of 512 dims on 2 cores a query takes 3.7 ms (median), faiss
-``IndexFlatIP`` 10.5 ms, and sqlite-vec cannot even be loaded by the standard
-library's ``sqlite3`` on common builds (no ``enable_load_extension``). Exact
-search needs no extra dependency and loses no recall; an approximate index would
-only pay off at tens of millions of windows. Memory is 2 KB per window (195 MB
-at 100 000). The matrix is rebuilt (1.2 s at 100 000) when embeddings or files
-change.
+The index is exact brute force over the stored float16 window embeddings,
+kept as float16 (1 KB per 512-d window: 98 MB at 100 000 windows, 0.95 GB at
+1 000 000; no float32 copy), rows grouped by file. A query scores every
+window, takes the best windows (``8k + 64``, widened until ``k`` distinct files
+are among them; a file's best window is then among them too, so the per-file
+maximum is exact), and re-scores those files' windows in float32.
+
+The window scores come from faiss' ``IndexScalarQuantizer`` in ``QT_fp16``
+whose codes *are* the float16 rows (the matrix is written straight into its
+buffer: no second copy), or, without faiss, from a PyTorch float16
+matrix-vector product. Chosen by measurement (``bench/bench_duplicates.py``,
+``bench/RESULTS-duplicates.md``; 2 cores, 512-d, machine loaded by other work,
+so CPU time per query is the steadier figure): at 1 000 000 windows faiss fp16
+costs 72-75 ms of CPU per query on one thread, PyTorch float16 88-96 ms, faiss
+8-bit quantisation 89 ms (half the memory, scores rounded to 8 bits), an
+on-disk float16 memmap 158 ms (small process, same RAM as page cache), numpy
+float32 197 ms with twice the memory (2 GB), numpy float16 converted in blocks
+2.2 s (numpy has no float16 BLAS). sqlite-vec cannot be loaded by the standard
+library's ``sqlite3`` on common builds (no ``enable_load_extension``). Exact search loses no recall; an approximate index
+(IVF, HNSW) would only pay off at tens of millions of windows. The index is
+rebuilt, streaming rows into its preallocated buffer (peak memory: the index
+plus one row), when embeddings or files change.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -61,7 +72,7 @@ class Hit:
 
 
 class WindowIndex:
-    """All window embeddings of one model's tagged files (float32, rows grouped by file)."""
+    """All window embeddings of one model's tagged files (float16 or float32, rows grouped by file)."""
 
     def __init__(
         self,
@@ -74,61 +85,101 @@ class WindowIndex:
         self.file_ids = file_ids  # (files,)
         self.offsets = offsets  # (files,) first row of each file
         self.spans = spans  # (windows, 2) seconds
-        self.matrix = matrix  # (windows, dim)
+        self.matrix = np.ascontiguousarray(matrix)  # (windows, dim), unit rows
         self.hashes = hashes  # content hash per file
+        self.faiss_index: Any = None  # set by load(): its codes are ``matrix``
+        counts = np.diff(np.append(offsets, len(matrix))).astype(np.int64)
+        self.row_file = np.repeat(np.arange(len(file_ids), dtype=np.int32), counts)  # (windows,) file index
 
     @classmethod
     def load(cls, db: Database, model: str) -> WindowIndex:
-        rows = db.conn.execute(
+        head = db.conn.execute(
+            "SELECT count(*), coalesce(sum(e.n_windows), 0), max(e.dim) FROM lib_files f"
+            " JOIN lib_embeddings e ON e.id=f.embedding_id WHERE e.model=? AND e.vectors IS NOT NULL",
+            (model,),
+        ).fetchone()
+        n_files, n_windows, dim = int(head[0]), int(head[1]), int(head[2] or 1)
+        matrix, faiss_index = _storage(n_windows, dim)
+        spans = np.empty((n_windows, 2), np.float32)
+        file_ids = np.empty(n_files, np.int64)
+        offsets = np.empty(n_files, np.int64)
+        hashes: list[str] = []
+        row = k = 0
+        for r in db.conn.execute(
             "SELECT f.id, f.content_hash, e.n_windows, e.dim, e.spans, e.vectors FROM lib_files f"
             " JOIN lib_embeddings e ON e.id=f.embedding_id WHERE e.model=? AND e.vectors IS NOT NULL"
             " ORDER BY f.id",
             (model,),
-        ).fetchall()
-        if not rows:
-            return cls(
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int64),
-                np.zeros((0, 2), np.float32),
-                np.zeros((0, 1), np.float32),
-                [],
-            )
-        counts = np.array([r["n_windows"] for r in rows])
-        dim = int(rows[0]["dim"])
-        matrix = np.frombuffer(b"".join(r["vectors"] for r in rows), np.float16).reshape(-1, dim)
-        matrix = matrix.astype(np.float32)
-        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-        spans = np.frombuffer(b"".join(r["spans"] for r in rows), np.float32).reshape(-1, 2)
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        return cls(
-            np.array([r["id"] for r in rows]), offsets, spans, matrix, [r["content_hash"] for r in rows]
-        )
+        ):
+            n = int(r["n_windows"])
+            if k >= n_files or row + n > n_windows or int(r["dim"]) != dim:
+                break  # rows written since the count (the cached index is rebuilt on the next query)
+            matrix[row : row + n] = np.frombuffer(r["vectors"], np.float16).reshape(n, dim)
+            spans[row : row + n] = np.frombuffer(r["spans"], np.float32).reshape(n, 2)
+            file_ids[k], offsets[k] = r["id"], row
+            hashes.append(r["content_hash"])
+            row, k = row + n, k + 1
+        index = cls(file_ids[:k], offsets[:k], spans[:row], matrix[:row], hashes)
+        if faiss_index is not None and row == n_windows:
+            index.faiss_index = faiss_index  # keeps the buffer ``matrix`` views alive
+        elif faiss_index is not None:
+            index.matrix = np.array(matrix[:row])  # a short read: own copy, faiss index dropped
+        return index
 
     def __len__(self) -> int:
         return int(self.matrix.shape[0])
+
+    def _best_windows(self, vector: np.ndarray, m: int) -> np.ndarray:
+        """Rows of the ``m`` best-scoring windows, best first."""
+        if self.faiss_index is not None:
+            _, rows = self.faiss_index.search(vector[None, :], m)
+            return np.asarray(rows[0][rows[0] >= 0])
+        import torch
+
+        scores = torch.from_numpy(self.matrix) @ torch.from_numpy(vector.astype(self.matrix.dtype))
+        return torch.topk(scores, m).indices.numpy()
 
     def query(
         self, vector: np.ndarray, k: int, *, exclude_hash: str | None = None
     ) -> list[tuple[int, float, int]]:
         """Best ``k`` files for a query vector: ``(file_id, score, best_window_row)``, best first."""
-        if not len(self):
+        if not len(self) or k <= 0:
             return []
-        scores = self.matrix @ np.asarray(vector, np.float32)
-        per_file = np.maximum.reduceat(scores, self.offsets)
-        if exclude_hash is not None:
-            per_file[[i for i, h in enumerate(self.hashes) if h == exclude_hash]] = -np.inf
-        k = min(k, per_file.size)
-        candidates = np.argpartition(-per_file, k - 1)[:k]
-        # ties broken by file id, so the same query always lists the same files
-        top = sorted(candidates, key=lambda i: (-per_file[i], self.file_ids[i]))
+        vector = np.ascontiguousarray(vector, np.float32)
+        excluded = {i for i, h in enumerate(self.hashes) if h == exclude_hash} if exclude_hash else set()
+        # the best files are the first distinct files in window order: widen until k of them are found
+        m = min(len(self), 8 * k + 64)
+        while True:
+            top = self._best_windows(vector, m)
+            files = list(dict.fromkeys(int(f) for f in self.row_file[top] if int(f) not in excluded))
+            if len(files) >= k + 2 or m == len(self):
+                break
+            m = min(len(self), m * 4)
         ends = np.append(self.offsets[1:], len(self))
         out = []
-        for i in top:
-            if not np.isfinite(per_file[i]):
-                continue
-            best = int(self.offsets[i] + np.argmax(scores[self.offsets[i] : ends[i]]))
-            out.append((int(self.file_ids[i]), float(per_file[i]), best))
-        return out
+        for i in files:  # exact float32 scores from each candidate file's own windows
+            windows = self.matrix[self.offsets[i] : ends[i]].astype(np.float32)
+            rows = windows @ vector / np.maximum(np.linalg.norm(windows, axis=1), 1e-12)
+            best = int(np.argmax(rows))
+            out.append((int(self.file_ids[i]), float(rows[best]), int(self.offsets[i]) + best))
+        # ties broken by file id, so the same query always lists the same files
+        out.sort(key=lambda t: (-t[1], t[0]))
+        return out[:k]
+
+
+def _storage(windows: int, dim: int) -> tuple[np.ndarray, Any]:
+    """A float16 ``(windows, dim)`` array to fill, and the faiss index whose codes it is (or None)."""
+    try:
+        import faiss
+    except ImportError:
+        return np.empty((windows, dim), np.float16), None
+    index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    if windows == 0 or index.code_size != 2 * dim:
+        return np.empty((windows, dim), np.float16), None
+    index.codes.resize(windows * index.code_size)
+    index.ntotal = windows
+    buffer = faiss.rev_swig_ptr(index.codes.data(), windows * index.code_size)
+    return buffer.view(np.float16).reshape(windows, dim), index
 
 
 _cache: dict[tuple[str, str], tuple[tuple[object, ...], WindowIndex]] = {}

@@ -34,7 +34,7 @@ from ..errors import AudioError
 from ..labels import check_pack_labels, parse_labels
 from ..store import Database
 from ..types import ClassifyOptions
-from . import records
+from . import fingerprints, records
 from .filing import FilingOptions, OpResult, check_writable, execute, plan_filing
 from .journal import finish_run, start_run, writer
 from .progress import FileFiled, FileTagged, RunFinished, RunStarted, TagEvent
@@ -153,6 +153,7 @@ class _Print:
     digest: str = ""
     info: dict[str, Any] | None = None
     error: str | None = None
+    chroma: fingerprints.Fingerprint | None = None  # computed when these bytes have none stored
 
 
 # a replacement for the local decode+embed step (the Ray pipeline): (ctx, paths) -> (path, result) pairs
@@ -289,6 +290,14 @@ def _fingerprint(db: Database, path: str) -> _Print:
     return _Print(path=path, size=st.size, mtime_ns=st.mtime_ns, digest=digest, info=info)
 
 
+def _printed(db: Database, path: str) -> _Print:
+    """:func:`_fingerprint` plus the Chromaprint fingerprint of contents that have none yet (same thread)."""
+    fp = _fingerprint(db, path)
+    if fp.error or not fingerprints.missing(db.conn, fp.digest):
+        return fp
+    return replace(fp, chroma=fingerprints.compute(path))
+
+
 def _upsert_file(c: sqlite3.Connection, fp: _Print) -> int:
     """Insert or refresh a file row; new bytes at a known path forget the old results."""
     old = c.execute("SELECT id, content_hash FROM lib_files WHERE path=?", (fp.path,)).fetchone()
@@ -346,7 +355,7 @@ def _tagged(ctx: _Ctx, path: str, file_id: int, how: str, status: str, **kw: Any
 def _tag_all(ctx: _Ctx, paths: list[str]) -> Iterator[FileTagged]:
     """Phase 1 answers what it can from the store; phase 2 decodes the rest (once per content)."""
     queue: dict[str, list[tuple[str, int]]] = {}
-    prints = ordered_map(lambda p: _fingerprint(ctx.db, p), paths, workers=ctx.options.hash_workers, ahead=32)
+    prints = ordered_map(lambda p: _printed(ctx.db, p), paths, workers=ctx.options.hash_workers, ahead=32)
     for fp in prints:
         event = _from_store(ctx, fp, queue)
         if event is not None:
@@ -365,6 +374,8 @@ def _from_store(ctx: _Ctx, fp: _Print, queue: dict[str, list[tuple[str, int]]]) 
             _set_result(c, ctx, int(row["id"]), status="error", error=fp.error)
             return _tagged(ctx, fp.path, int(row["id"]), "skipped", "error", error=fp.error)
         file_id = _upsert_file(c, fp)
+        if fp.chroma is not None:
+            fingerprints.save(c, fp.digest, fp.chroma)
         emb = records.find_embedding(c, fp.digest, ctx.key)
         if fp.digest in queue or emb is None or (emb["error"] and ctx.options.retry_errors):
             queue.setdefault(fp.digest, []).append((fp.path, file_id))
@@ -500,6 +511,17 @@ def _file_all(ctx: _Ctx, file_ids: list[int], filing: FilingOptions) -> Iterator
     filing = replace(filing, sort_into=type(filing.sort_into)(out))
     ids = [i for i in file_ids if i]
     plan = plan_filing(ctx.db.conn, ids, filing, ctx.options.min_confidence, dict(ctx.copts.label_thresholds))
+    if filing.skip_duplicates:
+        from .dedupe import drop_duplicates, record_skips
+
+        plan, skips = drop_duplicates(ctx.db, plan, out)
+        if not filing.dry_run:
+            record_skips(ctx.db, ctx.run_id, out, skips)
+        for s in skips:
+            ctx.count("duplicates_skipped")
+            yield FileFiled(
+                result=OpResult(op=s.op, state="skipped", error=f"same recording as {s.kept_path}")
+            )
     if filing.dry_run:
         for p in plan:
             ctx.count("planned")

@@ -146,6 +146,13 @@ def build_library_tab(classifier: Any, db: Any) -> None:
     (accept / relabel / skip buttons). Audio is decoded server-side and handed
     to Gradio as samples, so files outside Gradio's allowed folders play too.
     """
+    from .library_dups_tab import build as build_duplicates
     from .library_tab import build
 
     build(classifier, db)
+    build_duplicates(db)
+
+
+from .library_dups_routes import router as _duplicates  # noqa: E402  (GET /duplicates, same prefix)
+
+router.include_router(_duplicates)
