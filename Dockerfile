@@ -23,7 +23,7 @@ RUN if ! command -v python3 >/dev/null 2>&1; then \
         apt-get update -qq \
         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv \
             >/dev/null \
-        && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb; \
+        && apt-get clean && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/*; \
     fi \
     && python3 -c "import sys; assert sys.version_info >= (3, 11), 'earmark image needs Python 3.11+ in BASE_IMAGE'"
 
@@ -50,17 +50,21 @@ COPY pyproject.toml README.md docker/requirements.py /src/
 RUN /opt/venv/bin/python /src/requirements.py /src/pyproject.toml "$EXTRAS" >/tmp/requirements.txt \
     && earmark-build-pip install -r /tmp/requirements.txt
 COPY src /src/src
-# then drop what the image never uses: torch's C++ headers and cmake files, scipy's test suites
+# then drop what the image never uses: torch's C++ headers, cmake files and test programs, scipy's
+# test suites, and the compiled .pyc files (a third of the size: Python writes them on first use to
+# PYTHONPYCACHEPREFIX in the EARMARK_HOME volume instead)
 RUN earmark-build-pip install --no-deps /src \
+    && /opt/venv/bin/earmark --help >/dev/null \
     && cd /opt/venv/lib/python3*/site-packages \
     && rm -rf torch/include torch/share/cmake torch/test caffe2 \
+    && find torch/bin -type f ! -name torch_shm_manager -delete \
     && find . -depth -type d \( -name tests -o -name test \) -path '*/scipy/*' -exec rm -rf {} + \
-    && /opt/venv/bin/earmark --help >/dev/null
+    && find /opt/venv -depth -type d -name __pycache__ -exec rm -rf {} +
 
 # -- runtime ------------------------------------------------------------------------------------------
 FROM python AS runtime
-RUN groupadd --system --gid 10001 earmark \
-    && useradd --system --uid 10001 --gid earmark --home-dir /home/earmark --create-home \
+RUN groupadd --gid 10001 earmark \
+    && useradd --uid 10001 --gid earmark --home-dir /home/earmark --create-home \
         --shell /usr/sbin/nologin earmark \
     && mkdir -p /var/lib/earmark /data /opt/earmark \
     && chown earmark:earmark /var/lib/earmark /data
@@ -71,6 +75,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     EARMARK_HOME=/var/lib/earmark \
     EARMARK_DB=/data/earmark.db \
     EARMARK_PORT=7860 \
+    PYTHONPYCACHEPREFIX=/var/lib/earmark/pycache \
     HF_HUB_DISABLE_TELEMETRY=1
 
 # a model baked in (optional): put a model folder's files in docker/model/ (or pass MODEL_DIR); it is

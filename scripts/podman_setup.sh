@@ -91,6 +91,9 @@ else
         $SUDO cp /etc/apt/sources.list.d/*.sources "$ROOTFS/etc/apt/sources.list.d/"
         $SUDO rm -f "$ROOTFS/etc/apt/sources.list"
     fi
+    # what a base image needs none of: apt's caches and lists, docs, man pages, translations
+    $SUDO rm -rf "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/* \
+        "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/locale/* "$ROOTFS"/usr/share/info/*
     $SUDO tar -C "$ROOTFS" -c . | $SUDO env CONTAINERS_CONF="$CONF" podman import --quiet \
         --change 'CMD ["/bin/bash"]' - "$BASE" >/dev/null
     $SUDO rm -rf "$ROOTFS"
