@@ -79,6 +79,34 @@ def info_cmd(name: str | None, as_json: bool, measure: bool) -> None:
     _echo_backends(records["backends"], choice)
 
 
+@model_group.command("prepare")
+@click.argument("name", required=False)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads the server will use (default: earmark serve's default here).",
+)
+def prepare_cmd(name: str | None, threads: int | None) -> None:
+    """Do once now what the first start of NAME would do: export it to ONNX, measure the backends here and
+    remember the fastest, so `earmark serve` starts fast (the container image runs this at build time for
+    a model baked in)."""
+    from ..backends import artifacts, get_backend
+    from .serve_cmd import default_threads
+
+    threads = threads or default_threads()
+    path = models.resolve(name)
+    get_backend("auto", model=name, threads=threads)
+    model_id = models.canonical(str(name or os.environ.get("EARMARK_MODEL") or models.DEFAULT_MODEL))
+    folder = artifacts.artifact_dir(path, model_id)
+    choice = (
+        artifacts.read_records(folder)["choices"].get(artifacts.machine_signature(threads), {}).get("backend")
+    )
+    click.echo(
+        f"{model_id} is prepared in {folder}: auto backend {choice or 'torch'} with {threads} threads here"
+    )
+
+
 def _measure(name: str | None) -> None:
     from ..backends import get_backend
     from ..errors import EarmarkError
