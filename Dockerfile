@@ -76,18 +76,17 @@ ENV PATH=/opt/venv/bin:$PATH \
     EARMARK_DB=/data/earmark.db \
     EARMARK_PORT=7860 \
     PYTHONPYCACHEPREFIX=/var/lib/earmark/pycache \
+    EARMARK_WAIT_FOR_MODEL=1 \
     HF_HUB_DISABLE_TELEMETRY=1
 
 # a model baked in (optional): put a model folder's files in docker/model/ (or pass MODEL_DIR); it is
-# then the default model and is prepared for the building CPU once, so the first request is fast
+# then the default model, and `earmark model prepare` exports it to ONNX and picks the backend for the
+# building CPU once (kept in EARMARK_HOME), so the first start is fast. Without a model the server
+# starts anyway (EARMARK_WAIT_FOR_MODEL=1): /readyz answers 503 and says what is missing.
 ARG MODEL_DIR=docker/model
 COPY ${MODEL_DIR}/ /opt/earmark/model/
 RUN if [ -f /opt/earmark/model/config.json ]; then \
-        if earmark model prepare --help >/dev/null 2>&1; then \
-            EARMARK_MODEL=/opt/earmark/model earmark model prepare /opt/earmark/model; \
-        else \
-            echo "this earmark has no 'model prepare': the model is prepared on first start"; \
-        fi; \
+        HF_HUB_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1 earmark model prepare /opt/earmark/model; \
     else \
         rm -rf /opt/earmark/model; \
     fi \

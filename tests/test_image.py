@@ -39,6 +39,7 @@ SIZE_TARGET = 1.5 * 2**30  # the CPU image
 API_KEY = "image-test-" + uuid.uuid4().hex
 BUILD_TIMEOUT_S = 1500  # hang guard for a cold build (pip downloads), not a speed target
 READY_TIMEOUT_S = 240
+BAKED_MODEL_DIR = "tests/assets/tiny-clap"
 
 
 # -- podman ---------------------------------------------------------------------------------------
@@ -115,10 +116,11 @@ def _setup_env() -> tuple[dict[str, str], list[str]]:
 
 
 def context_digest() -> str:
-    """sha256 of what goes into the image: Dockerfile, .dockerignore, docker/, pyproject, README, src/."""
+    """sha256 of what goes into the image: Dockerfile, .dockerignore, docker/, pyproject, README, src/ and
+    the tiny model (baked in: MODEL_DIR)."""
     h = hashlib.sha256()
     files = [ROOT / "Dockerfile", ROOT / ".dockerignore", ROOT / "pyproject.toml", ROOT / "README.md"]
-    for folder in ("docker", "src"):
+    for folder in ("docker", "src", "tests/assets/tiny-clap"):
         files += sorted(p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     for path in files:
         h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -147,6 +149,8 @@ def image(podman: Podman) -> str:
     env = {**os.environ, **podman.env, "IMAGE": IMAGE}
     cmd = [*podman.sudo, "env", *(f"{k}={v}" for k, v in podman.env.items()), f"IMAGE={IMAGE}"]
     cmd += [str(ROOT / "scripts" / "build_image.sh"), "--label", f"{CONTEXT_LABEL}={digest}"]
+    # the tiny model baked in, so the build-time `earmark model prepare` runs too (see test_baked_model_...)
+    cmd += ["--build-arg", f"MODEL_DIR={BAKED_MODEL_DIR}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, env=env, cwd=ROOT)
     assert proc.returncode == 0, f"make image failed:\n{(proc.stdout + proc.stderr)[-5000:]}"
     assert _label(podman, IMAGE) == digest, "the built image does not carry its context digest"
@@ -345,25 +349,75 @@ def test_api_key_from_a_secret_file(podman: Podman, image: str, tmp_path: Path) 
     assert proc.stdout.strip() == "key-ok", f"the secret file did not become EARMARK_API_KEY: {proc.stderr}"
 
 
-def test_without_a_model_the_container_says_what_is_missing(podman: Podman, image: str) -> None:
-    """Today `earmark serve` checks the model before it listens: without weights (and offline) the
-    container exits at once and its log says which model is missing and what to run."""
+def test_without_a_model_the_container_starts_and_readyz_says_what_is_missing(
+    podman: Podman, image: str
+) -> None:
+    """No weights (the default hub model, offline): the container keeps running, /readyz answers 503
+    naming the missing model, and the HEALTHCHECK fails with that reason (EARMARK_WAIT_FOR_MODEL=1)."""
+    name, port = f"earmark-nomodel-{uuid.uuid4().hex[:8]}", free_port()
+    podman.run(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "-e",
+        "HF_HUB_OFFLINE=1",
+        "-e",
+        "EARMARK_MODEL=laion/clap-htsat-fused",
+        "-e",
+        f"EARMARK_API_KEY={API_KEY}",
+        "-e",
+        f"EARMARK_PORT={port}",
+        image,
+    )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            assert running(podman, name), f"the container without a model stopped:\n{podman.logs(name)}"
+            try:
+                status, body = http(f"http://127.0.0.1:{port}/readyz")
+                break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (
+                f"nothing listens after {READY_TIMEOUT_S} s:\n{podman.logs(name)}"
+            )
+            time.sleep(0.5)
+        assert status == 503, f"/readyz without a model answered {status}: {body}"
+        assert body["status"] == "no model" and "laion/clap-htsat-fused" in body["waiting_for"], (
+            f"/readyz does not name the missing model: {body}"
+        )
+        health = podman.run("healthcheck", "run", name, check=False)
+        assert health.returncode != 0, "the HEALTHCHECK passes without a model"
+        assert "laion/clap-htsat-fused" in podman.logs(name), (
+            f"the log does not say why:\n{podman.logs(name)}"
+        )
+    finally:
+        podman.rm(name)
+
+
+def test_baked_model_is_the_default_and_prepared_at_build_time(podman: Podman, image: str) -> None:
+    """The test image is built with MODEL_DIR=tests/assets/tiny-clap: it becomes the default model and
+    `earmark model prepare` left its ONNX export and backend choice in EARMARK_HOME."""
     proc = podman.run(
         "run",
         "--rm",
         "--network",
         "none",
-        "-e",
-        "HF_HUB_OFFLINE=1",
         image,
-        "earmark",
-        "serve",
-        check=False,
-        timeout=180,
+        "sh",
+        "-c",
+        'echo "model=$EARMARK_MODEL"; ls /var/lib/earmark/cache/*/; cat /var/lib/earmark/cache/*/records.json',
     )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, f"the container started without a model:\n{out[-2000:]}"
-    assert "laion/clap-htsat-fused" in out, f"the log does not name the missing model:\n{out[-2000:]}"
+    out = proc.stdout
+    assert "model=/opt/earmark/model" in out, f"the baked model is not the default: {out[-2000:]}"
+    assert "audio.onnx" in out and "reference.npz" in out, (
+        f"no build-time export in EARMARK_HOME: {out[-2000:]}"
+    )
+    records = json.loads(out[out.index("{") :])
+    assert records["choices"], f"no backend was chosen at build time: {records}"
 
 
 def test_image_size_is_reported_and_under_target(podman: Podman, image: str) -> None:
