@@ -65,7 +65,8 @@ class Podman:
         return (proc.stdout + proc.stderr)[-4000:]
 
     def rm(self, *names: str) -> None:
-        self.run("rm", "-f", "-t", "5", *names, check=False, timeout=60)
+        # -v: their anonymous volumes too (the image's VOLUMEs), or every run leaves two behind
+        self.run("rm", "-f", "-v", "-t", "5", *names, check=False, timeout=60)
 
 
 def _setup_env() -> tuple[dict[str, str], list[str]]:
