@@ -67,7 +67,7 @@ image:
 
 # builds the test image (localhost/earmark:test, the tiny model baked in; reused while its inputs are unchanged)
 # and smoke-tests it for real: tests/test_image.py
-image-test: setup tiny-model
+image-test: setup sysdeps tiny-model
 	$(PY) -m pytest -q -m image tests/test_image.py
 
 bench: setup
