@@ -8,7 +8,7 @@ MODEL ?=
 TORCH_VERSION := 2.13.0
 DEBIAN_PACKAGES := ffmpeg sox chromium mosquitto fonts-noto-cjk libchromaprint-tools
 
-.PHONY: setup sysdeps serve test check lint bench tiny-model clean fuzz fuzz-ci
+.PHONY: setup sysdeps serve test check lint bench tiny-model clean fuzz fuzz-ci image image-test
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,23 @@ fuzz: setup sysdeps
 	EARMARK_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider --timeout $$(( $(FUZZ_SECONDS) + 600 )) tests/fuzz
 fuzz-ci:
 	$(MAKE) fuzz FUZZ_SECONDS=60
+
+# the container image (docs/deploy.md): rootful podman on Debian, base image made locally (no registry needed;
+# scripts/podman_setup.sh), or ENGINE=docker with the Dockerfile's default base. IMAGE_ARGS: more build options,
+# e.g. IMAGE_ARGS="--build-arg MODEL_DIR=docker/model"
+ENGINE ?= podman
+IMAGE ?= localhost/earmark:latest
+image:
+	@SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -E"); \
+	given=$${BASE_IMAGE:-}; if [ "$(ENGINE)" = podman ]; then eval "$$($$SUDO scripts/podman_setup.sh)"; fi; \
+	BASE_IMAGE=$${given:-$${BASE_IMAGE:-}}; \
+	$$SUDO env ENGINE=$(ENGINE) IMAGE=$(IMAGE) $${CONTAINERS_CONF:+CONTAINERS_CONF=$$CONTAINERS_CONF} \
+	  $${BASE_IMAGE:+BASE_IMAGE=$$BASE_IMAGE} scripts/build_image.sh $(IMAGE_ARGS)
+
+# builds the test image (localhost/earmark:test, the tiny model baked in; reused while its inputs are unchanged)
+# and smoke-tests it for real: tests/test_image.py
+image-test: setup sysdeps tiny-model
+	$(PY) -m pytest -q -m image tests/test_image.py
 
 bench: setup
 	$(PY) bench/bench_engine.py

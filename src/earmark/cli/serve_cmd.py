@@ -105,6 +105,14 @@ TINY_MODEL_HINT = (
     show_default=True,
     help="With --ray: GPUs per replica (0.5: two replicas share one).",
 )
+@click.option(
+    "--wait-for-model",
+    is_flag=True,
+    envvar="EARMARK_WAIT_FOR_MODEL",
+    show_envvar=True,
+    help="When the model is missing, listen anyway: /readyz answers 503 and says what is missing until it is "
+    "there, then the model is loaded (the container image sets this).",
+)
 def serve_cmd(
     host: str,
     port: int,
@@ -121,6 +129,7 @@ def serve_cmd(
     max_replicas: int | None,
     replica_cpus: float,
     replica_gpus: float,
+    wait_for_model: bool,
 ) -> None:
     """Serve the web page (/ui) and REST API (/api/v1, /docs) on HOST:PORT.
 
@@ -160,8 +169,10 @@ def serve_cmd(
 
     # leave the decode workers their cores: on a busy 2-core machine two OpenMP threads next to a decoding
     # process ran 9x slower per window than one thread (bench/RESULTS-serve.md)
-    threads = threads or max(1, (os.cpu_count() or 1) - settings.decode_workers)
+    threads = threads or default_threads(settings.decode_workers)
     packs = _load_packs(pack_paths)  # a bad file fails before the slow model load
+    if wait_for_model:
+        port = _wait_for_model(model, host, port)
     classifier, load_s = _load(model, device, threads)
     db = Database(db_path)
     app = create_app(classifier, db=db, settings=settings, ui=not no_ui, model_load_s=load_s, packs=packs)
@@ -218,6 +229,32 @@ def _serve_on_ray(
         ui=ui,
     )
     serve_on_ray(spec, options, announce=lambda line: click.echo(line))
+
+
+def default_threads(decode_workers: int | None = None) -> int:
+    """Model threads when --threads is not given: the cores left after the decode workers, at least 1."""
+    if decode_workers is None:
+        from ..server.settings import ServerSettings
+
+        decode_workers = ServerSettings().decode_workers
+    return max(1, (os.cpu_count() or 1) - decode_workers)
+
+
+def _wait_for_model(model: str | None, host: str, port: int) -> int:
+    """--wait-for-model: the port to serve on once the model is there (at once when it is already)."""
+    from ..errors import ModelError
+    from ..models import resolve
+    from ..server.waiting import wait_for_model
+
+    try:
+        resolve(model)
+        return port
+    except ModelError as ex:
+        reason = str(ex)
+    found = wait_for_model(model, host, port, reason)
+    if found is None:
+        raise SystemExit(0)  # stopped (SIGTERM, Ctrl-C) before the model came
+    return found
 
 
 def _pack_paths(specs: tuple[str, ...]) -> dict[str, Path]:
