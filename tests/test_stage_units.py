@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
 
-from earmark.stage import BatchPolicy, ModelRunner, WindowCutter, iter_windows, window_spans
+from earmark.stage import BatchPolicy, ModelRunner, WindowCutter, iter_windows, submit_chunks, window_spans
 
 
 class _NumpyBackend:
@@ -199,3 +199,23 @@ def test_several_streams_run_model_calls_at_once() -> None:
         runner.close()
     assert len(results) == 9 and len(backend.shapes) == 9
     assert peak > 1, "with streams > 1 several batches are in flight"
+
+
+def test_a_producer_whose_consumer_went_away_stops_handing_windows_to_the_model() -> None:
+    """A server request past its deadline (or a closed embed_many) stops cutting its file."""
+    backend = _NumpyBackend(batch_size=1)
+    runner = ModelRunner(backend, BatchPolicy(max_wait_s=0))  # type: ignore[arg-type]
+    stop = threading.Event()
+
+    def chunks() -> Iterator[np.ndarray]:
+        for i in range(10):
+            if i == 3:
+                stop.set()  # the consumer gives up while the fourth window is being cut
+            yield np.full(backend.window_samples, i + 1, np.float32)
+
+    try:
+        with pytest.raises(Exception):  # noqa: B017, PT011 - the producer's own stop signal
+            submit_chunks(runner, chunks(), name="long.wav", window_s=10.0, hop_s=10.0, stop=stop)
+    finally:
+        runner.close()
+    assert sum(backend.calls) <= 3, f"{sum(backend.calls)} of 10 windows reached the model after the stop"

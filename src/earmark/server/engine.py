@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -209,17 +210,23 @@ class ServingEngine:
         if samples.size == 0:
             raise AudioError(name, "decodes to no audio samples")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._decode_threads,
-            partial(
-                submit_chunks,
-                self.runner,
-                [samples],
-                name=name,
-                window_s=options.window_s,
-                hop_s=options.hop_s,
-            ),
-        )
+        gave_up = threading.Event()  # a request past its deadline stops handing windows to the model
+        try:
+            return await loop.run_in_executor(
+                self._decode_threads,
+                partial(
+                    submit_chunks,
+                    self.runner,
+                    [samples],
+                    name=name,
+                    window_s=options.window_s,
+                    hop_s=options.hop_s,
+                    stop=gave_up,
+                ),
+            )
+        except asyncio.CancelledError:
+            gave_up.set()
+            raise
 
     async def _collect(self, pending: Pending) -> AudioEmbedding:
         try:
