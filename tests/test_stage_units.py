@@ -219,3 +219,26 @@ def test_a_producer_whose_consumer_went_away_stops_handing_windows_to_the_model(
     finally:
         runner.close()
     assert sum(backend.calls) <= 3, f"{sum(backend.calls)} of 10 windows reached the model after the stop"
+
+
+def test_windows_cut_elsewhere_embed_in_the_runners_calls_even_from_a_model_thread() -> None:
+    """Refinement's short windows get the vectors every surface gives them, and never deadlock the runner."""
+    backend = _NumpyBackend(batch_size=4)
+    runner = ModelRunner(backend, BatchPolicy(max_wait_s=0))  # type: ignore[arg-type]
+    windows = [np.full(10, v, np.float32) for v in (1.0, 2.0, 3.0, 4.0, 5.0)]
+    try:
+        direct = runner.embed_windows(windows)
+        inside = runner.call(lambda: runner.embed_windows(windows)).result(30)
+        queued = np.stack([f.result(30) for f in runner.submit(backend.window_features(windows))])
+    finally:
+        runner.close()
+    np.testing.assert_array_equal(direct, queued, err_msg="embed_windows gave other vectors than the stage")
+    np.testing.assert_array_equal(inside, queued, err_msg="on a model thread it gave other vectors")
+    assert set(backend.shapes) == {4}, f"calls of other shapes than the backend's batch: {backend.shapes}"
+
+
+def test_the_audio_module_names_the_one_cutter() -> None:
+    """``earmark.audio.window_spans`` (its old home) is the stage's cutter, not a copy."""
+    from earmark import audio
+
+    assert audio.window_spans is window_spans and audio.iter_windows is iter_windows
