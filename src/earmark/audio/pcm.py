@@ -18,26 +18,6 @@ if TYPE_CHECKING:
     from . import AudioLimits
 
 
-def downmix(x: np.ndarray) -> np.ndarray:
-    """The one downmix rule, for files, arrays, streams, stdin and microphones alike.
-
-    ``(samples, channels)`` float32 -> mono float32: the plain mean of the channels
-    (a stereo signal with the same audio in both channels keeps its level).
-    """
-    return x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
-
-
-def to_float32(x: np.ndarray) -> np.ndarray:
-    """Samples as float32: integers scaled to [-1, 1) (unsigned ones centred), floats as they are."""
-    if np.issubdtype(x.dtype, np.integer):
-        info = np.iinfo(x.dtype)
-        out: np.ndarray = (x.astype(np.float32) - (info.max + info.min + 1) / 2) / (
-            (info.max - info.min + 1) / 2
-        )
-        return out
-    return x.astype(np.float32, copy=False)
-
-
 def check_format(rate: int | None, channels: int | None, name: str, limits: AudioLimits) -> None:
     """Raise :class:`AudioError` when a rate or channel count is outside ``limits``."""
     if not rate:
@@ -79,7 +59,9 @@ class Mixdown:
         elif self._conv is None:
             return
         for out in self._conv.resample(frame):
-            yield int(out.sample_rate), downmix(out.to_ndarray().reshape(-1, self._channels))
+            x = out.to_ndarray().reshape(-1, self._channels)
+            mono = x.mean(axis=1, dtype=np.float32) if self._channels > 1 else x[:, 0]
+            yield int(out.sample_rate), mono
 
 
 class Output:
@@ -185,3 +167,23 @@ def as_float_2d(array: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(x).all():
         raise AudioError(name, "contains NaN or infinite samples")
     return x
+
+
+def downmix(x: np.ndarray) -> np.ndarray:
+    """The one downmix rule, for files, arrays, streams, stdin and microphones alike.
+
+    ``(samples, channels)`` float32 -> mono float32: the plain mean of the channels
+    (a stereo signal with the same audio in both channels keeps its level).
+    """
+    return x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
+
+
+def to_float32(x: np.ndarray) -> np.ndarray:
+    """Samples as float32: integers scaled to [-1, 1) (unsigned ones centred), floats as they are."""
+    if np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(x.dtype)
+        out: np.ndarray = (x.astype(np.float32) - (info.max + info.min + 1) / 2) / (
+            (info.max - info.min + 1) / 2
+        )
+        return out
+    return x.astype(np.float32, copy=False)
