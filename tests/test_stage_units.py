@@ -242,3 +242,38 @@ def test_the_audio_module_names_the_one_cutter() -> None:
     from earmark import audio
 
     assert audio.window_spans is window_spans and audio.iter_windows is iter_windows
+
+
+def test_a_server_request_past_its_deadline_stops_feeding_the_model() -> None:
+    """A cancelled request (its deadline passed, its client left) leaves the model to the others."""
+    import asyncio
+
+    from earmark import Classifier
+    from earmark.server.engine import ServingEngine
+    from earmark.server.settings import ServerSettings
+
+    backend = _NumpyBackend(batch_size=1)
+    clf = Classifier(backend=backend)  # type: ignore[arg-type]
+    engine = ServingEngine(clf, ServerSettings(decode_workers=1))
+    gate = threading.Event()
+    busy = clf.runner.call(gate.wait)  # the model is busy: the request's windows queue up to its limit
+    samples = np.ones(backend.sample_rate * 5000, np.float32)  # ~1000 windows at a 5 s hop
+
+    async def give_up() -> None:
+        task = asyncio.ensure_future(engine._submit(samples, clf.resolve_options(hop_s=5.0), "long.wav"))
+        await asyncio.sleep(0.2)  # not a measurement: the request gives up at some point
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(give_up())
+    finally:
+        gate.set()
+        busy.result(30)
+        engine.close()  # waits for the decoding thread
+        clf.runner.call(lambda: None).result(30)  # what was queued before this has run (or been skipped)
+        clf.runner.close()
+    assert sum(backend.calls) <= 8, (
+        f"{sum(backend.calls)} windows of a request that gave up reached the model"
+    )

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -209,23 +209,23 @@ class ServingEngine:
         """Windows and features (in a decode thread), handed to the runner: the stage's one path."""
         if samples.size == 0:
             raise AudioError(name, "decodes to no audio samples")
-        loop = asyncio.get_running_loop()
         gave_up = threading.Event()  # a request past its deadline stops handing windows to the model
-        try:
-            return await loop.run_in_executor(
-                self._decode_threads,
-                partial(
-                    submit_chunks,
-                    self.runner,
-                    [samples],
-                    name=name,
-                    window_s=options.window_s,
-                    hop_s=options.hop_s,
-                    stop=gave_up,
-                ),
+        submitted = self._decode_threads.submit(
+            partial(
+                submit_chunks,
+                self.runner,
+                [samples],
+                name=name,
+                window_s=options.window_s,
+                hop_s=options.hop_s,
+                stop=gave_up,
             )
+        )
+        try:
+            return await asyncio.wrap_future(submitted)
         except asyncio.CancelledError:
             gave_up.set()
+            submitted.add_done_callback(_cancel_pending)  # windows already handed over are skipped
             raise
 
     async def _collect(self, pending: Pending) -> AudioEmbedding:
@@ -248,6 +248,11 @@ class ServingEngine:
 
     async def _on_model(self, fn: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.runner.call(fn))
+
+
+def _cancel_pending(submitted: Future[Pending]) -> None:
+    if not submitted.cancelled() and submitted.exception() is None:
+        submitted.result().cancel()
 
 
 def _check_labels(labels: str | Iterable[str] | None, pack: ClassifierPack | None) -> tuple[str, ...] | None:
