@@ -63,8 +63,10 @@ def child(mode: str, folder: str, model: str, threads: int, backend: str) -> Non
     )
 
 
-def run(mode: str, folder: Path, model: str, threads: int, backend: str) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads)}
+def run(
+    mode: str, folder: Path, model: str, threads: int, backend: str, src: Path = ROOT / "src"
+) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(threads)}
     args = [sys.executable, __file__, "--child", mode, str(folder), model, str(threads), backend]
     out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
@@ -76,6 +78,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--backend", default="torch", help="the same for both sides (default: torch, no export)")
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="also run `classify` from another checkout's src/ (e.g. before this change), in the same rounds",
+    )
     ap.add_argument("--child", nargs=5, metavar=("MODE", "FOLDER", "MODEL", "THREADS", "BACKEND"))
     a = ap.parse_args()
     if a.child:
@@ -94,10 +102,18 @@ def main() -> None:
             os.link(p, folder / p.name)
     load_before = uptime()
     results: dict[str, list[dict[str, float]]] = {"classify": [], "tag": []}
+    modes = ["classify", "tag"]
+    if a.baseline_src:
+        results["classify (baseline)"] = []
+        modes.append("classify (baseline)")
     for i in range(a.rounds):
         # alternate which goes first: the machine's load and the page cache drift during a run
-        for mode in ("classify", "tag") if i % 2 == 0 else ("tag", "classify"):
-            results[mode].append(run(mode, folder, model, a.threads, a.backend))
+        for mode in modes if i % 2 == 0 else modes[::-1]:
+            if mode == "classify (baseline)":
+                r = run("classify", folder, model, a.threads, a.backend, a.baseline_src)
+            else:
+                r = run(mode, folder, model, a.threads, a.backend)
+            results[mode].append(r)
     load_after = uptime()
     rate = {m: sum(r["files_per_s"] for r in rs) / len(rs) for m, rs in results.items()}
     print(f"# classify DIR vs tag: {a.files} ten-second mp3 files, {a.backend}, {a.threads} threads\n")
@@ -107,7 +123,8 @@ def main() -> None:
     print("| command | files/s (mean) | runs (files/s) |\n|---|---|---|")
     for m, rs in results.items():
         runs = ", ".join(f"{r['files_per_s']:.2f}" for r in rs)
-        print(f"| `earmark {m}` | {rate[m]:.2f} | {runs} |")
+        name = f"`earmark {m.split()[0]}`" + (f" from {a.baseline_src}" if "baseline" in m else "")
+        print(f"| {name} | {rate[m]:.2f} | {runs} |")
     print(f"\nclassify / tag = **{rate['classify'] / rate['tag']:.2f}** (target: at least 0.90)")
 
 

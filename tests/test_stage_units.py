@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
 
-from earmark.stage import BatchPolicy, ModelRunner, WindowCutter, iter_windows, window_spans
+from earmark.stage import BatchPolicy, ModelRunner, WindowCutter, iter_windows, submit_chunks, window_spans
 
 
 class _NumpyBackend:
@@ -199,3 +199,81 @@ def test_several_streams_run_model_calls_at_once() -> None:
         runner.close()
     assert len(results) == 9 and len(backend.shapes) == 9
     assert peak > 1, "with streams > 1 several batches are in flight"
+
+
+def test_a_producer_whose_consumer_went_away_stops_handing_windows_to_the_model() -> None:
+    """A server request past its deadline (or a closed embed_many) stops cutting its file."""
+    backend = _NumpyBackend(batch_size=1)
+    runner = ModelRunner(backend, BatchPolicy(max_wait_s=0))  # type: ignore[arg-type]
+    stop = threading.Event()
+
+    def chunks() -> Iterator[np.ndarray]:
+        for i in range(10):
+            if i == 3:
+                stop.set()  # the consumer gives up while the fourth window is being cut
+            yield np.full(backend.window_samples, i + 1, np.float32)
+
+    try:
+        with pytest.raises(Exception):  # noqa: B017, PT011 - the producer's own stop signal
+            submit_chunks(runner, chunks(), name="long.wav", window_s=10.0, hop_s=10.0, stop=stop)
+    finally:
+        runner.close()
+    assert sum(backend.calls) <= 3, f"{sum(backend.calls)} of 10 windows reached the model after the stop"
+
+
+def test_windows_cut_elsewhere_embed_in_the_runners_calls_even_from_a_model_thread() -> None:
+    """Refinement's short windows get the vectors every surface gives them, and never deadlock the runner."""
+    backend = _NumpyBackend(batch_size=4)
+    runner = ModelRunner(backend, BatchPolicy(max_wait_s=0))  # type: ignore[arg-type]
+    windows = [np.full(10, v, np.float32) for v in (1.0, 2.0, 3.0, 4.0, 5.0)]
+    try:
+        direct = runner.embed_windows(windows)
+        inside = runner.call(lambda: runner.embed_windows(windows)).result(30)
+        queued = np.stack([f.result(30) for f in runner.submit(backend.window_features(windows))])
+    finally:
+        runner.close()
+    np.testing.assert_array_equal(direct, queued, err_msg="embed_windows gave other vectors than the stage")
+    np.testing.assert_array_equal(inside, queued, err_msg="on a model thread it gave other vectors")
+    assert set(backend.shapes) == {4}, f"calls of other shapes than the backend's batch: {backend.shapes}"
+
+
+def test_the_audio_module_names_the_one_cutter() -> None:
+    """``earmark.audio.window_spans`` (its old home) is the stage's cutter, not a copy."""
+    from earmark import audio
+
+    assert audio.window_spans is window_spans and audio.iter_windows is iter_windows
+
+
+def test_a_server_request_past_its_deadline_stops_feeding_the_model() -> None:
+    """A cancelled request (its deadline passed, its client left) leaves the model to the others."""
+    import asyncio
+
+    from earmark import Classifier
+    from earmark.server.engine import ServingEngine
+    from earmark.server.settings import ServerSettings
+
+    backend = _NumpyBackend(batch_size=1)
+    clf = Classifier(backend=backend)  # type: ignore[arg-type]
+    engine = ServingEngine(clf, ServerSettings(decode_workers=1))
+    gate = threading.Event()
+    busy = clf.runner.call(gate.wait)  # the model is busy: the request's windows queue up to its limit
+    samples = np.ones(backend.sample_rate * 5000, np.float32)  # ~1000 windows at a 5 s hop
+
+    async def give_up() -> None:
+        task = asyncio.ensure_future(engine._submit(samples, clf.resolve_options(hop_s=5.0), "long.wav"))
+        await asyncio.sleep(0.2)  # not a measurement: the request gives up at some point
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(give_up())
+    finally:
+        gate.set()
+        busy.result(30)
+        engine.close()  # waits for the decoding thread
+        clf.runner.call(lambda: None).result(30)  # what was queued before this has run (or been skipped)
+        clf.runner.close()
+    assert sum(backend.calls) <= 8, (
+        f"{sum(backend.calls)} windows of a request that gave up reached the model"
+    )

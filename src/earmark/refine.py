@@ -41,7 +41,6 @@ __all__ = [
     "RefineOptions",
     "Region",
     "cut_windows",
-    "embed_windows",
     "refine_end",
     "refine_segments",
     "refine_start",
@@ -254,14 +253,6 @@ def _sub(region: Region, a_s: float, b_s: float) -> Region:
     )
 
 
-def embed_windows(classifier: Classifier, windows: Sequence[np.ndarray]) -> np.ndarray:
-    """Short windows' embeddings through the classifier's model runner (the stage's fixed-shape calls)."""
-    if not windows:
-        return np.zeros((0, 0), dtype=np.float32)
-    futures = classifier.runner.submit(classifier.backend.window_features(windows))
-    return np.stack([f.result() for f in futures])
-
-
 def options_for_resolution(resolution_s: float) -> RefineOptions:
     """Refinement to about ``resolution_s`` (``classify --resolution``): 1 s windows, a 1 s scan."""
     if resolution_s <= 0:
@@ -298,7 +289,7 @@ def refine_prediction(
         j = labels.index(label)
 
         def prob(windows: list[np.ndarray]) -> np.ndarray:
-            vectors = embed_windows(classifier, windows)
+            vectors = classifier.runner.embed_windows(windows)
             if pack is not None:
                 return np.asarray(pack.window_probabilities(vectors))[:, j]
             text = classifier.text_embeddings(labels, opts.templates)

@@ -31,13 +31,16 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from ..errors import AudioError
 from .pcm import Mixdown, Output, check_format, push_block, stream_array
 from .sources import Target, ffmpeg_reason, opened, wav_promised_s
+
+if TYPE_CHECKING:
+    from ..stage.windows import iter_windows, window_spans
 
 __all__ = [
     "AudioInfo",
@@ -46,11 +49,29 @@ __all__ = [
     "Source",
     "decode",
     "describe",
+    "iter_windows",
     "source_name",
     "stream",
+    "window_spans",
 ]
 
 log = logging.getLogger("earmark")
+
+_STAGE_NAMES = ("iter_windows", "window_spans")
+
+
+def __getattr__(name: str) -> Any:
+    """``window_spans``/``iter_windows``: the stage's one window cutter, under the name it had here.
+
+    Not a second cutter: the same functions as :mod:`earmark.stage.windows`, found lazily
+    (the stage imports this module, so it cannot be imported at the top).
+    """
+    if name in _STAGE_NAMES:
+        from ..stage import windows
+
+        return getattr(windows, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO | np.ndarray
 

@@ -226,9 +226,7 @@ def stream_array(
     out = Output(sample_rate=sample_rate, chunk=chunk, limits=limits, name=name)
     step = int(input_rate) * 10  # downmix and resample in 10 s pieces to bound memory
     for i in range(0, x.shape[0], step):
-        piece = x[i : i + step]
-        mono = piece.mean(axis=1, dtype=np.float32) if piece.shape[1] > 1 else piece[:, 0]
-        yield from out.push(np.ascontiguousarray(mono, dtype=np.float32), int(input_rate))
+        yield from out.push(np.ascontiguousarray(downmix(x[i : i + step])), int(input_rate))
     yield from out.finish()
 
 
@@ -242,13 +240,29 @@ def as_float_2d(array: np.ndarray, name: str) -> np.ndarray:
             x = x.T
     else:
         raise AudioError(name, f"an audio array must be 1-D or 2-D, not {x.ndim}-D")
-    if np.issubdtype(x.dtype, np.integer):
-        info = np.iinfo(x.dtype)
-        x = (x.astype(np.float32) - (info.max + info.min + 1) / 2) / ((info.max - info.min + 1) / 2)
-    elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32, copy=False)
-    else:
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise AudioError(name, f"an audio array must hold numbers, not {x.dtype}")
+    x = to_float32(x)
     if not np.isfinite(x).all():
         raise AudioError(name, "contains NaN or infinite samples")
     return x
+
+
+def downmix(x: np.ndarray) -> np.ndarray:
+    """The one downmix rule, for files, arrays, streams, stdin and microphones alike.
+
+    ``(samples, channels)`` float32 -> mono float32: the plain mean of the channels
+    (a stereo signal with the same audio in both channels keeps its level).
+    """
+    return x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
+
+
+def to_float32(x: np.ndarray) -> np.ndarray:
+    """Samples as float32: integers scaled to [-1, 1) (unsigned ones centred), floats as they are."""
+    if np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(x.dtype)
+        out: np.ndarray = (x.astype(np.float32) - (info.max + info.min + 1) / 2) / (
+            (info.max - info.min + 1) / 2
+        )
+        return out
+    return x.astype(np.float32, copy=False)

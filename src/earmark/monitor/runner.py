@@ -12,6 +12,7 @@ a 5 s hop scores like ``classify --hop-s 5`` on it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -19,15 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from ..errors import AudioError, ConfigError
 from ..paths import earmark_home
-from ..refine import embed_windows
 from ..scoring import DECIMALS, window_scores
 from ..stage import BatchPolicy
 from ..store import Database
@@ -40,6 +39,9 @@ from .rules import Closed, Opened, Rule, Window
 from .sinks import Dispatcher, Sink
 from .sources import SourceWorker
 from .streams import Marker, PendingWindow, Stream
+
+if TYPE_CHECKING:
+    from ..classify import Classifier
 
 __all__ = ["Monitor", "WindowResult"]
 
@@ -84,7 +86,7 @@ class Monitor:
     def __init__(
         self,
         config: MonitorConfig,
-        classifier: Any,
+        classifier: Classifier,
         *,
         db: Database | None = None,
         sinks: list[Sink] | None = None,
@@ -119,7 +121,7 @@ class Monitor:
         self.runner = classifier.runner
         self._window_s = 0.0  # model seconds per window in the latest batch (metrics)
         self._unobserve: Callable[[], None] | None = None
-        self._producing: Any = None
+        self._producing = contextlib.ExitStack()
         self.streams = [self._stream(spec) for spec in config.sources]
         self._workers: list[SourceWorker] = []
         self._dispatchers: list[Dispatcher] = []
@@ -173,8 +175,7 @@ class Monitor:
             self._dispatchers.append(d)
             d.start()
         self._unobserve = self.runner.observe(self._batch_done)
-        self._producing = self.runner.producing()  # streams are live: short batches wait for more
-        self._producing.__enter__()
+        self._producing.enter_context(self.runner.producing())  # live streams: short batches wait for more
         self._model_thread.start()
         for stream in self.streams:
             self._workers.append(self._worker(stream))
@@ -238,9 +239,7 @@ class Monitor:
         self._finish.set()
         if self._model_thread.is_alive():
             self._model_thread.join()
-        if self._producing is not None:
-            self._producing.__exit__(None, None, None)
-            self._producing = None
+        self._producing.close()
         if self._unobserve is not None:
             self._unobserve()
         deadline = time.monotonic() + self.config.outbox.flush_timeout_s
@@ -394,7 +393,7 @@ class Monitor:
 
     def _label_prob(self, s: Stream, rule_name: str, label: str) -> Any:
         rule = s.states[rule_name].rule
-        return rule, label_prob(partial(embed_windows, self.clf), lambda v: self._probs(rule, v)[label])
+        return rule, label_prob(self.runner.embed_windows, lambda v: self._probs(rule, v)[label])
 
     def _refined_start(self, s: Stream, a: Opened) -> float | None:
         if self._boundaries is None:

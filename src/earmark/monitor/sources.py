@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 
 from .. import audio as _audio
-from ..audio.pcm import Mixdown, Output
+from ..audio.pcm import Mixdown, Output, downmix, to_float32
 from ..audio.sources import ffmpeg_reason
 from ..backoff import backoff_delay_s
 from ..errors import AudioError, ConfigError, MissingExtraError
@@ -213,9 +213,8 @@ def _decode_live(container: Any, rate: int, watchdog_s: float, stop: threading.E
     import av
 
     name = mask_url(url)
-    limits = _audio.AudioLimits(max_duration_s=None, max_bytes=None)
-    mix = Mixdown(name, limits)
-    out = Output(sample_rate=rate, chunk=int(CHUNK_S * rate), limits=limits, name=name)
+    mix = Mixdown(name, _audio.AudioLimits(max_duration_s=None, max_bytes=None))
+    out = _live_output(rate, name)
     st = container.streams.audio[0]
     last_audio, bad = time.monotonic(), 0
     for packet in container.demux(st):
@@ -242,44 +241,22 @@ def _decode_live(container: Any, rate: int, watchdog_s: float, stop: threading.E
     yield from out.finish()
 
 
-def _pcm_to_float(raw: bytes, dtype: np.dtype, channels: int) -> np.ndarray:
-    x = np.frombuffer(raw, dtype=dtype)
-    if dtype.kind == "i":
-        x = x.astype(np.float32) / float(2 ** (8 * dtype.itemsize - 1))
-    x = x.astype(np.float32, copy=False).reshape(-1, channels)
-    return x.mean(axis=1, dtype=np.float32) if channels > 1 else x[:, 0].copy()
+def _pcm_to_float(raw: bytes, dtype: np.dtype[Any], channels: int) -> np.ndarray:
+    """Interleaved raw PCM -> float32 mono, by the rule files and streams use (:mod:`earmark.audio.pcm`)."""
+    return downmix(to_float32(np.frombuffer(raw, dtype=dtype).reshape(-1, channels)))
 
 
-class _Resampler:
-    """Streaming float32 mono resampling with FFmpeg's resampler (as decoding uses) for raw PCM and the mic.
-
-    Mono in: these sources are mixed down by the same rule as files (the mean of the channels) first.
-    """
-
-    def __init__(self, in_rate: int, out_rate: int) -> None:
-        import av
-
-        self.in_rate, self.out_rate = in_rate, out_rate
-        self._r = (
-            None if in_rate == out_rate else av.AudioResampler(format="flt", layout="mono", rate=out_rate)
-        )
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self._r is None or x.size == 0:
-            return x
-        import av
-
-        frame = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")
-        frame.sample_rate = self.in_rate
-        outs = [o.to_ndarray().reshape(-1) for o in self._r.resample(frame)]
-        return np.concatenate(outs) if outs else np.zeros(0, np.float32)
+def _live_output(rate: int, name: str) -> Output:
+    """The output stage of every live source: FFmpeg's resampler and chunks, as for files (no length limit)."""
+    limits = _audio.AudioLimits(max_duration_s=None, max_bytes=None)
+    return Output(sample_rate=rate, chunk=int(CHUNK_S * rate), limits=limits, name=name)
 
 
 def _read_pcm(stream: BinaryIO, spec: SourceSpec, rate: int, stop: threading.Event) -> Reader:
     dtype = PCM_FORMATS[spec.sample_format]
     frame_bytes = dtype.itemsize * spec.channels
     want = frame_bytes * max(1, int(spec.input_rate_hz * 0.1))
-    resample = _Resampler(spec.input_rate_hz, rate)
+    out = _live_output(rate, spec.name)
     fd = _fileno(stream)
     leftover, waited = b"", 0.0
     while not stop.is_set():
@@ -290,15 +267,14 @@ def _read_pcm(stream: BinaryIO, spec: SourceSpec, rate: int, stop: threading.Eve
             continue
         raw = os.read(fd, want) if fd is not None else stream.read(want)
         if not raw:
-            return  # end of input
+            yield from out.finish()  # end of input: what the resampler holds, and the last short chunk
+            return
         waited = 0.0
         raw = leftover + raw
         usable = len(raw) - len(raw) % frame_bytes
         leftover = raw[usable:]
         if usable:
-            out = resample(_pcm_to_float(raw[:usable], dtype, spec.channels))
-            if out.size:
-                yield out
+            yield from out.push(_pcm_to_float(raw[:usable], dtype, spec.channels), spec.input_rate_hz)
 
 
 def _fileno(stream: BinaryIO) -> int | None:
@@ -323,13 +299,11 @@ def _read_microphone(spec: SourceSpec, rate: int, stop: threading.Event) -> Read
 
     def callback(indata: np.ndarray, frames: int, t: Any, status: Any) -> None:
         try:
-            q.put_nowait(
-                indata.mean(axis=1, dtype=np.float32) if indata.shape[1] > 1 else indata[:, 0].copy()
-            )
+            q.put_nowait(downmix(indata).copy())  # the buffer is reused by PortAudio
         except queue.Full:
             pass  # the model thread is far behind; live audio is dropped, never queued forever
 
-    resample = _Resampler(spec.input_rate_hz, rate)
+    out = _live_output(rate, spec.name)
     device = spec.target or None
     try:
         with sd.InputStream(
@@ -346,7 +320,7 @@ def _read_microphone(spec: SourceSpec, rate: int, stop: threading.Event) -> Read
                     raise SourceLost(
                         f"no audio from the microphone for {spec.reconnect.watchdog_s:g} s"
                     ) from None
-                yield resample(x)
+                yield from out.push(x, spec.input_rate_hz)
     except sd.PortAudioError as ex:
         raise SourceLost(f"microphone: {ex}") from None
 

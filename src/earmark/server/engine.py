@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -210,9 +211,8 @@ class ServingEngine:
         if samples.size == 0:
             raise AudioError(name, "decodes to no audio samples")
         check_window_count(samples.size / self.sample_rate, options, self.settings.max_windows)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._decode_threads,
+        gave_up = threading.Event()  # a request past its deadline stops handing windows to the model
+        submitted = self._decode_threads.submit(
             partial(
                 submit_chunks,
                 self.runner,
@@ -220,8 +220,15 @@ class ServingEngine:
                 name=name,
                 window_s=options.window_s,
                 hop_s=options.hop_s,
-            ),
+                stop=gave_up,
+            )
         )
+        try:
+            return await asyncio.wrap_future(submitted)
+        except asyncio.CancelledError:
+            gave_up.set()
+            submitted.add_done_callback(_cancel_pending)  # windows already handed over are skipped
+            raise
 
     async def _collect(self, pending: Pending) -> AudioEmbedding:
         try:
@@ -243,6 +250,11 @@ class ServingEngine:
 
     async def _on_model(self, fn: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.runner.call(fn))
+
+
+def _cancel_pending(submitted: Future[Pending]) -> None:
+    if not submitted.cancelled() and submitted.exception() is None:
+        submitted.result().cancel()
 
 
 def _check_labels(labels: str | Iterable[str] | None, pack: ClassifierPack | None) -> tuple[str, ...] | None:

@@ -23,7 +23,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -147,6 +147,9 @@ class ServeBatchedRunner(ModelRunner):
 
     def call(self, fn: Callable[[], T]) -> Future[T]:
         return self.inner.call(fn)
+
+    def embed_windows(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        return self.inner.embed_windows(windows)
 
     def observe(self, fn: Callable[[int, float], None]) -> Callable[[], None]:
         return self.inner.observe(fn)

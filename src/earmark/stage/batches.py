@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -137,6 +137,21 @@ class ModelRunner:
                 futures.append(fut)
             self._cond.notify_all()
         return futures
+
+    def embed_windows(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        """``(n, dim)`` embeddings of windows cut elsewhere (e.g. refinement's short windows), waiting for them.
+
+        Features are computed in this thread; the model runs in this runner's fixed-shape
+        calls, so a window gets the vector it gets on every other surface, and the model is
+        never called beside the runner. On a model thread (inside :meth:`call`) it embeds
+        there instead of queueing behind itself.
+        """
+        if not windows:
+            return np.zeros((0, 0), np.float32)
+        features = np.asarray(self.backend.window_features(windows))
+        if threading.current_thread() in self._threads:
+            return self._embed_fixed(list(features))
+        return np.stack([f.result() for f in self.submit(features)])
 
     def call(self, fn: Callable[[], T]) -> Future[T]:
         """Run ``fn()`` on a model thread in queue order (text embeddings, scoring with a pack)."""
