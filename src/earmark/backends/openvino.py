@@ -42,7 +42,7 @@ from .. import models
 from ..errors import ConfigError, MissingExtraError, ModelError
 from . import artifacts
 from .features import FeaturesMixin, LogMel, MelSettings
-from .onnx import IdleRelease, text_idle_s
+from .onnx import IdleRelease, return_freed_memory, text_idle_s
 
 if TYPE_CHECKING:
     from .clap import ClapBackend
@@ -294,7 +294,8 @@ class OpenVinoBackend(FeaturesMixin):
                 return False
             self._text = None
             log.debug("text tower released after %.0f s unused", idle_s)
-            return True
+        return_freed_memory()
+        return True
 
 
 def _streams(asked: int | None, threads: int) -> int:
