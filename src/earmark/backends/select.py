@@ -17,8 +17,10 @@ Measuring on a shared machine:
   calibration loop running 25 % slower than its best this run. When every
   round is busy the figures are kept and marked as taken under load;
 - the choice changes only on a margin of at least ``SWITCH_MARGIN`` (10 %): the
-  incumbent is the remembered choice, else the lightest candidate (OpenVINO,
-  then ONNX Runtime, then PyTorch, which costs ~300 MiB and seconds to start);
+  incumbent is the remembered choice, else the lightest candidate (ONNX
+  Runtime, which memory-maps its weights; then OpenVINO, which copies them:
+  a served full-size model peaked at 448 vs 566 MiB; then PyTorch, which costs
+  ~300 MiB more and seconds to start);
 - only exact candidates (max diff <= 1e-4 from PyTorch fp32) are considered,
   unless a precision is asked for: ``EARMARK_PRECISION=bf16`` (or ``int8``)
   adds the backends of that precision.
@@ -61,8 +63,10 @@ __all__ = [
 
 log = logging.getLogger("earmark")
 
-# exact CPU candidates, lightest first (no PyTorch in memory, faster start): the incumbent order
-EXACT_CANDIDATES = ("openvino", "onnx", "torch")
+# exact CPU candidates, lightest first (memory-mapped weights, no PyTorch in memory, faster start):
+# the incumbent order; measured serving the full-size model with the page: onnx 384 MiB idle / 448 peak,
+# openvino 525 / 566 (bench/RESULTS.md, issue 17)
+EXACT_CANDIDATES = ("onnx", "openvino", "torch")
 # approximate candidates per precision, considered only when that precision is asked for
 APPROX_CANDIDATES = {"bf16": ("openvino-bf16",), "int8": ("onnx-int8",)}
 SWITCH_MARGIN = 1.10
