@@ -269,6 +269,8 @@ def report(levels: list[Level], info: dict[str, str], out: Path) -> str:
             f" peak {info['peak_self']} MiB (server process), {info['peak_total']} MiB with its decode workers."
         ),
         "",
+        info["floor"],
+        "",
         "Against the targets:",
         "",
         info["verdict"],
@@ -280,6 +282,22 @@ def report(levels: list[Level], info: dict[str, str], out: Path) -> str:
     else:
         out.write_text("# `earmark serve` under load\n\n" + text)
     return text
+
+
+def floor_line(levels: list[Level], fl: dict[str, object]) -> str:
+    """The figures as ratios to the machine's floor (``bench/floor.py``), comparable between machines."""
+    floor_ms = float(fl["floor_ms"])  # type: ignore[arg-type]
+    wps = 1000.0 / floor_ms
+    parts = [
+        f"Floor (same run, {fl['threads']} threads, load {fl['load']}): {floor_ms:.0f} ms per window,"
+        f" {wps:.2f} windows/s"
+    ]
+    for lv in levels:
+        parts.append(
+            f"c={lv.concurrency}: {lv.throughput / wps:.2f}x the floor's windows/s,"
+            f" p50 {lv.pct_ms(50) / floor_ms:.1f}x the floor's ms"
+        )
+    return "; ".join(parts) + "."
 
 
 def verdict(levels: list[Level], peak_self_mib: float) -> str:
@@ -334,6 +352,9 @@ def main() -> None:
 
         args.model = build_fullsize()
     load_before = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    from floor import floor
+
+    fl = floor(args.model, os.cpu_count() or 1)  # the machine's floor, in the same run as the figures
     with tempfile.TemporaryDirectory(prefix="earmark-bench-") as tmp:
         home = args.home.resolve() if args.home else Path(tmp)
         clips = make_clips(Path(tmp))
@@ -391,6 +412,7 @@ def main() -> None:
         "peak_self": f"{sampler.peak_self / mib:.0f}",
         "peak_total": f"{sampler.peak_total / mib:.0f}",
         "verdict": verdict(levels, sampler.peak_self / mib),
+        "floor": floor_line(levels, fl),
     }
     print(report(levels, info, args.out))
 

@@ -3,8 +3,8 @@
     PYTHONPATH=src python bench/floor.py [--model DIR] [--threads 2]
 
 Peak: the best of several timed square matmuls on ``--threads`` threads, the cores
-the model uses, with every library present (torch, ONNX Runtime's MatMul, numpy's
-BLAS through threadpoolctl) for fp32, and torch for bf16 where the CPU runs it. The
+the model uses, with every library present (torch, ONNX Runtime's MatMul, OpenVINO's MatMul
+with f32 pinned, numpy's BLAS through threadpoolctl) for fp32, and torch for bf16 where the CPU runs it. The
 best library counts: on some CPUs one library's GEMM is far below the others'
 (a floor from the slowest one would not be a floor). FLOPs: one window
 through the fused audio tower (features excluded), counted by torch's
@@ -78,6 +78,28 @@ def ort_peak_gflops(threads: int, n: int = 1024, seconds: float = 1.5) -> float:
     return _best_gflops(lambda: sess.run(None, feed), n, seconds)
 
 
+def openvino_peak_gflops(threads: int, n: int = 1024, seconds: float = 1.5) -> float:
+    """Best GFLOP/s of an n x n MatMul in OpenVINO (f32 pinned) on ``threads`` threads (0 if absent)."""
+    try:
+        import numpy as np
+        import openvino as ov
+        import openvino.opset13 as ops
+    except ImportError:
+        return 0.0
+    a = ops.parameter([n, n], np.float32, name="a")
+    b = ops.parameter([n, n], np.float32, name="b")
+    model = ov.Model([ops.matmul(a, b, False, False)], [a, b], "mm")
+    config = {
+        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
+    rng = np.random.default_rng(0)
+    feed = {0: rng.standard_normal((n, n), np.float32), 1: rng.standard_normal((n, n), np.float32)}
+    return _best_gflops(lambda: request.infer(feed), n, seconds)
+
+
 def numpy_peak_gflops(threads: int, n: int = 1024, seconds: float = 1.5) -> float:
     """Best GFLOP/s of an n x n fp32 matmul with numpy's BLAS on ``threads`` threads (0 if unsure)."""
     try:
@@ -137,6 +159,7 @@ def floor(model: Path, threads: int) -> dict[str, Any]:
         "torch": matmul_peak_gflops("float32", threads),
         "onnxruntime": ort_peak_gflops(threads),
         "numpy": numpy_peak_gflops(threads),
+        "openvino": openvino_peak_gflops(threads),
     }
     fp32 = max(by_library.values())
     try:

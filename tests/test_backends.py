@@ -221,14 +221,17 @@ def _dev(cos: float, diff: float) -> artifacts.Deviation:
 def test_pick_takes_exact_backends_and_switches_only_on_a_10_percent_margin() -> None:
     exact, near = _dev(1.0, 1e-6), _dev(0.99995, 1e-3)
     assert select.pick({"torch": 100, "onnx": 60}, {"torch": exact, "onnx": exact}) == "onnx"
-    # within 10 %: the lightest exact candidate (no PyTorch in memory) stays
+    # within 10 %: the lightest exact candidate stays (ONNX Runtime memory-maps its weights, OpenVINO
+    # copies them, PyTorch adds itself)
     assert select.pick({"torch": 95, "onnx": 100}, {"torch": exact, "onnx": exact}) == "onnx"
-    assert (
-        select.pick(
-            {"torch": 95, "onnx": 100, "openvino": 104}, {n: exact for n in ("torch", "onnx", "openvino")}
-        )
-        == "openvino"
+    three = {n: exact for n in ("torch", "onnx", "openvino")}
+    assert select.pick({"torch": 95, "onnx": 100, "openvino": 96}, three) == "onnx", (
+        "a server would hold ~120 MiB more for a 4 % faster OpenVINO"
     )
+    assert select.pick({"torch": 100, "onnx": 100, "openvino": 85}, three) == "openvino", (
+        "OpenVINO 15 % faster than ONNX Runtime was not chosen"
+    )
+    assert select.pick({"torch": 95, "openvino": 100}, {"torch": exact, "openvino": exact}) == "openvino"
     # a remembered choice stays unless another is at least 10 % faster
     assert (
         select.pick({"torch": 100, "onnx": 95}, {"torch": exact, "onnx": exact}, incumbent="torch") == "torch"
@@ -289,7 +292,10 @@ def test_torch_backend_makes_no_export(tiny_model: str, tmp_path: Path) -> None:
         cli, ["classify", str(f), "-l", "beep, hum", "-m", tiny_model, "--backend", "torch"]
     )
     assert r.exit_code == 0, r.output
-    assert not (Path(os.environ["EARMARK_HOME"]) / "cache").exists()
+    # the label cache (cache/labels.sqlite) may be there; a model export folder may not
+    cache = Path(os.environ["EARMARK_HOME"]) / "cache"
+    exports = [p.name for p in cache.iterdir() if p.is_dir()] if cache.exists() else []
+    assert not exports, f"--backend torch exported the model: {exports}"
 
 
 def test_bad_backend_option_names_the_choices(tiny_model: str, tmp_path: Path) -> None:

@@ -63,6 +63,16 @@ def test_each_window_is_the_same_alone_and_in_a_batch(pair) -> None:
     assert np.abs(alone - ov.embed_audio(clips)).max() <= 1e-6
 
 
+def test_a_cpu_call_takes_one_window_even_when_a_bigger_batch_is_asked_for(
+    tiny_model: str, home: Path
+) -> None:
+    os.environ["EARMARK_HOME"] = str(home)  # restored by the autouse fixture
+    ov = get_backend("openvino", model=tiny_model, threads=2, batch_size=8)
+    # the stage pads every call to batch_size rows: 8 would make one clip cost 8 windows of work
+    assert ov.batch_size == 1, f"a lone clip would be padded to {ov.batch_size} windows per call"
+    assert ov.streams == 2, "two threads should give two streams, the stage's parallelism"
+
+
 def test_two_streams_are_thread_safe_and_give_the_same_embeddings(pair, tiny_model: str, home: Path) -> None:
     _, ov1 = pair
     os.environ["EARMARK_HOME"] = str(home)  # restored by the autouse fixture

@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +87,10 @@ class _Fake:
 
 
 def test_busy_rounds_are_measured_again_and_kept_busy_figures_are_marked(monkeypatch) -> None:
+    # the machine's real state must not decide this test: the calibration loop and steal time
+    # are pinned quiet, the load is what each half sets
+    monkeypatch.setattr(select, "_calibrate", lambda: 0.01)
+    monkeypatch.setattr(select, "_cpu_times", lambda: (0, 0))
     monkeypatch.setattr(select, "_load1", lambda: 0.0)
     quiet, cond = select.measure({"a": _Fake(), "b": _Fake()}, rounds=2, timed=1, extra_rounds=2)
     assert set(quiet) == {"a", "b"} and cond.rounds_kept >= 1 and not cond.busy
@@ -95,6 +101,36 @@ def test_busy_rounds_are_measured_again_and_kept_busy_figures_are_marked(monkeyp
     assert busy.busy and busy.rounds_kept == 4, "busy rounds were not measured again"
     assert fake.calls == 4 * 2 and all("busy, measured again" in x for x in lines)
     assert busy.load_before == 1000.0
+
+
+class _Sleeper(_Fake):
+    """A model call that takes a fixed time without using the CPU; ``streams`` of them may overlap."""
+
+    def __init__(self, streams: int) -> None:
+        super().__init__()
+        self.streams = streams
+        self.active = self.most = 0
+        self._lock = threading.Lock()
+
+    def embed_audio(self, windows: list[np.ndarray]) -> np.ndarray:
+        with self._lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.2)
+        with self._lock:
+            self.active -= 1
+        return super().embed_audio(windows)
+
+
+def test_a_backend_with_two_streams_is_measured_with_two_calls_in_flight(monkeypatch) -> None:
+    monkeypatch.setattr(select, "_calibrate", lambda: 0.01)
+    monkeypatch.setattr(select, "_cpu_times", lambda: (0, 0))
+    monkeypatch.setattr(select, "_load1", lambda: 0.0)
+    one, two = _Sleeper(1), _Sleeper(2)
+    ms, _ = select.measure({"one": one, "two": two}, rounds=1, timed=1, extra_rounds=0)
+    assert two.most == 2 and one.most == 1, "the stage keeps `streams` calls in flight; measuring must too"
+    # the same 0.2 s call, two at once: half the time per window (sleeps overlap whatever the load)
+    assert ms["two"] < 0.8 * ms["one"], f"two streams rated like one: {ms}"
 
 
 def test_remembered_choice_is_per_cpu_and_uses_the_nearest_thread_count() -> None:

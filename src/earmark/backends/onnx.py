@@ -34,7 +34,7 @@ from .features import FeaturesMixin, LogMel, MelSettings
 if TYPE_CHECKING:
     from .clap import ClapBackend
 
-__all__ = ["IdleRelease", "OnnxBackend", "text_idle_s"]
+__all__ = ["IdleRelease", "OnnxBackend", "return_freed_memory", "text_idle_s"]
 
 log = logging.getLogger("earmark")
 
@@ -47,6 +47,25 @@ def text_idle_s() -> float:
         return float(os.environ.get("EARMARK_TEXT_IDLE_S", "300"))
     except ValueError:
         raise ConfigError("EARMARK_TEXT_IDLE_S must be a number of seconds") from None
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed by a released tower back to the OS (glibc keeps it in its heap otherwise).
+
+    Measured with the full-size model (``bench/bench_memory.py``): RSS after the text tower
+    was released 544 instead of 666 MiB on OpenVINO, 365 instead of 483 on ONNX Runtime (the
+    audio-only figure). A no-op where there is no glibc.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class IdleRelease:
@@ -228,7 +247,8 @@ class OnnxBackend(FeaturesMixin):
                 return False
             self._text = None
             log.debug("text tower released after %.0f s unused", idle_s)
-            return True
+        return_freed_memory()
+        return True
 
     def _text_session(self) -> Any:
         with self._text_lock:

@@ -11,14 +11,18 @@ Measuring on a shared machine:
 
 - candidates are timed in interleaved rounds (each round: every candidate,
   in rotated order, a warm-up call and then timed calls), the figure is the
-  median over rounds;
+  median over rounds; a backend with several inference streams (OpenVINO on
+  2+ threads) is timed with that many calls in flight, as the windows ->
+  embeddings stage runs it, and its figure is per window;
 - a round is discarded and measured again when the CPU was busy during it: the
   1-minute load above the core count, steal time above 5 %, or a fixed
   calibration loop running 25 % slower than its best this run. When every
   round is busy the figures are kept and marked as taken under load;
 - the choice changes only on a margin of at least ``SWITCH_MARGIN`` (10 %): the
-  incumbent is the remembered choice, else the lightest candidate (OpenVINO,
-  then ONNX Runtime, then PyTorch, which costs ~300 MiB and seconds to start);
+  incumbent is the remembered choice, else the lightest candidate (ONNX
+  Runtime, which memory-maps its weights; then OpenVINO, which copies them:
+  a served full-size model peaked at 448 vs 566 MiB; then PyTorch, which costs
+  ~300 MiB more and seconds to start);
 - only exact candidates (max diff <= 1e-4 from PyTorch fp32) are considered,
   unless a precision is asked for: ``EARMARK_PRECISION=bf16`` (or ``int8``)
   adds the backends of that precision.
@@ -38,6 +42,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,8 +66,10 @@ __all__ = [
 
 log = logging.getLogger("earmark")
 
-# exact CPU candidates, lightest first (no PyTorch in memory, faster start): the incumbent order
-EXACT_CANDIDATES = ("openvino", "onnx", "torch")
+# exact CPU candidates, lightest first (memory-mapped weights, no PyTorch in memory, faster start):
+# the incumbent order; measured serving the full-size model with the page: onnx 384 MiB idle / 448 peak,
+# openvino 525 / 566 (bench/RESULTS.md, issue 17)
+EXACT_CANDIDATES = ("onnx", "openvino", "torch")
 # approximate candidates per precision, considered only when that precision is asked for
 APPROX_CANDIDATES = {"bf16": ("openvino-bf16",), "int8": ("onnx-int8",)}
 SWITCH_MARGIN = 1.10
@@ -232,6 +239,31 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
+def _ms_per_window(backend: Backend, win: list[np.ndarray], timed: int) -> float:
+    """Median ms per window with ``backend.streams`` calls in flight, as the stage runs it.
+
+    One call at a time would rate a backend with two streams (each on half the threads) at one
+    stream's speed; every embedding stage (tag, eval, serve, monitor) keeps ``streams`` calls busy.
+    """
+    streams = max(1, int(getattr(backend, "streams", 1)))  # PyTorch here predates the attribute
+
+    with ThreadPoolExecutor(streams, thread_name_prefix="earmark-measure") as pool:
+
+        def once() -> None:
+            if streams == 1:
+                backend.embed_audio(win)
+            else:
+                list(pool.map(lambda _: backend.embed_audio(win), range(streams)))
+
+        once()  # warm-up: caches, thread pools, another runtime's spinning
+        times = []
+        for _ in range(timed):
+            t0 = time.perf_counter()
+            once()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000.0 / (len(win) * streams)
+
+
 def measure(
     candidates: dict[str, Backend],
     *,
@@ -272,14 +304,7 @@ def measure(
         order = names[attempt % len(names) :] + names[: attempt % len(names)]
         figures: dict[str, float] = {}
         for name in order:
-            backend = candidates[name]
-            backend.embed_audio(win)  # warm-up: caches, thread pools, another runtime's spinning
-            times = []
-            for _ in range(timed):
-                t0 = time.perf_counter()
-                backend.embed_audio(win)
-                times.append(time.perf_counter() - t0)
-            figures[name] = statistics.median(times) * 1000.0 / len(win)
+            figures[name] = _ms_per_window(candidates[name], win, timed)
         total1, steal1 = _cpu_times()
         cal1 = _calibrate()
         best_cal = min(best_cal, cal0, cal1)

@@ -168,7 +168,8 @@ def serve_cmd(
     from ..store import Database
 
     # leave the decode workers their cores: on a busy 2-core machine two OpenMP threads next to a decoding
-    # process ran 9x slower per window than one thread (bench/RESULTS-serve.md)
+    # process ran 9x slower per window than one thread (bench/RESULTS-serve.md); re-measured with OpenVINO's
+    # two streams (issue 17, bench/bench_serve_threads.py): 1 thread still gave 2x the c=16 throughput under load
     threads = threads or default_threads(settings.decode_workers)
     packs = _load_packs(pack_paths)  # a bad file fails before the slow model load
     if wait_for_model:
