@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +45,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with ``--block`` and stopped by signalling that process: ``ray stop`` would stop every Ray
     cluster on the machine."""
     home = tmp_path_factory.mktemp("ray-home")
+    # its own temp dir (short: Ray's socket paths must fit 107 bytes): the cluster's address is not
+    # written to /tmp/ray, where a later ray.init() of another test or program would find it
+    temp_dir = tempfile.mkdtemp(prefix="earmark-ray-", dir="/tmp")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAY_AUTH_MODE", "token")
         mp.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
@@ -60,11 +65,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
                 "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=3",
                 "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
-                f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats",
+                f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats", f"--temp-dir={temp_dir}",
             ],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
+            deadline = time.monotonic() + 300  # hang guard: the head's GCS accepts connections
+            while True:
+                assert head.poll() is None, (
+                    f"ray start failed:\n{(home / 'ray-start.log').read_text()[-3000:]}"
+                )
+                assert time.monotonic() < deadline, "the Ray head did not come up"
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                    break
+                except OSError:
+                    time.sleep(0.5)
             yield f"127.0.0.1:{port}"
         finally:
             head.send_signal(signal.SIGTERM)  # --block: stops the processes of this cluster only
@@ -74,6 +90,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 os.killpg(head.pid, signal.SIGKILL)
                 head.wait()
             log.close()
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _serve(cluster: str, home: Path, *args: str) -> ServerProcess:

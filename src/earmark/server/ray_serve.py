@@ -347,7 +347,9 @@ def _connect(address: str | None) -> None:
     if address is not None:
         _check_reachable(address)
     try:
-        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        # "local": a new cluster of its own, never one found in RAY_ADDRESS or /tmp/ray (a stale or
+        # another user's `ray start`), which is what ray.init(address=None) would join
+        ray.init(address=address or "local", log_to_driver=False, include_dashboard=False)
     except (ConnectionError, RuntimeError) as ex:
         if address is None:
             raise ConfigError(f"could not start a local Ray cluster: {ex}") from None
