@@ -93,10 +93,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _serve(cluster: str, home: Path, *args: str) -> ServerProcess:
+def _serve(cluster: str, home: Path, *args: str, ui: bool = False) -> ServerProcess:
     return ServerProcess(
-        "--ray", cluster, "--replica-cpus", "1", "--no-ui", "--setting", "decode_workers", "1", *args,
-        home=home, timeout_s=600,
+        "--ray", cluster, "--replica-cpus", "1", *([] if ui else ["--no-ui"]),
+        "--setting", "decode_workers", "1", *args, home=home, timeout_s=600,
     )  # fmt: skip
 
 
@@ -193,15 +193,23 @@ class TestTwoReplicas:
         assert len(_replica_pids()) == 2, "Serve brought the replica count back to two"
 
 
-class TestAdmission:
+class TestOneReplicaWithThePage:
     CAPACITY = 2  # decode_workers 1 + max_queue 1
 
     @pytest.fixture(scope="class")
     def small(self, cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         home = tmp_path_factory.mktemp("ray-small-home")
-        server = _serve(cluster, home, "--replicas", "1", "--setting", "max_queue", "1")
+        server = _serve(cluster, home, "--replicas", "1", "--setting", "max_queue", "1", ui=True)
         yield server
         _stop(server)
+
+    def test_the_page_is_served_by_the_replicas(self, small) -> None:  # type: ignore[no-untyped-def]
+        assert any(f"{small.url}/ui/" in line for line in small.lines), f"announced: {small.lines}"
+        page = httpx.get(small.url + "/ui/", timeout=120, follow_redirects=True)
+        assert page.status_code == 200 and "<html" in page.text.lower(), page.text[:300]
+        assert page.headers[HEADER], "the page comes from a replica, through Serve's proxy"
+        config = httpx.get(small.url + "/ui/config", timeout=120)
+        assert config.status_code == 200 and config.json()["components"], "Gradio's app config loads"
 
     def test_a_full_replica_answers_429_with_retry_after(self, small, tmp_path) -> None:  # type: ignore[no-untyped-def]
         # few bytes, many seconds: each takes a while to decode, so the replica's queue stays full
