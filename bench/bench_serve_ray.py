@@ -93,10 +93,11 @@ replica 1 CPU, the Ray cluster local (started by the server).
 
 - **Serve path overhead at c=1:** p50 {ray1.pct_ms(50):.0f} ms on Ray vs {base1.pct_ms(50):.0f} ms
   (x{ray1.pct_ms(50) / base1.pct_ms(50):.2f}): the proxy and the hop to the replica actor.
-- **2 replicas vs 1 at c=16:** x{two.throughput / one.throughput:.2f} requests/s. On 2 cores the two
-  replicas compete for the same cores as the decoders and the proxy, so little gain is expected
-  here; the point is that the same code runs unchanged on a cluster, where each replica gets its
-  own CPUs or GPU.
+- **2 replicas vs 1 at c=16:** x{two.throughput / one.throughput:.2f} requests/s. Every server runs
+  the model on one thread (`--threads 1`), so two replicas use both of this machine's cores where
+  one replica (or `earmark serve --threads 1`) uses one: a gain here is the second core, not Ray,
+  and the replicas share those cores with the decoders and the proxy. The point is that the same
+  code runs unchanged on a cluster, where each replica gets its own CPUs or GPU.
 """
 
 
