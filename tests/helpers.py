@@ -169,7 +169,10 @@ class ServerProcess:
 
         threading.Thread(target=read, daemon=True).start()
         deadline = time.monotonic() + timeout_s
-        if not found.wait(timeout_s) or not self.wait_ready(deadline - time.monotonic()):
+        # a server that exits before announcing its URL fails at once, not at the deadline
+        while not found.wait(0.5) and self.proc.poll() is None and time.monotonic() < deadline:
+            pass
+        if not found.is_set() or not self.wait_ready(deadline - time.monotonic()):
             self.stop()
             raise RuntimeError(f"earmark serve did not start; log:\n{self.log.read_text()[-3000:]}")
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import ConfigError, MissingExtraError
 from ..stage import BatchPolicy, ModelRunner
-from .settings import ServerSettings
+from .settings import ServerSettings, is_loopback
 
 if TYPE_CHECKING:
     from ..backends import Backend
@@ -283,23 +283,23 @@ def serve_on_ray(
 
     Raises:
         MissingExtraError: Ray Serve is not installed.
-        ConfigError: bad replica options.
+        ConfigError: bad replica options, or the cluster cannot be reached.
     """
     options.check()
     try:
-        import ray
         from ray import serve
     except ImportError:
         raise MissingExtraError("earmark serve --ray", "ray") from None
     port = options.port or free_port(options.host)
-    ray.init(address=options.address, log_to_driver=False, include_dashboard=False)
+    _connect(options.address)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": options.host, "port": port})
+        host, port = _proxy_address(options.host, port, api_key=spec.settings.api_key)
         serve.run(deployment(spec, options), name=APP_NAME, route_prefix="/", blocking=False)
-        base = f"http://{options.host}:{port}"
+        base = f"http://{host}:{port}"
         _wait_ready(base, ready_timeout_s, stop)
         page = f"{base}/ui/" if spec.ui else f"{base}/docs"
         count = (
@@ -313,6 +313,87 @@ def serve_on_ray(
             pass
     finally:
         _shut_down(local=options.address is None)
+
+
+def _proxy_address(host: str, port: int, *, api_key: str | None) -> tuple[str, int]:
+    """Where Serve's HTTP proxy listens: where asked, unless Serve already runs on the cluster
+    (an earlier ``earmark serve --ray`` or another Serve application), whose address stays.
+
+    Raises:
+        ConfigError: that address is not loopback and no API key is set (the rule of ``--host``).
+    """
+    from ray.serve.context import _get_global_client
+
+    try:
+        client = _get_global_client()
+        config = client.http_config if client is not None else None
+        actual = (str(config.host), int(config.port)) if config is not None else (host, port)
+    except Exception:  # noqa: BLE001 - a private API: without it, trust the asked address
+        return host, port
+    if actual != (host, port):
+        log.warning(
+            "Ray Serve already runs on this cluster and listens on %s:%d; --host/--port only apply "
+            "where Serve starts (serve shutdown, or `ray stop` on a cluster of your own, resets it)",
+            *actual,
+        )
+        if not is_loopback(actual[0]) and not api_key:
+            raise ConfigError(
+                f"Ray Serve on this cluster listens on {actual[0]}, not loopback: set --api-key KEY "
+                "(or EARMARK_API_KEY)"
+            )
+    return actual
+
+
+AUTH_HINT = (
+    "A cluster with token authentication (Ray's default where ~/.ray/auth_token exists) needs "
+    "RAY_AUTH_MODE=token here, with its token in ~/.ray/auth_token, RAY_AUTH_TOKEN or "
+    "RAY_AUTH_TOKEN_PATH."
+)
+
+
+def _connect(address: str | None) -> None:
+    """``ray.init``: a local cluster (None) or the one at ``address``.
+
+    Raises:
+        ConfigError: the cluster cannot be reached or refuses this process (what to check).
+    """
+    import ray
+
+    if address is not None:
+        _check_reachable(address)
+    try:
+        # "local": a new cluster of its own, never one found in RAY_ADDRESS or /tmp/ray (a stale or
+        # another user's `ray start`), which is what ray.init(address=None) would join
+        ray.init(address=address or "local", log_to_driver=False, include_dashboard=False)
+    except (ConnectionError, RuntimeError) as ex:
+        if address is None:
+            raise ConfigError(f"could not start a local Ray cluster: {ex}") from None
+        raise ConfigError(
+            f"could not connect to the Ray cluster at {address}: {ex}. Check that it is running "
+            f"(`ray status --address {address}`). {AUTH_HINT}"
+        ) from None
+
+
+REACH_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast where nothing answers at ``HOST:PORT`` (or ``ray://HOST:PORT``): ``ray.init``
+    would retry for many minutes. ``auto`` and addresses without a port are left to Ray.
+
+    Raises:
+        ConfigError: nothing accepts a connection there within ``REACH_TIMEOUT_S``.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as ex:
+        raise ConfigError(
+            f"could not connect to the Ray cluster at {address}: {ex.strerror or ex}. Check the "
+            f"address and that the cluster is running (`ray status --address {address}`)."
+        ) from None
 
 
 SHUTDOWN_TIMEOUT_S = 60.0
