@@ -50,15 +50,22 @@ def assert_alive(server: ServerProcess, after: str) -> None:
 
 
 def raw_request(
-    server: ServerProcess, method: str, path: str, body: bytes | None = None
+    server: ServerProcess, method: str, path: str, body: bytes | None = None, streams: bool = False
 ) -> tuple[int, bytes]:
-    """A request sent exactly as written: no client-side normalisation of ``..`` or ``%2f``."""
+    """A request sent exactly as written: no client-side normalisation of ``..`` or ``%2f``.
+
+    With ``streams``, an event stream (Gradio's heartbeat never ends) is answered by its
+    status and an empty body: its body is events, never a file.
+    """
     parts = urlsplit(server.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     headers = {"content-type": "application/json"} if body is not None else {}
     conn.request(method, path, body=body, headers=headers)
     r = conn.getresponse()
-    out = r.status, r.read()
+    if streams and (r.getheader("content-type") or "").startswith("text/event-stream"):
+        out = r.status, b""
+    else:
+        out = r.status, r.read()
     conn.close()
     return out
 
@@ -575,3 +582,71 @@ def test_decode_errors_are_in_words_and_name_no_server_path(server: ServerProces
     for probe in ("/root", str(example_dir), "/etc"):
         r = page_call(server, {"path": probe, "meta": FILEDATA})
         assert "Errno" not in r.text and probe not in r.text, r.text
+
+
+# --- path traversal on every route, Gradio's included -------------------------------------------------------
+
+TRAVERSALS = [
+    "../../../../../../etc/passwd",
+    "..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+    "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "%252e%252e%252f%252e%252e%252fetc%252fpasswd",
+    "/etc/passwd",
+    "%2Fetc%2Fpasswd",
+    "....//....//....//etc/passwd",
+    "..\\..\\..\\..\\etc\\passwd",
+    "/proc/self/environ",
+    "1/../../../../etc/passwd",
+]
+ROUTES = [
+    "/api/v1/library/files/{}/audio",
+    "/api/v1/library/files/{}",
+    "/api/v1/library/similar/{}",
+    "/api/v1/events/{}",
+    "/api/v1/events/{}/clip",
+    "/api/v1/{}",
+    "/docs/{}",
+    "/{}",
+    "/ui/gradio_api/file={}",
+    "/ui/gradio_api/file/{}",
+    "/ui/file={}",
+    "/ui/gradio_api/proxy={}",
+    "/ui/static/{}",
+    "/ui/assets/{}",
+    "/ui/svelte/{}",
+    "/ui/gradio_api/stream/{}",
+    "/ui/gradio_api/stream/a/b/c/{}",
+    "/ui/gradio_api/custom_component/x/client/y/{}",
+    "/ui/pwa_icon/{}",
+    "/ui/monitoring/{}",
+    "/ui/favicon.ico/{}",
+    "/ui/{}",
+    "/ui/gradio_api/call/classify/{}",
+    "/ui/gradio_api/heartbeat/{}",
+    "/ui/gradio_api/run-history/records/a/b/assets/{}",
+]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_no_route_serves_a_file_by_traversal(server: ServerProcess, route: str) -> None:
+    for probe in TRAVERSALS:
+        path = route.format(probe)
+        status, body = raw_request(server, "GET", path, streams=True)
+        assert status < 500, f"{path}: {status}"
+        assert b"root:x:0:0" not in body and b"EARMARK_HOME" not in body and b"PATH=" not in body, path
+        if status >= 400 and body.startswith(b"{"):
+            assert set(json.loads(body)) >= {"error"}, (
+                f"{path}: an error outside the documented shape: {body[:200]!r}"
+            )
+    assert_alive(server, f"path traversal on {route}")
+
+
+@pytest.mark.parametrize(
+    "path", ["/ui/gradio_api/call/classify/no-such-event", "/ui/gradio_api/queue/data?session_hash=no-such"]
+)
+def test_an_unknown_event_stream_ends_cleanly(server: ServerProcess, path: str) -> None:
+    status, body = raw_request(server, "GET", path)  # IncompleteRead here: the server cut the stream
+    assert status == 200 and b"404" in body, f"{path}: the stream does not say the event is unknown: {body!r}"
+    log = Path(server.log).read_text(errors="replace")
+    assert "response already started" not in log, "the log got a traceback for an unknown event id"
+    assert_alive(server, path)

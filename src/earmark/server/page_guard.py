@@ -19,12 +19,16 @@ made it fetch a URL. Here:
   are bounded in size and depth. Gradio's ``{"detail": ...}`` errors are
   answered in the server's ``{"error": {"code", "message"}}`` shape (``detail``
   is kept alongside for Gradio's own page script), never echoing a server path.
+  A Gradio route that fails after its answer began (its event streams, asked
+  for an unknown event or session) ends that answer cleanly with one log line,
+  instead of a broken connection and a traceback per request.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import re
 import shutil
@@ -76,6 +80,8 @@ _FILE_REFUSED = "no such file on this page: it accepts only files uploaded throu
 _URL_REFUSED = "the server never fetches URLs; upload the file itself"
 
 _temp_dir: str | None = None
+
+log = logging.getLogger("earmark")
 
 
 def page_temp_dir() -> Path:
@@ -209,7 +215,7 @@ class PageGuardMiddleware:
             receive = await self._checked_body(receive, send)
             if receive is None:
                 return
-        await self.app(scope, receive, _error_shape(send))
+        await _ended_cleanly(self.app, scope, receive, _error_shape(send))
 
     async def _checked_body(self, receive: Any, send: Any) -> Any:
         """The body read, checked and replayed; ``None`` when a refusal was sent instead."""
@@ -265,6 +271,44 @@ class PageGuardMiddleware:
             if not self.files.allows(named):
                 return 400, "file_refused", _FILE_REFUSED
         return None
+
+
+async def _ended_cleanly(app: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Runs ``app``; an error raised after its answer began ends that answer instead of the connection.
+
+    Gradio's event streams (``GET .../call/{api}/{event_id}``, ``.../queue/data``) raise a 404
+    for an unknown event or session after they have sent their ``event: error`` message;
+    uvicorn can then only cut the connection and log a traceback. Here the answer is
+    finished (the client reads what was sent) and the log gets one line. An error before
+    the answer began goes on to the server's error handler as before.
+    """
+    started = ended = False
+
+    async def tracked(message: dict[str, Any]) -> None:
+        nonlocal started, ended
+        if message["type"] == "http.response.start":
+            started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            ended = True
+        await send(message)
+
+    try:
+        await app(scope, receive, tracked)
+    except Exception as ex:
+        if not started or ended:
+            raise
+        from starlette.exceptions import HTTPException
+
+        cause = ex.__cause__ or ex
+        log.warning(
+            "page: %s %s ended early: %s", scope.get("method"), scope.get("path"), type(cause).__name__
+        )
+        if not isinstance(cause, HTTPException):
+            log.debug("page: the error that ended the answer early", exc_info=ex)
+        try:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception:  # the client is gone: nothing left to finish
+            pass
 
 
 def _content_type(scope: dict[str, Any]) -> str:
