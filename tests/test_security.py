@@ -650,3 +650,37 @@ def test_an_unknown_event_stream_ends_cleanly(server: ServerProcess, path: str) 
     log = Path(server.log).read_text(errors="replace")
     assert "response already started" not in log, "the log got a traceback for an unknown event id"
     assert_alive(server, path)
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/merge-patch+json", "text/plain", "application/x-www-form-urlencoded"]
+)
+def test_no_content_type_lets_a_server_path_past_the_guard(
+    server: ServerProcess, content_type: str | None
+) -> None:
+    """FastAPI reads a body with no content type, or a "+json" one, as JSON: the guard reads it the same."""
+    body = json.dumps(
+        {
+            "data": [
+                {"path": "/etc/passwd", "meta": FILEDATA},
+                "beep, hum",
+                0.7,
+                "This is a sound of {label}.",
+                None,
+            ]
+        }
+    ).encode()
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request(
+        "POST",
+        "/ui/gradio_api/call/classify",
+        body=body,
+        headers={"content-type": content_type} if content_type else {},
+    )
+    r = conn.getresponse()
+    status, answer = r.status, r.read()
+    conn.close()
+    doc = assert_refused(status, answer, f"page call with /etc/passwd as {content_type}", (400,))
+    assert doc["error"]["code"] == "file_refused", doc
+    assert_alive(server, f"a page call as {content_type}")
