@@ -279,6 +279,34 @@ def test_the_cli_refuses_a_tiny_hop(tmp_path: Path, tiny_model: str) -> None:
     assert r.exit_code == 1 and "hop_s must be between 0.25" in r.output, r.output
 
 
+@pytest.mark.parametrize("hop", ["0.001", "0", "-1", "nan", "11"])
+def test_library_tagging_refuses_a_tiny_hop(tmp_path: Path, tiny_model: str, hop: str) -> None:
+    from click.testing import CliRunner
+
+    from earmark.cli import cli
+    from helpers import sound_file
+
+    (tmp_path / "in").mkdir()
+    sound_file(tmp_path / "in", "beep", 2.0)
+    db = tmp_path / "lib.sqlite"
+    args = [
+        "tag",
+        str(tmp_path / "in"),
+        "-l",
+        "beep, hum",
+        "--db",
+        str(db),
+        "-m",
+        tiny_model,
+        "--threads",
+        "1",
+    ]
+    r = CliRunner().invoke(cli, [*args, "--hop-s", hop])
+    assert r.exit_code != 0 and "hop_s must be between 0.25" in r.output, (
+        f"earmark tag --hop-s {hop} did not refuse before any work: {r.output}"
+    )
+
+
 # --- 5. connections: header deadline, connection cap, quiet log ------------------------------------------
 
 

@@ -31,10 +31,10 @@ import numpy as np
 
 from ..audio import AudioWarning, describe
 from ..classify import AudioEmbedding, Classifier
-from ..errors import AudioError, LabelError
+from ..errors import AudioError, ConfigError, LabelError
 from ..labels import parse_labels
 from ..store import Database
-from ..types import ClassifyOptions
+from ..types import MIN_HOP_S, ClassifyOptions
 from . import records
 from .filing import FilingOptions, OpResult, check_writable, execute, plan_filing
 from .journal import finish_run, start_run, writer
@@ -81,7 +81,11 @@ class TagOptions:
 
         Raises:
             LabelError: unusable labels, or labels other than the pack's.
+            ConfigError: a hop under ``MIN_HOP_S`` or over the window (millions of windows per file).
         """
+        hop, window = self.classify.hop_s, self.classify.window_s
+        if not (0 < window and MIN_HOP_S <= hop <= window):
+            raise ConfigError(f"hop_s must be between {MIN_HOP_S:g} s and window_s ({window:g} s)")
         if self.pack is None:
             return replace(self, labels=parse_labels(self.labels))
         if self.labels and set(parse_labels(self.labels)) != set(self.pack.labels):
