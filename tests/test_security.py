@@ -150,6 +150,7 @@ def test_the_page_api_never_fetches_a_url_named_as_a_file(server: ServerProcess)
         assert_refused(r.status_code, r.content, "page call with a URL", (400,))["error"]["code"]
         == "url_refused"
     )
+    assert_alive(server, "a page call naming a URL as its file")
 
 
 def test_gradio_errors_come_in_the_documented_shape(server: ServerProcess) -> None:
@@ -158,6 +159,7 @@ def test_gradio_errors_come_in_the_documented_shape(server: ServerProcess) -> No
     assert b"/etc/passwd" not in body, "the refusal does not echo the path"
     status, body = raw_request(server, "GET", "/ui/gradio_api/no-such-route")
     assert_refused(status, body, "an unknown page route")
+    assert_alive(server, "file=/etc/passwd and an unknown page route")
 
 
 # --- 3. templates: {label} only ---------------------------------------------------------------------
@@ -451,6 +453,23 @@ def test_non_finite_audio_is_refused_on_every_route(server: ServerProcess, kind:
     r = httpx.post(server.url + "/api/v1/embed", files={"file": ("x.wav", clip)}, timeout=60)
     assert_refused(r.status_code, r.content, f"{kind} WAV to /api/v1/embed", (422,))
     assert_alive(server, f"a {kind} float WAV")
+
+
+@pytest.mark.parametrize("kind", ["nan", "huge"])
+def test_the_page_refuses_non_finite_audio(server: ServerProcess, kind: str) -> None:
+    up = httpx.post(
+        server.url + "/ui/gradio_api/upload", files={"files": ("x.wav", broken_floats(kind))}, timeout=60
+    )
+    assert up.status_code == 200, up.text
+    r = page_call(server, {"path": up.json()[0], "meta": FILEDATA})
+    assert r.status_code == 200, r.text
+    events = httpx.get(server.url + f"/ui/gradio_api/call/classify/{r.json()['event_id']}", timeout=60).text
+    reason = "NaN or infinite samples" if kind == "nan" else "far outside the audio range"
+    assert "event: error" in events and reason in events, (
+        f"the page showed a result for a {kind} float WAV: {events[:500]}"
+    )
+    assert "event: complete" not in events, events[:500]
+    assert_alive(server, f"a {kind} float WAV on the page")
 
 
 def test_the_cli_never_prints_nan(tmp_path: Path, tiny_model: str) -> None:
