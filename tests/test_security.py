@@ -122,6 +122,24 @@ def test_an_upload_through_the_page_still_classifies(server: ServerProcess) -> N
     assert "event: complete" in events and 'data-label=\\"beep\\"' in events, events[:500]
 
 
+def test_the_page_folder_is_private_and_removed_at_exit(tmp_path: Path) -> None:
+    """Uploads live in the server's own 0700 folder, gone (with every copy in it) after SIGTERM."""
+    import stat
+
+    own = ServerProcess(home=tmp_path)
+    try:
+        example = Path(own.log).parent / "examples" / "beep.wav"
+        up = httpx.post(own.url + "/ui/gradio_api/upload", files={"files": ("b.wav", example.read_bytes())})
+        assert up.status_code == 200, up.text
+        uploaded = Path(up.json()[0])
+        folder = next(p for p in uploaded.parents if p.name.startswith("earmark-page-"))
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, f"{folder} is readable by other users"
+    finally:
+        code = own.stop()
+    assert code == 0, f"earmark serve exited {code} on SIGTERM"
+    assert not folder.exists(), f"the page's uploads were left behind in {folder}"
+
+
 # --- 2. no URL fetching -----------------------------------------------------------------------------
 
 
