@@ -171,6 +171,54 @@ def test_the_page_api_never_fetches_a_url_named_as_a_file(server: ServerProcess)
     assert_alive(server, "a page call naming a URL as its file")
 
 
+def test_no_url_probe_reaches_a_listener(server: ServerProcess) -> None:
+    """Every way to name a URL, aimed at a live listener on 127.0.0.1: it must never be connected to."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    hits: list[str] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            hits.append(conn.recv(200).decode("latin-1").split("\r\n")[0])
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/x.wav"
+    try:
+        for path in (
+            f"/ui/gradio_api/file={url}",
+            f"/ui/gradio_api/proxy={url}",
+            f"/ui/gradio_api/file/{url}",
+        ):
+            status, _ = raw_request(server, "GET", path)
+            assert status >= 400, f"{path} answered {status}"
+        page_call(server, {"path": url, "meta": FILEDATA})
+        page_call(server, {"path": url, "url": url, "meta": FILEDATA})
+        httpx.post(server.url + "/api/predict", json={"data": [url, "beep, hum"]}, timeout=30)
+        httpx.post(
+            server.url + "/api/predict", json={"data": [{"name": "x", "data": url}, "beep, hum"]}, timeout=30
+        )
+        httpx.post(server.url + "/api/v1/classify", data={"labels": "beep, hum", "file": url}, timeout=30)
+        assert_alive(server, "URL probes")
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+    assert hits == [], f"the server fetched a client-named URL: {hits}"
+
+
 def test_gradio_errors_come_in_the_documented_shape(server: ServerProcess) -> None:
     status, body = raw_request(server, "GET", "/ui/gradio_api/file=/etc/passwd")
     assert_refused(status, body, "file=/etc/passwd")
