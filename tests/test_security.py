@@ -797,3 +797,33 @@ def test_no_content_type_lets_a_server_path_past_the_guard(
     doc = assert_refused(status, answer, f"page call with /etc/passwd as {content_type}", (400,))
     assert doc["error"]["code"] == "file_refused", doc
     assert_alive(server, f"a page call as {content_type}")
+
+
+LIBRARY_ROUTES = [r for r in ROUTES if r.startswith("/api/")] + [
+    "/api/v1/library/review/{}",
+    "/api/v1/library/search?q={}",
+    "/api/v1/events?since={}",
+]
+
+
+def test_no_library_route_serves_a_file_by_traversal(library_server: Any) -> None:
+    """The library and events routes exist only with --db: probed on a server over a tagged library."""
+    server = library_server[0]
+    for route in LIBRARY_ROUTES:
+        for probe in TRAVERSALS:
+            path = route.format(probe)
+            status, body = raw_request(server, "GET", path)
+            assert status < 500, f"{path}: {status}"
+            assert b"root:x:0:0" not in body and b"PATH=" not in body, f"{path} served a server file"
+            if status >= 400:
+                assert set(json.loads(body)) >= {"error"}, f"{path}: {body[:200]!r}"
+        assert_alive(server, f"path traversal on {route}")
+
+
+def test_deeply_nested_json_to_a_library_route_is_a_4xx(library_server: Any) -> None:
+    server, _, ids, _ = library_server
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    route = f"/api/v1/library/review/{ids['a']}"
+    status, body = raw_request(server, "POST", route, b'{"decision": ' + deep + b"}")
+    assert_refused(status, body, f"nested JSON to {route}", (400, 413, 422))
+    assert_alive(server, f"nested JSON to {route}")
