@@ -31,10 +31,10 @@ import numpy as np
 
 from ..audio import AudioWarning, describe
 from ..classify import AudioEmbedding, Classifier
-from ..errors import AudioError, ConfigError, LabelError
+from ..errors import AudioError, LabelError
 from ..labels import parse_labels
 from ..store import Database
-from ..types import MIN_HOP_S, ClassifyOptions
+from ..types import ClassifyOptions
 from . import records
 from .filing import FilingOptions, OpResult, check_writable, execute, plan_filing
 from .journal import finish_run, start_run, writer
@@ -83,6 +83,9 @@ class TagOptions:
             LabelError: unusable labels, or labels other than the pack's.
             ConfigError: a hop under ``MIN_HOP_S`` or over the window (millions of windows per file).
         """
+        from ..errors import ConfigError
+        from ..types import MIN_HOP_S
+
         hop, window = self.classify.hop_s, self.classify.window_s
         if not (0 < window and MIN_HOP_S <= hop <= window):
             raise ConfigError(f"hop_s must be between {MIN_HOP_S:g} s and window_s ({window:g} s)")
