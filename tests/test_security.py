@@ -50,15 +50,22 @@ def assert_alive(server: ServerProcess, after: str) -> None:
 
 
 def raw_request(
-    server: ServerProcess, method: str, path: str, body: bytes | None = None
+    server: ServerProcess, method: str, path: str, body: bytes | None = None, streams: bool = False
 ) -> tuple[int, bytes]:
-    """A request sent exactly as written: no client-side normalisation of ``..`` or ``%2f``."""
+    """A request sent exactly as written: no client-side normalisation of ``..`` or ``%2f``.
+
+    With ``streams``, an event stream (Gradio's heartbeat never ends) is answered by its
+    status and an empty body: its body is events, never a file.
+    """
     parts = urlsplit(server.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     headers = {"content-type": "application/json"} if body is not None else {}
     conn.request(method, path, body=body, headers=headers)
     r = conn.getresponse()
-    out = r.status, r.read()
+    if streams and (r.getheader("content-type") or "").startswith("text/event-stream"):
+        out = r.status, b""
+    else:
+        out = r.status, r.read()
     conn.close()
     return out
 
@@ -115,6 +122,24 @@ def test_an_upload_through_the_page_still_classifies(server: ServerProcess) -> N
     assert "event: complete" in events and 'data-label=\\"beep\\"' in events, events[:500]
 
 
+def test_the_page_folder_is_private_and_removed_at_exit(tmp_path: Path) -> None:
+    """Uploads live in the server's own 0700 folder, gone (with every copy in it) after SIGTERM."""
+    import stat
+
+    own = ServerProcess(home=tmp_path)
+    try:
+        example = Path(own.log).parent / "examples" / "beep.wav"
+        up = httpx.post(own.url + "/ui/gradio_api/upload", files={"files": ("b.wav", example.read_bytes())})
+        assert up.status_code == 200, up.text
+        uploaded = Path(up.json()[0])
+        folder = next(p for p in uploaded.parents if p.name.startswith("earmark-page-"))
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, f"{folder} is readable by other users"
+    finally:
+        code = own.stop()
+    assert code == 0, f"earmark serve exited {code} on SIGTERM"
+    assert not folder.exists(), f"the page's uploads were left behind in {folder}"
+
+
 # --- 2. no URL fetching -----------------------------------------------------------------------------
 
 
@@ -143,6 +168,55 @@ def test_the_page_api_never_fetches_a_url_named_as_a_file(server: ServerProcess)
         assert_refused(r.status_code, r.content, "page call with a URL", (400,))["error"]["code"]
         == "url_refused"
     )
+    assert_alive(server, "a page call naming a URL as its file")
+
+
+def test_no_url_probe_reaches_a_listener(server: ServerProcess) -> None:
+    """Every way to name a URL, aimed at a live listener on 127.0.0.1: it must never be connected to."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    hits: list[str] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            hits.append(conn.recv(200).decode("latin-1").split("\r\n")[0])
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/x.wav"
+    try:
+        for path in (
+            f"/ui/gradio_api/file={url}",
+            f"/ui/gradio_api/proxy={url}",
+            f"/ui/gradio_api/file/{url}",
+        ):
+            status, _ = raw_request(server, "GET", path)
+            assert status >= 400, f"{path} answered {status}"
+        page_call(server, {"path": url, "meta": FILEDATA})
+        page_call(server, {"path": url, "url": url, "meta": FILEDATA})
+        httpx.post(server.url + "/api/predict", json={"data": [url, "beep, hum"]}, timeout=30)
+        httpx.post(
+            server.url + "/api/predict", json={"data": [{"name": "x", "data": url}, "beep, hum"]}, timeout=30
+        )
+        httpx.post(server.url + "/api/v1/classify", data={"labels": "beep, hum", "file": url}, timeout=30)
+        assert_alive(server, "URL probes")
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+    assert hits == [], f"the server fetched a client-named URL: {hits}"
 
 
 def test_gradio_errors_come_in_the_documented_shape(server: ServerProcess) -> None:
@@ -151,6 +225,7 @@ def test_gradio_errors_come_in_the_documented_shape(server: ServerProcess) -> No
     assert b"/etc/passwd" not in body, "the refusal does not echo the path"
     status, body = raw_request(server, "GET", "/ui/gradio_api/no-such-route")
     assert_refused(status, body, "an unknown page route")
+    assert_alive(server, "file=/etc/passwd and an unknown page route")
 
 
 # --- 3. templates: {label} only ---------------------------------------------------------------------
@@ -270,6 +345,34 @@ def test_the_cli_refuses_a_tiny_hop(tmp_path: Path, tiny_model: str) -> None:
         cli, ["classify", str(clip), "-l", "beep, hum", "-m", tiny_model, "--hop-s", "0.001"]
     )
     assert r.exit_code == 1 and "hop_s must be between 0.25" in r.output, r.output
+
+
+@pytest.mark.parametrize("hop", ["0.001", "0", "-1", "nan", "11"])
+def test_library_tagging_refuses_a_tiny_hop(tmp_path: Path, tiny_model: str, hop: str) -> None:
+    from click.testing import CliRunner
+
+    from earmark.cli import cli
+    from helpers import sound_file
+
+    (tmp_path / "in").mkdir()
+    sound_file(tmp_path / "in", "beep", 2.0)
+    db = tmp_path / "lib.sqlite"
+    args = [
+        "tag",
+        str(tmp_path / "in"),
+        "-l",
+        "beep, hum",
+        "--db",
+        str(db),
+        "-m",
+        tiny_model,
+        "--threads",
+        "1",
+    ]
+    r = CliRunner().invoke(cli, [*args, "--hop-s", hop])
+    assert r.exit_code != 0 and "hop_s must be between 0.25" in r.output, (
+        f"earmark tag --hop-s {hop} did not refuse before any work: {r.output}"
+    )
 
 
 # --- 5. connections: header deadline, connection cap, quiet log ------------------------------------------
@@ -416,6 +519,23 @@ def test_non_finite_audio_is_refused_on_every_route(server: ServerProcess, kind:
     r = httpx.post(server.url + "/api/v1/embed", files={"file": ("x.wav", clip)}, timeout=60)
     assert_refused(r.status_code, r.content, f"{kind} WAV to /api/v1/embed", (422,))
     assert_alive(server, f"a {kind} float WAV")
+
+
+@pytest.mark.parametrize("kind", ["nan", "huge"])
+def test_the_page_refuses_non_finite_audio(server: ServerProcess, kind: str) -> None:
+    up = httpx.post(
+        server.url + "/ui/gradio_api/upload", files={"files": ("x.wav", broken_floats(kind))}, timeout=60
+    )
+    assert up.status_code == 200, up.text
+    r = page_call(server, {"path": up.json()[0], "meta": FILEDATA})
+    assert r.status_code == 200, r.text
+    events = httpx.get(server.url + f"/ui/gradio_api/call/classify/{r.json()['event_id']}", timeout=60).text
+    reason = "NaN or infinite samples" if kind == "nan" else "far outside the audio range"
+    assert "event: error" in events and reason in events, (
+        f"the page showed a result for a {kind} float WAV: {events[:500]}"
+    )
+    assert "event: complete" not in events, events[:500]
+    assert_alive(server, f"a {kind} float WAV on the page")
 
 
 def test_the_cli_never_prints_nan(tmp_path: Path, tiny_model: str) -> None:
@@ -575,3 +695,135 @@ def test_decode_errors_are_in_words_and_name_no_server_path(server: ServerProces
     for probe in ("/root", str(example_dir), "/etc"):
         r = page_call(server, {"path": probe, "meta": FILEDATA})
         assert "Errno" not in r.text and probe not in r.text, r.text
+
+
+# --- path traversal on every route, Gradio's included -------------------------------------------------------
+
+TRAVERSALS = [
+    "../../../../../../etc/passwd",
+    "..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+    "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "%252e%252e%252f%252e%252e%252fetc%252fpasswd",
+    "/etc/passwd",
+    "%2Fetc%2Fpasswd",
+    "....//....//....//etc/passwd",
+    "..\\..\\..\\..\\etc\\passwd",
+    "/proc/self/environ",
+    "1/../../../../etc/passwd",
+]
+ROUTES = [
+    "/api/v1/library/files/{}/audio",
+    "/api/v1/library/files/{}",
+    "/api/v1/library/similar/{}",
+    "/api/v1/events/{}",
+    "/api/v1/events/{}/clip",
+    "/api/v1/{}",
+    "/docs/{}",
+    "/{}",
+    "/ui/gradio_api/file={}",
+    "/ui/gradio_api/file/{}",
+    "/ui/file={}",
+    "/ui/gradio_api/proxy={}",
+    "/ui/static/{}",
+    "/ui/assets/{}",
+    "/ui/svelte/{}",
+    "/ui/gradio_api/stream/{}",
+    "/ui/gradio_api/stream/a/b/c/{}",
+    "/ui/gradio_api/custom_component/x/client/y/{}",
+    "/ui/pwa_icon/{}",
+    "/ui/monitoring/{}",
+    "/ui/favicon.ico/{}",
+    "/ui/{}",
+    "/ui/gradio_api/call/classify/{}",
+    "/ui/gradio_api/heartbeat/{}",
+    "/ui/gradio_api/run-history/records/a/b/assets/{}",
+]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_no_route_serves_a_file_by_traversal(server: ServerProcess, route: str) -> None:
+    for probe in TRAVERSALS:
+        path = route.format(probe)
+        status, body = raw_request(server, "GET", path, streams=True)
+        assert status < 500, f"{path}: {status}"
+        assert b"root:x:0:0" not in body and b"EARMARK_HOME" not in body and b"PATH=" not in body, path
+        if status >= 400 and body.startswith(b"{"):
+            assert set(json.loads(body)) >= {"error"}, (
+                f"{path}: an error outside the documented shape: {body[:200]!r}"
+            )
+    assert_alive(server, f"path traversal on {route}")
+
+
+@pytest.mark.parametrize(
+    "path", ["/ui/gradio_api/call/classify/no-such-event", "/ui/gradio_api/queue/data?session_hash=no-such"]
+)
+def test_an_unknown_event_stream_ends_cleanly(server: ServerProcess, path: str) -> None:
+    status, body = raw_request(server, "GET", path)  # IncompleteRead here: the server cut the stream
+    assert status == 200 and b"404" in body, f"{path}: the stream does not say the event is unknown: {body!r}"
+    log = Path(server.log).read_text(errors="replace")
+    assert "response already started" not in log, "the log got a traceback for an unknown event id"
+    assert_alive(server, path)
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/merge-patch+json", "text/plain", "application/x-www-form-urlencoded"]
+)
+def test_no_content_type_lets_a_server_path_past_the_guard(
+    server: ServerProcess, content_type: str | None
+) -> None:
+    """FastAPI reads a body with no content type, or a "+json" one, as JSON: the guard reads it the same."""
+    body = json.dumps(
+        {
+            "data": [
+                {"path": "/etc/passwd", "meta": FILEDATA},
+                "beep, hum",
+                0.7,
+                "This is a sound of {label}.",
+                None,
+            ]
+        }
+    ).encode()
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request(
+        "POST",
+        "/ui/gradio_api/call/classify",
+        body=body,
+        headers={"content-type": content_type} if content_type else {},
+    )
+    r = conn.getresponse()
+    status, answer = r.status, r.read()
+    conn.close()
+    doc = assert_refused(status, answer, f"page call with /etc/passwd as {content_type}", (400,))
+    assert doc["error"]["code"] == "file_refused", doc
+    assert_alive(server, f"a page call as {content_type}")
+
+
+LIBRARY_ROUTES = [r for r in ROUTES if r.startswith("/api/")] + [
+    "/api/v1/library/review/{}",
+    "/api/v1/library/search?q={}",
+    "/api/v1/events?since={}",
+]
+
+
+def test_no_library_route_serves_a_file_by_traversal(library_server: Any) -> None:
+    """The library and events routes exist only with --db: probed on a server over a tagged library."""
+    server = library_server[0]
+    for route in LIBRARY_ROUTES:
+        for probe in TRAVERSALS:
+            path = route.format(probe)
+            status, body = raw_request(server, "GET", path)
+            assert status < 500, f"{path}: {status}"
+            assert b"root:x:0:0" not in body and b"PATH=" not in body, f"{path} served a server file"
+            if status >= 400:
+                assert set(json.loads(body)) >= {"error"}, f"{path}: {body[:200]!r}"
+        assert_alive(server, f"path traversal on {route}")
+
+
+def test_deeply_nested_json_to_a_library_route_is_a_4xx(library_server: Any) -> None:
+    server, _, ids, _ = library_server
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    route = f"/api/v1/library/review/{ids['a']}"
+    status, body = raw_request(server, "POST", route, b'{"decision": ' + deep + b"}")
+    assert_refused(status, body, f"nested JSON to {route}", (400, 413, 422))
+    assert_alive(server, f"nested JSON to {route}")

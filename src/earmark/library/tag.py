@@ -80,7 +80,14 @@ class TagOptions:
 
         Raises:
             LabelError: unusable labels, or labels other than the pack's.
+            ConfigError: a hop under ``MIN_HOP_S`` or over the window (millions of windows per file).
         """
+        from ..errors import ConfigError
+        from ..types import MIN_HOP_S
+
+        hop, window = self.classify.hop_s, self.classify.window_s
+        if not (0 < window and MIN_HOP_S <= hop <= window):
+            raise ConfigError(f"hop_s must be between {MIN_HOP_S:g} s and window_s ({window:g} s)")
         if self.pack is None:
             return replace(self, labels=parse_labels(self.labels))
         check_pack_labels(self.labels, self.pack.labels, verb="tags with")

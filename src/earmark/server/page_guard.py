@@ -13,18 +13,23 @@ made it fetch a URL. Here:
 - :meth:`PageFiles.configure` sets the mounted app up as ``launch()`` would
   (``has_launched``, allowed and blocked paths), so Gradio's own check runs.
 - :class:`PageGuardMiddleware` checks every request under the page's path before
-  Gradio sees it: a file a client names (``file=``, or a ``path`` in a JSON
-  body) must be a regular file inside the page's temporary folder (what Gradio
-  received as an upload) or the bundled examples; URLs are refused; JSON bodies
-  are bounded in size and depth. Gradio's ``{"detail": ...}`` errors are
+  Gradio sees it: a file a client names (``file=``, or a ``path`` in a body
+  that parses as JSON, whatever content type it claims: only multipart uploads
+  pass unread) must be a regular file inside the page's temporary folder (what
+  Gradio received as an upload) or the bundled examples; URLs are refused;
+  bodies are bounded in size and depth. Gradio's ``{"detail": ...}`` errors are
   answered in the server's ``{"error": {"code", "message"}}`` shape (``detail``
   is kept alongside for Gradio's own page script), never echoing a server path.
+  A Gradio route that fails after its answer began (its event streams, asked
+  for an unknown event or session) ends that answer cleanly with one log line,
+  instead of a broken connection and a traceback per request.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import re
 import shutil
@@ -51,6 +56,7 @@ MAX_JSON_BYTES = 4_000_000
 MAX_JSON_DEPTH = 32
 """Deepest nesting of a JSON body the page's API reads (its calls nest 4 levels)."""
 
+_BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 _FILE_ROUTE = re.compile(r"^(?:/gradio_api)?/(file=|file/|proxy=)(.*)$", re.DOTALL)
 _URL = re.compile(r"^\s*(?:[a-zA-Z][a-zA-Z0-9+.\-]*:/|//|\\\\)")
 _STATUS_CODES = {
@@ -76,6 +82,8 @@ _FILE_REFUSED = "no such file on this page: it accepts only files uploaded throu
 _URL_REFUSED = "the server never fetches URLs; upload the file itself"
 
 _temp_dir: str | None = None
+
+log = logging.getLogger("earmark")
 
 
 def page_temp_dir() -> Path:
@@ -205,13 +213,16 @@ class PageGuardMiddleware:
             if not self.files.allows(named if kind == "file=" else "/" + named.lstrip("/")):
                 await json_error(send, 404, "not_found", _FILE_REFUSED)
                 return
-        if scope.get("method") == "POST" and _content_type(scope) == "application/json":
-            receive = await self._checked_body(receive, send)
+        kind = _content_type(scope)
+        if scope.get("method") in _BODY_METHODS and not kind.startswith("multipart/"):
+            # not just application/json: FastAPI parses a body without a content type, or any
+            # "+json" one, as JSON, and Gradio's component server parses every non-multipart body
+            receive = await self._checked_body(receive, send, _json_like(kind))
             if receive is None:
                 return
-        await self.app(scope, receive, _error_shape(send))
+        await _ended_cleanly(self.app, scope, receive, _error_shape(send))
 
-    async def _checked_body(self, receive: Any, send: Any) -> Any:
+    async def _checked_body(self, receive: Any, send: Any, json_like: bool = True) -> Any:
         """The body read, checked and replayed; ``None`` when a refusal was sent instead."""
         chunks: list[bytes] = []
         size = 0
@@ -231,7 +242,7 @@ class PageGuardMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        refusal = self._refusal(body)
+        refusal = self._refusal(body, json_like)
         if refusal is not None:
             await json_error(send, *refusal)
             return None
@@ -247,7 +258,8 @@ class PageGuardMiddleware:
 
         return replay
 
-    def _refusal(self, body: bytes) -> tuple[int, str, str] | None:
+    def _refusal(self, body: bytes, json_like: bool = True) -> tuple[int, str, str] | None:
+        """Why the body is refused, or ``None``; a body that is not JSON passes unless it says it is."""
         if not body.strip():
             return None
         try:
@@ -258,6 +270,8 @@ class PageGuardMiddleware:
         except ValueError as ex:
             if str(ex) == "nested too deeply":
                 return 400, "invalid_request", f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels"
+            if not json_like:
+                return None  # a form or text body: Gradio reads no file reference from it
             return 400, "invalid_request", "the request body is not valid JSON"
         for named in paths:
             if is_url(named):
@@ -265,6 +279,50 @@ class PageGuardMiddleware:
             if not self.files.allows(named):
                 return 400, "file_refused", _FILE_REFUSED
         return None
+
+
+async def _ended_cleanly(app: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Runs ``app``; an error raised after its answer began ends that answer instead of the connection.
+
+    Gradio's event streams (``GET .../call/{api}/{event_id}``, ``.../queue/data``) raise a 404
+    for an unknown event or session after they have sent their ``event: error`` message;
+    uvicorn can then only cut the connection and log a traceback. Here the answer is
+    finished (the client reads what was sent) and the log gets one line. An error before
+    the answer began goes on to the server's error handler as before.
+    """
+    started = ended = False
+
+    async def tracked(message: dict[str, Any]) -> None:
+        nonlocal started, ended
+        if message["type"] == "http.response.start":
+            started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            ended = True
+        await send(message)
+
+    try:
+        await app(scope, receive, tracked)
+    except Exception as ex:
+        if not started or ended:
+            raise
+        from starlette.exceptions import HTTPException
+
+        cause = ex.__cause__ or ex
+        log.warning(
+            "page: %s %s ended early: %s", scope.get("method"), scope.get("path"), type(cause).__name__
+        )
+        if not isinstance(cause, HTTPException):
+            log.debug("page: the error that ended the answer early", exc_info=ex)
+        try:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception:  # the client is gone: nothing left to finish
+            pass
+
+
+def _json_like(kind: str) -> bool:
+    """Whether FastAPI reads a body of content type ``kind`` as JSON (none given counts)."""
+    main, _, sub = kind.partition("/")
+    return not kind or (main == "application" and (sub == "json" or sub.endswith("+json")))
 
 
 def _content_type(scope: dict[str, Any]) -> str:
