@@ -111,7 +111,7 @@ def test_bytes_and_file_objects_classify_like_the_path(classifier, tmp_path) -> 
     "labels, message",
     [
         ("beep", "at least 2 labels"),
-        ("", "at least 2 labels"),
+        ("", "no labels given: name at least 2"),
         (["beep", " ", "BEEP"], "at least 2 labels"),
         ([f"label {i}" for i in range(1001)], "at most 1000"),
         (["beep", "x" * 201], "201 characters; at most 200"),
@@ -161,3 +161,15 @@ def test_import_earmark_does_not_import_torch() -> None:
     code = "import sys, earmark; bad = {'torch', 'transformers', 'gradio', 'fastapi', 'ray'} & set(sys.modules); print(sorted(bad))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_labels_vector_does_not_depend_on_the_labels_beside_it(tiny_model) -> None:
+    # two fresh classifiers (no shared cache): "beep" asked alone, then among others in another order
+    template = ("This is a sound of {label}.",)
+    alone = earmark.Classifier(tiny_model, backend="torch", persist_labels=False).text_embeddings(
+        ["beep"], template
+    )
+    among = earmark.Classifier(tiny_model, backend="torch", persist_labels=False).text_embeddings(
+        ["a long label of several words", "hum", "beep", "noise"], template
+    )
+    np.testing.assert_array_equal(alone[0], among[2], err_msg="the label's vector changed with its company")

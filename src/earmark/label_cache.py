@@ -45,7 +45,8 @@ def for_backend(backend: Any) -> LabelCache | None:
     from .backends.artifacts import fingerprint
 
     try:
-        model = f"{Path(str(path)).name}-{fingerprint(Path(str(path)))}"
+        # "-p1": vectors made one prompt per call (Classifier.text_embeddings), never reused from batches
+        model = f"{Path(str(path)).name}-{fingerprint(Path(str(path)))}-p1"
     except OSError:
         return None
     return LabelCache(model, _kind(backend))
