@@ -72,7 +72,8 @@ def _connect(opts: RayOptions) -> None:
     ray = _ray()
     if ray.is_initialized():
         return
-    address = None if opts.address in (None, "", "local") else opts.address
+    address = opts.address or os.environ.get("RAY_ADDRESS") or "local"
+    # "local", never None: ray.init(None) joins whatever cluster /tmp/ray names, even one a dead process left
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as ex:

@@ -213,14 +213,20 @@ def _frames(container: Any, st: Any, limits: AudioLimits, tally: _Tally) -> Iter
         yield from frames
 
 
-def _stream_container(
-    container: Any, sample_rate: int, limits: AudioLimits, name: str, chunk: int, target: Target
-) -> Iterator[np.ndarray]:
-    st = _audio_stream(container, name)
+def _codec_context(st: Any, name: str) -> Any:
+    """The stream's decoder, or an AudioError naming the codec this FFmpeg lacks."""
     ctx = st.codec_context
     if ctx is None:
         codec = getattr(getattr(st, "codec", None), "name", None) or "unknown"
         raise AudioError(name, f"has an audio stream this FFmpeg cannot decode (codec: {codec})")
+    return ctx
+
+
+def _stream_container(
+    container: Any, sample_rate: int, limits: AudioLimits, name: str, chunk: int, target: Target
+) -> Iterator[np.ndarray]:
+    st = _audio_stream(container, name)
+    ctx = _codec_context(st, name)
     check_format(ctx.sample_rate, ctx.channels, name, limits)
     out = Output(sample_rate=sample_rate, chunk=chunk, limits=limits, name=name)
     tally = _Tally()
@@ -329,7 +335,7 @@ def describe(source: Source, *, name: str | None = None, limits: AudioLimits = D
     name = source_name(source, name)
     with opened(source, name, limits, None) as (container, _):
         st = _audio_stream(container, name)
-        ctx = st.codec_context
+        ctx = _codec_context(st, name)  # describe() and decoding refuse the same files
         duration = None
         if st.duration is not None and st.time_base is not None:
             duration = float(st.duration * st.time_base)
