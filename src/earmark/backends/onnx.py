@@ -34,7 +34,7 @@ from .features import FeaturesMixin, LogMel, MelSettings
 if TYPE_CHECKING:
     from .clap import ClapBackend
 
-__all__ = ["IdleRelease", "OnnxBackend", "return_freed_memory", "text_idle_s"]
+__all__ = ["IdleRelease", "OnnxBackend", "TextTowerMixin", "return_freed_memory", "text_idle_s"]
 
 log = logging.getLogger("earmark")
 
@@ -96,6 +96,47 @@ class IdleRelease:
             self.touch()
 
 
+class TextTowerMixin:
+    """What the exported backends (ONNX Runtime, OpenVINO) share: a text tower loaded on demand and
+    released when idle, and the deviation from PyTorch recorded once per backend."""
+
+    _text: Any
+    _text_lock: threading.Lock
+    _text_used: float
+    folder: Path
+    name: str
+    threads: int | None
+
+    @property
+    def text_loaded(self) -> bool:
+        """Whether the text tower is in memory now."""
+        return self._text is not None
+
+    def release_text(self, idle_s: float = 0.0) -> bool:
+        """Drop the text tower when unused for ``idle_s`` seconds (loaded again on demand).
+
+        Returns:
+            Whether it was released.
+        """
+        with self._text_lock:
+            if self._text is None or time.monotonic() - self._text_used < idle_s:
+                return False
+            self._text = None
+            log.debug("text tower released after %.0f s unused", idle_s)
+        return_freed_memory()
+        return True
+
+    def _record_deviation(self) -> None:
+        records = artifacts.read_records(self.folder)
+        if "deviation" in records["backends"].get(self.name, {}):
+            return
+        ref = artifacts.load_reference(self.folder)
+        if ref is not None:
+            artifacts.record_backend(
+                self.folder, self.name, artifacts.deviation(self, ref), None, self.threads
+            )
+
+
 def _ort() -> Any:
     try:
         import onnxruntime
@@ -104,7 +145,7 @@ def _ort() -> Any:
     return onnxruntime
 
 
-class OnnxBackend(FeaturesMixin):
+class OnnxBackend(TextTowerMixin, FeaturesMixin):
     """A CLAP checkpoint on ONNX Runtime, exported on first use.
 
     Args:
@@ -191,16 +232,6 @@ class OnnxBackend(FeaturesMixin):
         self._text_used = 0.0
         self._text_idle = IdleRelease(text_idle_s(), self.release_text)
 
-    def _record_deviation(self) -> None:
-        records = artifacts.read_records(self.folder)
-        if "deviation" in records["backends"].get(self.name, {}):
-            return
-        ref = artifacts.load_reference(self.folder)
-        if ref is not None:
-            artifacts.record_backend(
-                self.folder, self.name, artifacts.deviation(self, ref), None, self._threads
-            )
-
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
         """Audio embeddings from a batch of features."""
         step = self._run_size
@@ -230,25 +261,6 @@ class OnnxBackend(FeaturesMixin):
         self._text_used = time.monotonic()
         self._text_idle.touch()
         return out
-
-    @property
-    def text_loaded(self) -> bool:
-        """Whether the text tower is in memory now."""
-        return self._text is not None
-
-    def release_text(self, idle_s: float = 0.0) -> bool:
-        """Drop the text tower when unused for ``idle_s`` seconds (loaded again on demand).
-
-        Returns:
-            Whether it was released.
-        """
-        with self._text_lock:
-            if self._text is None or time.monotonic() - self._text_used < idle_s:
-                return False
-            self._text = None
-            log.debug("text tower released after %.0f s unused", idle_s)
-        return_freed_memory()
-        return True
 
     def _text_session(self) -> Any:
         with self._text_lock:

@@ -42,7 +42,7 @@ from .. import models
 from ..errors import ConfigError, MissingExtraError, ModelError
 from . import artifacts
 from .features import FeaturesMixin, LogMel, MelSettings
-from .onnx import IdleRelease, return_freed_memory, text_idle_s
+from .onnx import IdleRelease, TextTowerMixin, text_idle_s
 
 if TYPE_CHECKING:
     from .clap import ClapBackend
@@ -99,7 +99,7 @@ def convert(folder: Path) -> Path:
     return out
 
 
-class OpenVinoBackend(FeaturesMixin):
+class OpenVinoBackend(TextTowerMixin, FeaturesMixin):
     """A CLAP checkpoint on OpenVINO's CPU plugin, converted on first use.
 
     Args:
@@ -196,16 +196,6 @@ class OpenVinoBackend(FeaturesMixin):
         except Exception as ex:  # OpenVINO's own exception types
             raise ModelError(f"cannot load {xml}: {ex}; delete {xml.parent} to convert again") from None
 
-    def _record_deviation(self) -> None:
-        records = artifacts.read_records(self.folder)
-        if "deviation" in records["backends"].get(self.name, {}):
-            return
-        ref = artifacts.load_reference(self.folder)
-        if ref is not None:
-            artifacts.record_backend(
-                self.folder, self.name, artifacts.deviation(self, ref), None, self.threads
-            )
-
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
         """Audio embeddings from a batch of features; thread-safe (one infer request per stream).
 
@@ -283,25 +273,6 @@ class OpenVinoBackend(FeaturesMixin):
                 self._text = run
         run_text: Callable[[np.ndarray, np.ndarray], np.ndarray] = self._text
         return run_text
-
-    @property
-    def text_loaded(self) -> bool:
-        """Whether the text tower is in memory now."""
-        return self._text is not None
-
-    def release_text(self, idle_s: float = 0.0) -> bool:
-        """Drop the text tower when unused for ``idle_s`` seconds; it is compiled again on demand.
-
-        Returns:
-            Whether it was released.
-        """
-        with self._text_lock:
-            if self._text is None or time.monotonic() - self._text_used < idle_s:
-                return False
-            self._text = None
-            log.debug("text tower released after %.0f s unused", idle_s)
-        return_freed_memory()
-        return True
 
 
 def _streams(asked: int | None, threads: int) -> int:
