@@ -165,6 +165,19 @@ def test_read_wav_refuses_anything_else(data: bytes, reason: str) -> None:
         read_wav(data)
 
 
+@pytest.mark.parametrize(
+    ("bad", "reason"), [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (3e7, "far outside")]
+)
+def test_a_live_chunk_with_non_finite_samples_is_refused_not_patched(bad: float, reason: str) -> None:
+    # what the page shows for a broken float chunk: the same words as for a broken file
+    from earmark.server.ui_live import read_wav
+
+    x = np.zeros(4800, "<f4")
+    x[100] = bad
+    with pytest.raises(AudioError, match=reason):
+        read_wav(_wav(x, 48000, 3, 32))
+
+
 def _prediction(labels: tuple[str, ...], windows: list[list[float]], threshold: float = 0.7) -> Prediction:
     probs = np.array(windows)
     clip = probs.mean(axis=0)

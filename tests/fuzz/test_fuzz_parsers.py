@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from earmark.server.sniff import not_audio_kind
+from earmark.audio.sniff import not_audio_kind
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -122,7 +122,7 @@ def push_block(mix: Mixdown, frames: list[Any]) -> Iterator[tuple[int, np.ndarra
             if key != mix._key:
                 check_format(frame.sample_rate, channels, mix.name, mix.limits)
                 if pending:
-                    yield rate, _joined(pending)
+                    yield rate, _checked(pending, mix.name)
                     pending = []
                 yield from mix.push(None)  # what an old converter still holds
                 mix._key, mix._channels, mix._conv = key, channels, None
@@ -131,16 +131,19 @@ def push_block(mix: Mixdown, frames: list[Any]) -> Iterator[tuple[int, np.ndarra
             continue
         for r, mono in mix.push(frame):
             if pending and r != rate:
-                yield rate, _joined(pending)
+                yield rate, _checked(pending, mix.name)
                 pending = []
             rate = r
             pending.append(mono)
     if pending:
-        yield rate, _joined(pending)
+        yield rate, _checked(pending, mix.name)
 
 
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+def _checked(parts: list[np.ndarray], name: str) -> np.ndarray:
+    """The block joined; refused when a sample is NaN, infinite or absurd (the direct path skips the converter)."""
+    block = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    check_finite(block, name)
+    return block
 
 
 class Output:

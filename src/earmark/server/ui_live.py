@@ -20,6 +20,7 @@ import gradio as gr
 import numpy as np
 
 from .. import audio as _audio
+from ..audio.pcm import check_finite
 from ..errors import AudioError, EarmarkError
 from .errors import ServerBusy
 from .i18n import pick_language, t
@@ -82,7 +83,8 @@ def _samples(fmt: tuple[int, ...], body: bytes, name: str) -> tuple[int, np.ndar
         raise AudioError(name, f"WAV sample format {tag}/{bits}-bit is not supported for live audio")
     x = x[: x.size // channels * channels].reshape(-1, channels)
     if x.dtype.kind == "f":
-        x = np.nan_to_num(x.astype(np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
+        x = x.astype(np.float32)
+        check_finite(x, name)  # NaN, infinite or absurd float samples: refused as for files, never patched
     return int(rate), x
 
 
