@@ -10,8 +10,14 @@ from fastapi.testclient import TestClient
 
 from earmark.library.review import review_queue
 from earmark.server.api import add_error_handlers
-from earmark.server.library_routes import build_library_tab, router
-from earmark.server.library_tab import decide_and_next, load_audio, next_review, search_rows
+from earmark.server.library_routes import router
+from earmark.server.library_tab import (
+    build_library_tab,
+    decide_and_next,
+    load_audio,
+    next_review,
+    search_rows,
+)
 from earmark.store import Database
 
 

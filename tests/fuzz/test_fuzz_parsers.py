@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from earmark.audio.sniff import not_audio_kind
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from earmark.audio.sniff import not_audio_kind
 from earmark.errors import EarmarkError
 from earmark.labels import MAX_TEMPLATE_CHARS, check_templates, parse_labels
 from earmark.monitor.events import parse_since

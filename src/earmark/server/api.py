@@ -187,7 +187,7 @@ def _store_tabs(classifier: Classifier, db: Database | None) -> list[UiTab]:
     if db is None:
         return []
     from .events_tab import build_events_tab
-    from .library_routes import build_library_tab
+    from .library_tab import build_library_tab
     from .ui import ui_text
 
     return [

@@ -13,7 +13,7 @@ import time
 from typing import Any, Literal
 
 try:
-    from fastapi import APIRouter, HTTPException, Query, Request
+    from fastapi import APIRouter, Query, Request
     from pydantic import BaseModel
 except ImportError as ex:  # pragma: no cover - exercised only without the extra
     from ..errors import MissingExtraError
@@ -21,6 +21,7 @@ except ImportError as ex:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("the library API", "server") from ex
 
 from ..library.duplicates import DuplicateOptions, cached_duplicates
+from .library_routes import _db  # one answer for a server without --db
 
 __all__ = ["DuplicatesResponse", "router"]
 
@@ -72,13 +73,6 @@ class DuplicatesResponse(BaseModel):
     candidates: int
     fpcalc: bool
     took_ms: float
-
-
-def _db(request: Request) -> Any:
-    db = getattr(request.app.state, "db", None)
-    if db is None:
-        raise HTTPException(503, "no library database is configured")
-    return db
 
 
 @router.get("/duplicates", response_model=DuplicatesResponse)

@@ -35,7 +35,7 @@ from .schemas import (
     ReviewQueueResponse,
 )
 
-__all__ = ["build_library_tab", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/library", tags=["library"], responses=error_responses(401, 422, 500, 503))
 _404 = error_responses(404)
@@ -137,22 +137,3 @@ def file_audio(request: Request, file_id: int) -> Any:
         return tagged_file_response(item.path, size=row["size"], content_hash=row["content_hash"])
     except NotServed as ex:
         raise NotFound(f"file {file_id} cannot be played: {ex}") from None
-
-
-def build_library_tab(classifier: Any, db: Any) -> None:
-    """Create the Library tab's components inside the current ``gr.Blocks``/``gr.Tab`` context.
-
-    Search (text -> files, click a row to play it) and the review queue
-    (accept / relabel / skip buttons). Audio is decoded server-side and handed
-    to Gradio as samples, so files outside Gradio's allowed folders play too.
-    """
-    from .library_dups_tab import build as build_duplicates
-    from .library_tab import build
-
-    build(classifier, db)
-    build_duplicates(db)
-
-
-from .library_dups_routes import router as _duplicates  # noqa: E402  (GET /duplicates, same prefix)
-
-router.include_router(_duplicates)

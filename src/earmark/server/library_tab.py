@@ -17,7 +17,15 @@ from ..library.review import decide, review_item, review_queue
 from ..library.search import search_text
 from .i18n import pick_language, t
 
-__all__ = ["build", "decide_and_next", "load_audio", "next_review", "search_headers", "search_rows"]
+__all__ = [
+    "build",
+    "build_library_tab",
+    "decide_and_next",
+    "load_audio",
+    "next_review",
+    "search_headers",
+    "search_rows",
+]
 
 SEARCH_KEYS = ("lib_h_score", "lib_h_from", "lib_h_to", "lib_h_label", "lib_h_path", "lib_h_id")
 PLAY_RATE = 48_000
@@ -170,3 +178,11 @@ def _build_review(gr: Any, db: Any, i18n: Any) -> None:
     accept.click(on_decide("accept"), [current, label], outputs)
     relabel.click(on_decide("relabel"), [current, label], outputs)
     skip.click(on_decide("skip"), [current, label], outputs)
+
+
+def build_library_tab(classifier: Any, db: Any) -> None:
+    """The whole Library tab in the current ``gr.Tab`` context: search, review queue, duplicate groups."""
+    from .library_dups_tab import build as build_duplicates
+
+    build(classifier, db)
+    build_duplicates(db)
