@@ -215,9 +215,8 @@ def test_rest_endpoint_and_library_tab_rows(dup_library) -> None:  # type: ignor
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from earmark.server.library_dups_routes import SAMPLE, DuplicatesResponse
+    from earmark.server.library_dups_routes import SAMPLE, DuplicatesResponse, router
     from earmark.server.library_dups_tab import duplicate_rows
-    from earmark.server.library_routes import router
     from earmark.store import Database
 
     root, manifest, db = dup_library
@@ -261,14 +260,16 @@ def test_server_reuses_the_report_but_shows_moves_and_removals(dup_library, tmp_
 
 
 def test_search_index_gives_the_same_files_with_and_without_faiss(dup_library, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from earmark.backends.identity import model_fingerprint
     from earmark.library.records import model_key
     from earmark.library.search import WindowIndex
     from earmark.store import Database
 
     _, _, db = dup_library
-    with_faiss = WindowIndex.load(Database(db), model_key(str(TINY_MODEL)))
+    key = model_key(str(TINY_MODEL), model_fingerprint(TINY_MODEL))  # the key tag stored the windows under
+    with_faiss = WindowIndex.load(Database(db), key)
     monkeypatch.setitem(__import__("sys").modules, "faiss", None)  # as if faiss were not installed
-    without = WindowIndex.load(Database(db), model_key(str(TINY_MODEL)))
+    without = WindowIndex.load(Database(db), key)
     assert without.faiss_index is None and len(with_faiss) == len(without) > 0
     rng = np.random.default_rng(0)
     for q in rng.standard_normal((5, with_faiss.matrix.shape[1])).astype(np.float32):

@@ -58,6 +58,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/api/v1/library/search"): lambda c, x: c.get("/api/v1/library/search", params={"q": "a beep", "k": 2}),
     ("GET", "/api/v1/library/similar/{file_id}"): lambda c, x: c.get(f"/api/v1/library/similar/{x.file_id}"),
     ("GET", "/api/v1/library/review"): lambda c, x: c.get("/api/v1/library/review"),
+    ("GET", "/api/v1/library/duplicates"): lambda c, x: c.get("/api/v1/library/duplicates"),
     ("POST", "/api/v1/library/review/{file_id}"): lambda c, x: c.post(f"/api/v1/library/review/{x.file_id}", json={"decision": "skip"}),
     ("GET", "/api/v1/library/files/{file_id}"): lambda c, x: c.get(f"/api/v1/library/files/{x.file_id}"),
     ("GET", "/api/v1/library/files/{file_id}/audio"): lambda c, x: c.get(f"/api/v1/library/files/{x.file_id}/audio"),

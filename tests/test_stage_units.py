@@ -254,7 +254,7 @@ def test_a_server_request_past_its_deadline_stops_feeding_the_model() -> None:
 
     backend = _NumpyBackend(batch_size=1)
     clf = Classifier(backend=backend)  # type: ignore[arg-type]
-    engine = ServingEngine(clf, ServerSettings(decode_workers=1))
+    engine = ServingEngine(clf, ServerSettings(decode_workers=1, max_windows=2000))  # past the default cap
     gate = threading.Event()
     busy = clf.runner.call(gate.wait)  # the model is busy: the request's windows queue up to its limit
     samples = np.ones(backend.sample_rate * 5000, np.float32)  # ~1000 windows at a 5 s hop

@@ -110,6 +110,7 @@ def create_app(
     from .embeddings_routes import embeddings, embeddings_v1
     from .events_routes import router as events
     from .guards import ApiKeyMiddleware, BodyLimitMiddleware
+    from .library_dups_routes import router as duplicates
     from .library_routes import router as library
     from .metrics import MetricsMiddleware, ServerMetrics
     from .routes import health, v1
@@ -136,7 +137,7 @@ def create_app(
     app.state.ready = False
     app.state.warmup = {"waiting_for": "the model engine to start"}
     app.state.draining = False
-    for router in (health, v1, embeddings, embeddings_v1, compat, library, events):
+    for router in (health, v1, embeddings, embeddings_v1, compat, library, duplicates, events):
         app.include_router(router)
     if db is not None:  # the Library and Events tabs and routes read these tables: create them now
         _migrate(db)

@@ -1,7 +1,6 @@
 """``GET /api/v1/library/duplicates``: groups of library files that are the same recording.
 
-Included into the library router (:mod:`.library_routes`), so it shares its
-prefix and tag. Reads only the database: fingerprints and embeddings stored by
+Its router has the library routes' prefix, tag and errors (:mod:`.library_routes`). Reads only the database: fingerprints and embeddings stored by
 ``earmark tag``; nothing is decoded and no path from the client is opened. The
 report is reused while the library's contents are unchanged
 (:func:`earmark.library.duplicates.cached_duplicates`; paths are re-read).
@@ -22,10 +21,11 @@ except ImportError as ex:  # pragma: no cover - exercised only without the extra
 
 from ..library.duplicates import DuplicateOptions, cached_duplicates
 from .library_routes import _db  # one answer for a server without --db
+from .library_routes import router as _library
 
 __all__ = ["DuplicatesResponse", "router"]
 
-router = APIRouter()
+router = APIRouter(prefix=_library.prefix, tags=list(_library.tags), responses=dict(_library.responses))
 
 
 class DuplicateFileOut(BaseModel):
