@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,20 @@ CODECS: dict[str, list[str]] = {
     ".aiff": ["-c:a", "pcm_s16be"],
     ".webm": ["-c:a", "libopus"],
 }
+
+
+def earmark_env(home: Path) -> dict[str, str]:
+    """Environment of an earmark subprocess: its own home, offline, this checkout's source, no key or model."""
+    env = dict(
+        os.environ,
+        EARMARK_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
+    env.pop("EARMARK_API_KEY", None)
+    env.pop("EARMARK_MODEL", None)
+    return env
 
 
 def encode(
@@ -109,20 +124,12 @@ class ServerProcess:
         timeout_s: float = 90.0,
         nofile: int | None = None,
     ) -> None:
-        import os
         import re
         import sys
         import threading
         import time
 
-        env = dict(
-            os.environ,
-            EARMARK_HOME=str(home),
-            HF_HUB_OFFLINE="1",
-            PYTHONUNBUFFERED="1",
-            PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-        )
-        env.pop("EARMARK_API_KEY", None)
+        env = earmark_env(home)
         self.log = home / "server.log"
         self._log_file = open(self.log, "wb")
         # one model thread, as the `classifier` fixture: two OpenMP threads on a busy 2-core machine stall

@@ -5,7 +5,6 @@ does the first start's export and measurement ahead of time."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from helpers import ROOT, TINY_MODEL
+from helpers import TINY_MODEL, earmark_env
 from monitor_support import free_port
 
 pytestmark = pytest.mark.server
@@ -26,16 +25,7 @@ HANG_GUARD_S = 240  # not a speed target: a model load on a machine at load 20
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = dict(
-        os.environ,
-        EARMARK_HOME=str(home),
-        HF_HUB_OFFLINE="1",
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    )
-    env.pop("EARMARK_API_KEY", None)
-    env.pop("EARMARK_MODEL", None)
-    return env
+    return earmark_env(home)
 
 
 def _get(url: str) -> tuple[int, Any]:

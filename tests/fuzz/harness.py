@@ -5,7 +5,6 @@ from __future__ import annotations
 import faulthandler
 import os
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -69,25 +68,12 @@ CODECS = {
 def seed_files(folder: Path) -> list[bytes]:
     """Small valid files of every format the server takes, plus hand-made broken ones."""
     from earmark import synth
+    from helpers import encode
 
     wave = synth.make("beep", 0.6, seed=3).astype(np.float32)
     seeds = []
     for ext, args in CODECS.items():
-        out = folder / f"seed.{ext}"
-        cmd = [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "f32le",
-            "-ar",
-            str(synth.RATE),
-            "-ac",
-            "1",
-        ]
-        subprocess.run([*cmd, "-i", "-", *args, str(out)], input=wave.tobytes(), check=True)
+        out = encode(wave, folder / f"seed.{ext}", extra=args)  # small bitrates: short seeds
         seeds.append(out.read_bytes())
     nan = wave[:8000].copy()
     nan[100:120] = np.nan
