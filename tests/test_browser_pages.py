@@ -81,12 +81,16 @@ def test_an_example_plays_and_replaces_the_previous_result(chrome: Any, site: An
         page.get_by_text("beep (5 s)", exact=True).click()
         # the previous file's answer goes as soon as another input is picked
         page.wait_for_function("() => !document.querySelector('#em-summary .em-summary')")
+        # the example's own waveform (5 s) is in place: the previous file's (3 s) showed 0:03, and a Play
+        # pressed on it while it is being replaced plays nothing
         page.wait_for_function(
             "() => [...document.querySelectorAll('#em-audio *')].some(e => e.children.length === 0 && "
-            "/^0:0[1-9]$/.test(e.textContent.trim()) && e.textContent.trim() !== '0:00')"
+            "e.textContent.trim() === '0:05')"
         )
         page.locator("#em-audio button[aria-label='Play']").first.click()
-        # playing: the position moves past 0:00
+        # the player says it is playing (its button turns into Pause) ...
+        page.wait_for_selector("#em-audio button[aria-label='Pause']")
+        # ... and the position moves past 0:00
         page.wait_for_function(
             "() => [...document.querySelectorAll('#em-audio *')].filter(e => e.children.length === 0 && "
             "/^0:0\\d$/.test(e.textContent.trim())).map(e => e.textContent.trim()).some(t => t !== '0:00' "
