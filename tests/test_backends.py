@@ -186,6 +186,7 @@ def test_unknown_backend_lists_the_choices(tiny_model: str) -> None:
         Classifier(tiny_model, backend="fastest")
 
 
+@pytest.mark.slow
 def test_auto_measures_once_then_remembers(tiny_model: str, monkeypatch) -> None:
     monkeypatch.delenv("EARMARK_BACKEND")
     clf = Classifier(tiny_model, threads=1)  # no backend named: auto (prepared in a child process)

@@ -45,6 +45,7 @@ def _clips(n: int) -> list[np.ndarray]:
     return [synth.make(kinds[i % len(kinds)], 1.0 + (i * 1.7) % 9, seed=300 + i) for i in range(n)]
 
 
+@pytest.mark.slow
 def test_f32_audio_and_text_are_exact_against_pytorch_fp32(pair) -> None:
     ref, ov = pair
     clips = _clips(6)

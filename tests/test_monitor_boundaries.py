@@ -160,6 +160,7 @@ def test_classify_timeline_resolution_gives_sub_second_segments(tmp_path: Path, 
     assert r.exit_code != 0 and "--timeline" in r.output, "--resolution alone says what it needs"
 
 
+@pytest.mark.slow
 def test_six_synthetic_events_meet_the_boundary_targets(tmp_path: Path, classifier: Any) -> None:
     """The small version of bench/bench_boundaries.py (tiny model, synthetic sounds: this checks the
     method, it is not accuracy on real sounds)."""

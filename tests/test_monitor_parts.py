@@ -242,6 +242,7 @@ def test_since_accepts_durations_and_dates() -> None:
         parse_since("last tuesday", now)
 
 
+@pytest.mark.slow
 def test_a_stalled_stream_is_dropped_by_the_read_timeout_and_retried() -> None:
     port = free_port()
     server = stream_server(port).start()

@@ -28,6 +28,7 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_model_prepare_announces_measures_and_is_shown_by_info(tiny_model: str, tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(cli, ["model", "prepare", tiny_model, "--threads", "1"])
@@ -43,6 +44,7 @@ def test_model_prepare_announces_measures_and_is_shown_by_info(tiny_model: str, 
     assert "step 1/4" not in again.output, "--if-needed prepared a prepared model again"
 
 
+@pytest.mark.slow
 def test_first_auto_use_prepares_once_in_a_child_and_serving_process_holds_no_torch(
     tiny_model: str, tmp_path: Path
 ) -> None:

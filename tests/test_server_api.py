@@ -385,6 +385,7 @@ def _classify_served(served, path: Path, **form: str):  # type: ignore[no-untype
     )
 
 
+@pytest.mark.slow
 def test_a_served_pack_hears_what_zero_shot_cannot(served, nonsense_sets, fitted_pack, classifier) -> None:  # type: ignore[no-untyped-def]
     from earmark.adapt.packs import load_pack
 
@@ -406,6 +407,7 @@ def test_a_served_pack_hears_what_zero_shot_cannot(served, nonsense_sets, fitted
     assert again == body == _classify_served(served, held, pack="ab", labels="").json()
 
 
+@pytest.mark.slow
 def test_pack_requests_are_checked_and_never_name_files(served, nonsense_sets, fitted_pack) -> None:  # type: ignore[no-untyped-def]
     held = _held(nonsense_sets)
     message = _error(_classify_served(served, held, pack="nope"), 422, "unknown_pack")
@@ -422,6 +424,7 @@ def test_pack_requests_are_checked_and_never_name_files(served, nonsense_sets, f
     assert "scores its own labels (class A, class B, noise)" in message
 
 
+@pytest.mark.slow
 def test_served_packs_are_listed_and_documented(served, fitted_pack, nonsense_sets) -> None:  # type: ignore[no-untyped-def]
     import httpx
 
@@ -455,6 +458,7 @@ def test_served_packs_are_listed_and_documented(served, fitted_pack, nonsense_se
     )
 
 
+@pytest.mark.slow
 def test_pack_results_do_not_depend_on_the_batch(classifier, fitted_pack, nonsense_sets, files) -> None:  # type: ignore[no-untyped-def]
     from earmark.adapt.packs import load_pack
     from earmark.server.engine import ServingEngine

@@ -108,6 +108,7 @@ def test_the_cutter_finishes_each_stretch_of_a_stream_with_gaps() -> None:
     assert list(cutter.finish()) == [], "nothing new, nothing more"
 
 
+@pytest.mark.slow
 def test_calls_have_one_shape_and_results_do_not_depend_on_batching() -> None:
     # the first window holds the model long enough for the rest to queue even on a loaded machine
     backend = _NumpyBackend(delay_s=0.3)
