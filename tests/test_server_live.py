@@ -92,6 +92,60 @@ def test_overload_excess_requests_get_429_at_once(served: ServerProcess, tmp_pat
     assert all(r.json()["label"] == "noise" for s, r in results if s == 200)
 
 
+def test_a_refused_upload_still_being_sent_reads_its_429(served: ServerProcess, tmp_path: Path) -> None:
+    """Clients that upload as curl does (``Connection: close``, reading while still sending a 1 MB body)
+    each get an answer: the server reads and drops a refused body before it closes, so the 429 is not
+    lost to a reset (before, whole bursts of such clients saw only "Broken pipe")."""
+    capacity = 4  # as the `served` fixture sets
+    data = sound_file(tmp_path, "noise", 12).read_bytes()  # ~1.2 MB of WAV
+    parts = urlsplit(served.url)
+    b = "earmarktest"
+    body = (
+        (
+            f'--{b}\r\nContent-Disposition: form-data; name="labels"\r\n\r\nnoise, beep\r\n'
+            f'--{b}\r\nContent-Disposition: form-data; name="hop_s"\r\n\r\n10\r\n'
+            f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="noise.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{b}--\r\n".encode()
+    )
+    head = (
+        f"POST /api/v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary={b}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+    async def one() -> str:
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(head)
+
+        async def send_body() -> None:
+            try:
+                for i in range(0, len(body), 64 * 1024):
+                    writer.write(body[i : i + 64 * 1024])
+                    await writer.drain()
+            except OSError:
+                pass  # the answer says why
+
+        sender = asyncio.create_task(send_body())
+        try:
+            line = (await asyncio.wait_for(reader.readline(), 300)).decode(errors="replace")  # hang guard
+        except OSError as ex:
+            line = f"no answer: {type(ex).__name__}: {ex}"
+        await sender
+        writer.close()
+        return line.strip()
+
+    async def burst() -> list[str]:
+        return await asyncio.gather(*(one() for _ in range(12 * capacity)))
+
+    # the reset came in later bursts, once the server answered faster than the clients sent
+    lines = [line for _ in range(3) for line in asyncio.run(burst())]
+    statuses = [line.split()[1] if line.startswith("HTTP/1.1 ") else line for line in lines]
+    assert all(s in ("200", "429") for s in statuses), f"every client reads its answer: {statuses}"
+    assert statuses.count("429") >= 3 * 8 * capacity, statuses
+
+
 def test_sixty_megabytes_get_413_before_the_body_is_read(served: ServerProcess) -> None:
     host, port = urlsplit(served.url).hostname, urlsplit(served.url).port
     # a server that waited for the body would never answer: the socket's timeout is the hang guard

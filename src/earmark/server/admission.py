@@ -12,10 +12,18 @@ nor decoding.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 __all__ = ["HEAVY_ROUTES", "AdmissionMiddleware"]
+
+# between the 429's headers and its body, the refused upload is read and dropped up to these bounds: a client
+# that sent "Connection: close" is still sending, and closing a socket with unread data resets it, which
+# destroyed the 429 before the client read it (bench/bench_overload.py: no status for whole bursts). It must
+# happen before the body is sent: once the response is complete, the server stops reading the request.
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_S = 5.0
 
 HEAVY_ROUTES = frozenset({"/api/v1/classify", "/api/v1/embed", "/api/predict"})
 """POST routes whose bodies are uploads that go to the model."""
@@ -45,7 +53,7 @@ class AdmissionMiddleware:
         held = engine.admission.held if engine is not None else 0
         if self.inflight >= self.capacity or held >= self.capacity:
             retry = engine.admission.retry_after_s() if engine is not None else 1
-            await _busy(send, retry)
+            await _busy(receive, send, retry)
             return
         self.inflight += 1
         try:
@@ -54,9 +62,13 @@ class AdmissionMiddleware:
             self.inflight -= 1
 
 
-async def _busy(send: Any, retry_after_s: int) -> None:
-    """The 429, without ``connection: close``: uvicorn then discards the unread body as it arrives and the
-    client, still sending, reads its answer (closing at once would reset the connection under it)."""
+async def _busy(receive: Any, send: Any, retry_after_s: int) -> None:
+    """The 429: its headers at once, then the refused body read and dropped (bounded), then its body.
+
+    No ``connection: close`` of our own: a keep-alive client keeps its connection. Completing the response
+    only after the drain matters for a client that asked to close: the server then closes a socket with
+    nothing left unread, so the client, still sending, reads its answer instead of a reset.
+    """
     message = f"the server is busy; try again in {retry_after_s} s"
     body = json.dumps({"error": {"code": "server_busy", "message": message}}).encode()
     headers = [
@@ -65,4 +77,24 @@ async def _busy(send: Any, retry_after_s: int) -> None:
         (b"retry-after", str(retry_after_s).encode()),
     ]
     await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await _drain(receive)
     await send({"type": "http.response.body", "body": body})
+
+
+async def _drain(receive: Any) -> None:
+    """Read and drop what the refused client still sends, bounded in bytes and time."""
+
+    async def run() -> None:
+        left = DRAIN_BYTES
+        while left > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            left -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    try:
+        await asyncio.wait_for(run(), DRAIN_S)
+    except TimeoutError:
+        pass  # past the bound the connection is closed under the client
