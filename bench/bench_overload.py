@@ -131,6 +131,10 @@ async def one_upload(
             for i in range(0, len(body), 64 * 1024):
                 writer.write(body[i : i + 64 * 1024])
                 await writer.drain()
+                # drain() does not yield while the socket takes everything: without this one task would
+                # push its whole body before any other reads its answer, and the latencies would be the
+                # client's own (136 clients on their own machines each read as soon as their answer comes)
+                await asyncio.sleep(0)
         except (ConnectionError, OSError):
             pass  # the server answered and closed: fine
 

@@ -163,6 +163,27 @@ def test_many_threads_share_the_workers(pool: DecoderPool, clips: dict[str, Path
     assert len(pids(pool)) <= 2 and before <= pids(pool)  # workers were reused, never more than two
 
 
+def test_start_starts_every_worker_and_decodes_reuse_them(clips: dict[str, Path]) -> None:
+    with DecoderPool(workers=3, timeout_s=20) as p:
+        assert pids(p) == set()  # workers start when first needed...
+        p.start()  # ...or all at once (the server, while it warms up)
+        started = pids(p)
+        assert len(started) == 3 and all(w.alive() for w in p._live)
+        p.start()  # again: nothing more to start
+        assert pids(p) == started
+        for _ in range(4):
+            assert p.decode(clips["ogg"], sample_rate=RATE).size == 2 * RATE
+        assert pids(p) == started  # the decodes used the started workers
+
+
+def test_a_start_that_fails_is_a_typed_error_and_leaves_no_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONHOME", "/nonexistent")
+    with DecoderPool(workers=2, start_timeout_s=20) as p:
+        with pytest.raises(DecoderUnavailable, match="did not start"):
+            p.start()
+        assert pids(p) == set()
+
+
 def test_urls_and_closed_pools_are_refused(clips: dict[str, Path]) -> None:
     p = DecoderPool(workers=1)
     with pytest.raises(AudioError, match=r"^http://127.0.0.1:9/a.mp3: URLs are not accepted here"):

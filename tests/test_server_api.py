@@ -283,6 +283,17 @@ def test_decode_and_request_deadlines_are_504(classifier, files) -> None:  # typ
         c.__exit__(None, None, None)
 
 
+def test_every_decode_worker_is_running_once_ready(classifier) -> None:  # type: ignore[no-untyped-def]
+    # started while warming up, so a first burst of uploads does not share the CPU with their start-up
+    app = create_app(classifier, settings=ServerSettings(decode_workers=3), ui=False)
+    c = _start(app)
+    try:
+        live = app.state.engine.decoder._live
+        assert len(live) == 3 and all(w.alive() for w in live)
+    finally:
+        c.__exit__(None, None, None)
+
+
 def test_warm_up_failure_is_explained_and_retried_until_it_works(classifier, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # client deadlines far too small for a warm-up: they must not apply to it
     settings = ServerSettings(decode_workers=1, decode_timeout_s=0.01, request_timeout_s=0.01)

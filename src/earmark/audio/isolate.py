@@ -37,6 +37,7 @@ import threading
 import time
 import warnings
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -123,6 +124,35 @@ class DecoderPool:
             AudioError: the audio is unusable, or the decoder crashed on it.
         """
         return self._run(data, sample_rate=sample_rate, name=name, timeout_s=timeout_s, limits=limits)
+
+    def start(self) -> None:
+        """Start every worker now instead of when first needed.
+
+        A server does this while it warms up, so that its first burst of uploads neither waits for a
+        worker to start nor shares the CPU with one starting.
+
+        Raises:
+            DecoderUnavailable: a worker did not start.
+        """
+        barrier = threading.Barrier(self.workers)
+
+        def one() -> None:
+            try:
+                worker = self._acquire()
+            except BaseException:
+                barrier.abort()
+                raise
+            try:  # held until every slot has its worker, so no thread takes another's
+                barrier.wait(self.start_timeout_s)
+            except threading.BrokenBarrierError:
+                pass  # another start failed; its error is raised below
+            finally:
+                self._release(worker, True)
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="earmark-decoder-start") as pool:
+            started = [pool.submit(one) for _ in range(self.workers)]
+        for future in started:
+            future.result()
 
     def _run(
         self,

@@ -23,7 +23,7 @@ __all__ = ["HEAVY_ROUTES", "AdmissionMiddleware"]
 # destroyed the 429 before the client read it (bench/bench_overload.py: no status for whole bursts). It must
 # happen before the body is sent: once the response is complete, the server stops reading the request.
 DRAIN_BYTES = 16 * 1024 * 1024
-DRAIN_S = 5.0
+DRAIN_S = 30.0
 
 HEAVY_ROUTES = frozenset({"/api/v1/classify", "/api/v1/embed", "/api/predict"})
 """POST routes whose bodies are uploads that go to the model."""

@@ -148,7 +148,7 @@ class ServingEngine:
             return await self._deadline(self._on_model(fn))
 
     async def warm_up(self, timeout_s: float) -> None:
-        """One decode and one model pass, so the first real request is not the slow one.
+        """Every decode worker started, one decode and one model pass: the first requests are not the slow ones.
 
         Not a client request: it takes no admission slot and runs under its own
         ``timeout_s``, not ``decode_timeout_s``/``request_timeout_s`` (deadlines
@@ -157,6 +157,7 @@ class ServingEngine:
         from ..synth import make
 
         async def warm() -> None:
+            await asyncio.get_running_loop().run_in_executor(self._decode_threads, self.decoder.start)
             wave = (make("beep", 1.0) * 32767).astype("<i2")
             await self._decode(_wav_bytes(wave, 48_000), "warm-up", timeout_s=timeout_s)
             opts = self.options()
