@@ -174,8 +174,6 @@ def serve_cmd(
     packs = _load_packs(pack_paths)  # a bad file fails before the slow model load
     if wait_for_model:
         port = _wait_for_model(model, host, port)
-    if not no_ui:
-        _import_page_in_background()
     classifier, load_s = _load(model, device, threads)
     db = Database(db_path)
     app = create_app(classifier, db=db, settings=settings, ui=not no_ui, model_load_s=load_s, packs=packs)
@@ -294,22 +292,6 @@ def _load_packs(paths: dict[str, Path]) -> dict[str, Any]:
         except ConfigError as ex:
             raise click.ClickException(f"--pack {name}: {ex}") from None
     return packs
-
-
-def _import_page_in_background() -> None:
-    """Import the page's modules (Gradio) on a thread while the model loads.
-
-    The import is about a third of a cold start with the page (bench/bench_start.py), and the model load
-    spends most of its time in native code that releases the GIL, so the two overlap on a second core.
-    """
-
-    def run() -> None:
-        try:
-            import earmark.server.ui  # noqa: F401
-        except Exception:  # the app imports it again and reports what is wrong there
-            log.debug("importing the page ahead failed", exc_info=True)
-
-    threading.Thread(target=run, name="import-page", daemon=True).start()
 
 
 def _load(model: str | None, device: str | None, threads: int | None) -> tuple[Any, float]:

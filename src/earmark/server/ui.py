@@ -20,9 +20,11 @@ from ..errors import MissingExtraError
 from ..paths import earmark_home
 from ..types import ClassifyOptions, Prediction
 from .errors import ServerBusy
+from .gradio_import import skip_stub_generation
 from .i18n import MESSAGES
 from .settings import ServerSettings
 
+skip_stub_generation()  # before Gradio's first import: ~40 % of it (see the module)
 try:
     import gradio as gr
 except ImportError:  # pragma: no cover - depends on the install
