@@ -198,9 +198,11 @@ def main() -> None:
         clip = make_upload(Path(tmp))
         proc, url = start_server(Path(tmp))
         try:
-            rows = []
+            rows, every = [], []
             for _ in range(args.rounds):
-                rows.append(summary(asyncio.run(burst(url, clip, args.uploads))))
+                results = asyncio.run(burst(url, clip, args.uploads))
+                rows.append(summary(results))
+                every.extend(results)
                 time.sleep(2)
         finally:
             proc.terminate()
@@ -216,7 +218,7 @@ def main() -> None:
         "| round | 429 | 200 | other (status) | 429 median ms | 429 p90 ms | 429 max ms | 200 median ms | 429 / 200 median |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for i, r in enumerate(rows, 1):
+    for i, r in [*enumerate(rows, 1), ("all", summary(every))]:
         ratio = r["p50_429_ms"] / r["p50_200_ms"] if r["p50_200_ms"] else float("nan")
         lines.append(
             f"| {i} | {r['n429']:.0f} | {r['n200']:.0f} | {r['other']:.0f} ({r['other_codes']}) | {r['p50_429_ms']:.0f} | "
