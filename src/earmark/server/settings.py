@@ -94,8 +94,8 @@ SETTINGS: dict[str, str] = {
     "max_wait_ms": "How long a batch waits for more windows while other requests are still decoding, in ms.",
     "request_timeout_s": "Deadline for a whole request (decode + model); past it the request gets 504.",
     "warmup_timeout_s": (
-        "Deadline of one start-up warm-up attempt (a decode and a model pass); not a client deadline. "
-        "A failed attempt is logged and retried with backoff, and /readyz says what it waits for."
+        "Deadline of one start-up warm-up attempt (every decode worker started, a decode and a model pass); "
+        "not a client deadline. A failed attempt is logged and retried with backoff, and /readyz says what it waits for."
     ),
     "drain_delay_s": "On SIGTERM, /readyz answers 503 this long before the server stops accepting requests.",
     "live_window_s": "Live tab: seconds of microphone audio each classification hears (at most 10).",
