@@ -112,7 +112,7 @@ def calibrate_cmd(
         click.echo(output.read_text(encoding="utf-8"), nl=False)
 
 
-@click.command("fit")
+@click.command("fit", short_help="Train a few-shot classifier pack on labelled audio in DATA.")
 @data_options
 @click.option("-m", "--model", default=None, envvar="EARMARK_MODEL", help="Model alias, hub id or folder.")
 @run_options

@@ -29,7 +29,7 @@ CSV_FIELDS = [
 ]
 
 
-@click.command("duplicates")
+@click.command("duplicates", short_help="List groups of library files that are the same recording.")
 @db_option
 @click.option(
     "--min-similarity",

@@ -91,7 +91,9 @@ def _ask(item: Any, player: _Player) -> tuple[str, str | None] | None:
             click.echo(f"   ? {KEYS}")
 
 
-@click.command("review")
+@click.command(
+    "review", short_help="Go through files below the confidence bar: accept, relabel or skip each."
+)
 @db_option
 @click.option("--limit", type=click.IntRange(1), default=None, help="Review at most this many files.")
 @click.option(

@@ -41,7 +41,9 @@ def import_cmd(folder: Path, name: str | None) -> None:
     click.echo(f"imported {name} into {dest}; use it with --model {name}")
 
 
-@model_group.command("prepare")
+@model_group.command(
+    "prepare", short_help="Prepare NAME for this CPU ahead of its first use (export, convert, measure)."
+)
 @click.argument("name", required=False)
 @click.option(
     "--threads",
@@ -76,7 +78,7 @@ def prepare_cmd(name: str | None, thread_counts: tuple[int, ...], if_needed: boo
         click.echo(f"{model_id}: auto backend at {n} thread{'s' if n > 1 else ''}: {choice['backend']}")
 
 
-@model_group.command("info")
+@model_group.command("info", short_help="Size, sample rate, location and measured backends of a model.")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(

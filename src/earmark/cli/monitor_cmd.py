@@ -296,7 +296,7 @@ def _run(config: Any) -> None:
         )
 
 
-@click.command("events")
+@click.command("events", short_help="List monitor events; mark them correct or false alarms; export them.")
 @click.option(
     "--since", default=None, help="Only events since then: 30m, 12h, 7d, or a date/time (2025-01-31T08:00)."
 )
