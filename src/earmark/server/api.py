@@ -250,7 +250,10 @@ async def _warm_up(app: FastAPI, engine: Any) -> None:
     attempt = 0
     while True:
         attempt += 1
-        app.state.warmup = {"waiting_for": "warm-up: decode workers, one test decode, one model pass", "attempt": attempt}
+        app.state.warmup = {
+            "waiting_for": "warm-up: decode workers, one test decode, one model pass",
+            "attempt": attempt,
+        }
         try:
             await engine.warm_up(timeout_s)
             break
