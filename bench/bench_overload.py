@@ -34,32 +34,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+sys.path.insert(0, str(ROOT / "tests"))
 TINY = ROOT / "tests" / "assets" / "tiny-clap"
+
+from helpers import encode, multipart_upload, send_reading  # noqa: E402 - after the paths above
 
 
 def make_upload(folder: Path) -> bytes:
     """A 30 s mp3 (128 kbps): about 480 KB, enough that reading a body is not free."""
     from earmark import synth
 
-    wave = synth.make("hum", 30.0, seed=1)
-    out = folder / "hum.mp3"
-    cmd = [
-        "ffmpeg",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "f32le",
-        "-ar",
-        str(synth.RATE),
-        "-ac",
-        "1",
-    ]
-    subprocess.run(
-        [*cmd, "-i", "-", "-c:a", "libmp3lame", "-b:a", "128k", str(out)], input=wave.tobytes(), check=True
-    )
-    return out.read_bytes()
+    return encode(
+        synth.make("hum", 30.0, seed=1), folder / "hum.mp3", extra=["-c:a", "libmp3lame", "-b:a", "128k"]
+    ).read_bytes()
 
 
 def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -98,57 +85,20 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("earmark serve never became ready")
 
 
-def multipart(clip: bytes) -> tuple[bytes, bytes]:
-    """(headers, body) of one upload as a browser or curl would send it."""
-    b = "earmarkbench"
-    body = (
-        (
-            f'--{b}\r\nContent-Disposition: form-data; name="labels"\r\n\r\nhum, beep\r\n'
-            f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="hum.mp3"\r\n'
-            "Content-Type: audio/mpeg\r\n\r\n"
-        ).encode()
-        + clip
-        + f"\r\n--{b}--\r\n".encode()
-    )
-    head = (
-        f"POST /api/v1/classify HTTP/1.1\r\nHost: bench\r\nContent-Type: multipart/form-data; boundary={b}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode()
-    return head, body
-
-
 async def one_upload(
     host: str, port: int, head: bytes, body: bytes, gate: asyncio.Event
 ) -> tuple[int, float]:
     """Send one upload and read the answer while still sending: (status, seconds to the status line)."""
     reader, writer = await asyncio.open_connection(host, port)
     await gate.wait()
-    start = time.perf_counter()
-    writer.write(head)
-
-    async def send_body() -> None:
-        try:
-            for i in range(0, len(body), 64 * 1024):
-                writer.write(body[i : i + 64 * 1024])
-                await writer.drain()
-                # drain() does not yield while the socket takes everything: without this one task would
-                # push its whole body before any other reads its answer, and the latencies would be the
-                # client's own (136 clients on their own machines each read as soon as their answer comes)
-                await asyncio.sleep(0)
-        except (ConnectionError, OSError):
-            pass  # the server answered and closed: fine
-
-    sender = asyncio.create_task(send_body())
     try:
-        line = await reader.readline()
-        took = time.perf_counter() - start
+        line, took = await send_reading(reader, writer, head, body, turns=True)  # latencies are the server's
         status = int(line.split()[1]) if line.startswith(b"HTTP/") else -1
         if status == -1:
             print(f"upload got no answer: {line[:80]!r}", file=sys.stderr)
-    except (ConnectionError, OSError, IndexError, ValueError) as ex:
+    except (OSError, IndexError, ValueError) as ex:
         print(f"upload failed: {type(ex).__name__}: {ex}", file=sys.stderr)
-        status, took = -1, time.perf_counter() - start
-    await sender
+        status, took = -1, float("nan")
     writer.close()
     return status, took
 
@@ -158,7 +108,7 @@ async def burst(url: str, clip: bytes, n: int) -> list[tuple[int, float]]:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    head, body = multipart(clip)
+    head, body = multipart_upload({"labels": "hum, beep"}, "hum.mp3", clip, host="bench")
     gate = asyncio.Event()
     tasks = [
         asyncio.create_task(one_upload(parts.hostname or "", parts.port or 0, head, body, gate))

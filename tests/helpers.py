@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import mimetypes
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +214,63 @@ class ServerProcess:
                 self.proc.wait()
         self._log_file.close()
         return self.proc.returncode
+
+
+def multipart_upload(
+    fields: dict[str, str], filename: str, data: bytes, *, host: str = "test"
+) -> tuple[bytes, bytes]:
+    """(head, body) of ``POST /api/v1/classify`` as curl sends an upload (``Connection: close``)."""
+    b = "earmarkboundary"
+    parts = [f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()]
+    parts.append(
+        f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: {mimetypes.guess_type(filename)[0] or 'application/octet-stream'}\r\n\r\n"
+    )
+    body = "".join(parts).encode() + data + f"\r\n--{b}--\r\n".encode()
+    head = (
+        f"POST /api/v1/classify HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={b}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return head, body
+
+
+async def send_reading(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    head: bytes,
+    body: bytes,
+    *,
+    turns: bool = False,
+    timeout_s: float = 300,
+) -> tuple[bytes, float]:
+    """Send a request while reading its answer, as curl does: (the status line, seconds until it came).
+
+    Args:
+        turns: let the other clients of this process run after each 64 KB chunk, as clients on their own
+            machines would. Without it ``drain()`` does not yield while the socket takes everything, so a
+            client pushes its whole body before it reads: a client busy sending, which is what exposed
+            the 429s lost to a reset (tests/test_server_live.py).
+
+    Raises:
+        OSError: the connection failed before a status line came.
+        TimeoutError: none came within ``timeout_s`` (a hang guard).
+    """
+    start = time.perf_counter()
+    writer.write(head)
+
+    async def send_body() -> None:
+        try:
+            for i in range(0, len(body), 64 * 1024):
+                writer.write(body[i : i + 64 * 1024])
+                await writer.drain()
+                if turns:
+                    await asyncio.sleep(0)
+        except OSError:
+            pass  # the answer says why
+
+    sender = asyncio.create_task(send_body())
+    try:
+        line = await asyncio.wait_for(reader.readline(), timeout_s)
+        return line, time.perf_counter() - start
+    finally:
+        await sender

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from earmark import synth
 from earmark.cli import cli
-from helpers import ServerProcess, encode, sound_file
+from helpers import ServerProcess, encode, multipart_upload, send_reading, sound_file
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -99,40 +99,14 @@ def test_a_refused_upload_still_being_sent_reads_its_429(served: ServerProcess, 
     capacity = 4  # as the `served` fixture sets
     data = sound_file(tmp_path, "noise", 12).read_bytes()  # ~1.2 MB of WAV
     parts = urlsplit(served.url)
-    b = "earmarktest"
-    body = (
-        (
-            f'--{b}\r\nContent-Disposition: form-data; name="labels"\r\n\r\nnoise, beep\r\n'
-            f'--{b}\r\nContent-Disposition: form-data; name="hop_s"\r\n\r\n10\r\n'
-            f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="noise.wav"\r\n'
-            "Content-Type: audio/wav\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{b}--\r\n".encode()
-    )
-    head = (
-        f"POST /api/v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary={b}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode()
+    head, body = multipart_upload({"labels": "noise, beep", "hop_s": "10"}, "noise.wav", data)
 
     async def one() -> str:
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-        writer.write(head)
-
-        async def send_body() -> None:
-            try:
-                for i in range(0, len(body), 64 * 1024):
-                    writer.write(body[i : i + 64 * 1024])
-                    await writer.drain()
-            except OSError:
-                pass  # the answer says why
-
-        sender = asyncio.create_task(send_body())
         try:
-            line = (await asyncio.wait_for(reader.readline(), 300)).decode(errors="replace")  # hang guard
+            line = (await send_reading(reader, writer, head, body))[0].decode(errors="replace")
         except OSError as ex:
             line = f"no answer: {type(ex).__name__}: {ex}"
-        await sender
         writer.close()
         return line.strip()
 
