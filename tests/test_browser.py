@@ -131,7 +131,7 @@ def test_a_classifier_pack_picked_on_the_page(
         page.get_by_role("option", name="ab", exact=True).click()
         labels = page.locator("#em-labels textarea")
         page.wait_for_function(
-            "() => document.querySelector('#em-labels textarea').value === 'class A, class B, noise'"
+            "() => document.querySelector('#em-labels textarea')?.value === 'class A, class B, noise'"
         )
         assert labels.is_disabled()  # the pack's labels, not typed ones
         assert (
@@ -164,7 +164,7 @@ def test_a_classifier_pack_picked_on_the_page(
         page.locator("#em-live-pack input").click()
         page.get_by_role("option", name="ab", exact=True).click()
         page.wait_for_function(
-            "() => document.querySelector('#em-live-labels textarea').value === 'class A, class B, noise'"
+            "() => document.querySelector('#em-live-labels textarea')?.value === 'class A, class B, noise'"
         )
         assert page.locator("#em-live-labels textarea").is_disabled()
     finally:

@@ -137,6 +137,7 @@ def test_the_review_queue_is_there_on_opening(chrome: Any, site: Any) -> None:
         # took null for "changed" ended before the Accept handler had run (seen once in a full run)
         shown = """() => {
             const info = document.querySelector('#em-review-info');
+            if (!info) return null;  // the tab's content not rendered yet
             if (info.querySelector('.generating, .pending, [data-testid="status-tracker"]:not(.hide)')) return null;
             if (info.innerText.includes('Nothing to review')) return 'nothing to review';
             const line = info.innerText.split('\\n').find(l => l.trim().endsWith('.wav'));
@@ -169,7 +170,7 @@ def test_an_event_from_the_monitor_plays_and_its_false_alarm_is_exported(
     page = open_page(chrome, server.url)
     try:
         page.get_by_role("tab", name="Events").click()
-        page.wait_for_function("() => document.querySelector('#em-ev-table').innerText.includes('door.wav')")
+        page.wait_for_function("() => document.querySelector('#em-ev-table')?.innerText.includes('door.wav')")
         # the newest event is chosen: its clip and its spectrogram are shown
         page.wait_for_selector("#em-ev-player [data-testid='waveform-controls']")
         page.wait_for_selector("#em-ev-spectrogram img")
@@ -178,16 +179,16 @@ def test_an_event_from_the_monitor_plays_and_its_false_alarm_is_exported(
         assert "beep" in page.locator("#em-ev-details").inner_text()
         page.locator("#em-ev-false").click()
         page.wait_for_function(
-            "() => document.querySelector('#em-ev-saved').innerText.includes('false alarm')"
+            "() => document.querySelector('#em-ev-saved')?.innerText.includes('false alarm')"
         )
         page.wait_for_function(
-            "() => document.querySelector('#em-ev-table').innerText.includes('false alarm')"
+            "() => document.querySelector('#em-ev-table')?.innerText.includes('false alarm')"
         )
         out = tmp_path / "verdicts"
         page.locator("#em-ev-folder textarea, #em-ev-folder input").first.fill(str(out))
         page.locator("#em-ev-export").click()
         page.wait_for_function(
-            "() => document.querySelector('#em-ev-exported').innerText.includes('manifest.csv')"
+            "() => document.querySelector('#em-ev-exported')?.innerText.includes('manifest.csv')"
         )
         shot(page, "events-false-alarm.png")
     finally:
