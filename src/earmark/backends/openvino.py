@@ -43,6 +43,7 @@ from ..errors import ConfigError, MissingExtraError, ModelError
 from . import artifacts
 from .features import FeaturesMixin, LogMel, MelSettings
 from .onnx import IdleRelease, TextTowerMixin, text_idle_s
+from .resident import drop_mapped_pages
 
 if TYPE_CHECKING:
     from .clap import ClapBackend
@@ -178,6 +179,9 @@ class OpenVinoBackend(TextTowerMixin, FeaturesMixin):
         self._requests: queue.Queue[Any] = queue.Queue()
         for _ in range(self.streams):
             self._requests.put(self._audio.create_infer_request())
+        # requests that have not run yet: once each has, the plugin has its own copies of the weights
+        self._unrun: set[int] | None = {id(r) for r in list(self._requests.queue)}
+        self._unrun_lock = threading.Lock()
         self._text: Any = None  # compiled on first use: embedding stored audio needs no text tower
         self._text_lock = threading.Lock()
         self._text_used = 0.0
@@ -219,12 +223,26 @@ class OpenVinoBackend(TextTowerMixin, FeaturesMixin):
             for request in requests:
                 request.wait()
                 outs.append(np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True))
+            if self._unrun is not None:
+                self._ran(requests)
         finally:
             for request in requests:
                 with contextlib.suppress(Exception):  # never hand back a request still running
                     request.wait()
                 self._requests.put(request)
         return _normalised(np.concatenate(outs))
+
+    def _ran(self, requests: list[Any]) -> None:
+        """Once every stream has run, give back the mapped model file's pages (:mod:`.resident`)."""
+        with self._unrun_lock:
+            if self._unrun is None:
+                return
+            self._unrun.difference_update(id(r) for r in requests)
+            if self._unrun:
+                return
+            self._unrun = None
+        dropped = drop_mapped_pages(self._ir)
+        log.debug("openvino: %d MiB of mapped model pages given back", dropped >> 20)
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
