@@ -41,6 +41,8 @@ def earmark_env(home: Path) -> dict[str, str]:
     )
     env.pop("EARMARK_API_KEY", None)
     env.pop("EARMARK_MODEL", None)
+    # set by a page this test process built (page_guard): the subprocess makes and removes its own
+    env.pop("GRADIO_TEMP_DIR", None)
     return env
 
 
@@ -117,6 +119,7 @@ class ServerProcess:
         args: extra command-line arguments (``--setting NAME VALUE``...).
         home: EARMARK_HOME for the server.
         model: model folder (default: the tiny test model).
+        threads: ``--threads`` (default 1; None leaves serve's default).
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class ServerProcess:
         model: Path = TINY_MODEL,
         timeout_s: float = 90.0,
         nofile: int | None = None,
+        threads: int | None = 1,
     ) -> None:
         import re
         import sys
@@ -135,20 +139,11 @@ class ServerProcess:
         env = earmark_env(home)
         self.log = home / "server.log"
         self._log_file = open(self.log, "wb")
-        # one model thread, as the `classifier` fixture: two OpenMP threads on a busy 2-core machine stall
-        cmd = [
-            sys.executable,
-            "-m",
-            "earmark",
-            "serve",
-            "--model",
-            str(model),
-            "--port",
-            "0",
-            "--threads",
-            "1",
-            *args,
-        ]
+        # one model thread unless asked (None: serve's default), as the `classifier` fixture: two OpenMP
+        # threads on a busy 2-core machine stall
+        cmd = [sys.executable, "-m", "earmark", "serve", "--model", str(model), "--port", "0"]
+        cmd += ["--threads", str(threads)] if threads else []
+        cmd += args
 
         def limit_files() -> None:  # nofile: the server's open-file limit (soft and hard)
             import resource

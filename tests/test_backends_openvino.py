@@ -154,3 +154,65 @@ def test_openvino_path_runs_without_torch(pair, home: Path, tiny_model: str) -> 
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["(1,", "32)", "(2,", "32)", "False", "False"]
+
+
+def _resident_kib(folder: Path) -> int:
+    """Resident KiB of this process's mappings of files under ``folder`` (from /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping's first line
+            inside = len(head) == 6 and head[5].startswith(str(folder.resolve()) + "/")
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/smaps is Linux's")
+def test_the_mapped_model_file_is_given_back_once_every_stream_has_run(
+    pair, home: Path, tiny_model: str
+) -> None:
+    os.environ["EARMARK_HOME"] = str(home)  # restored by the autouse fixture
+    ov = OpenVinoBackend(tiny_model, threads=2, streams=2)
+    ir = ov.folder / "openvino"
+    clips = _clips(2)
+    first = ov.embed_audio(clips[:1])  # one window: one stream has run, the other not yet
+    assert _resident_kib(ir) > 0, "OpenVINO keeps no mapping of the model file: nothing to give back"
+    both = ov.embed_audio(clips)  # two windows: both streams run, then the pages are given back
+    assert _resident_kib(ir) == 0, "the model file's pages stayed resident after every stream ran"
+    # what the plugin reads again comes back from the file: the same embeddings as before
+    assert np.array_equal(ov.embed_audio(clips[:1]), first) and np.array_equal(both[:1], first)
+
+
+def test_only_read_only_shared_mappings_under_the_folder_are_dropped(tmp_path: Path) -> None:
+    from earmark.backends.resident import _read_only_ranges
+
+    folder = tmp_path / "openvino"
+    maps = "\n".join(
+        [
+            f"7f0000000000-7f0000100000 r--s 00000000 08:01 11 {folder}/blobs/1.blob",
+            f"7f0000100000-7f0000200000 r--p 00000000 08:01 12 {folder}/audio.bin",  # private: kept
+            f"7f0000200000-7f0000300000 rw-s 00000000 08:01 13 {folder}/audio.bin",  # writable: kept
+            f"7f0000300000-7f0000400000 r--s 00000000 08:01 14 {folder}-other/audio.bin",  # elsewhere
+            "7f0000400000-7f0000500000 rw-p 00000000 00:00 0",  # anonymous
+        ]
+    )
+    assert _read_only_ranges(maps, folder) == [(0x7F0000000000, 0x7F0000100000)]
+
+
+@pytest.mark.server
+def test_serve_gives_openvino_every_core_and_onnx_the_cores_left(pair, home: Path) -> None:
+    """The announcement says which backend serves on how many model threads (``--threads`` not given)."""
+    from earmark.server.settings import ServerSettings
+    from helpers import ServerProcess
+
+    cores = os.cpu_count() or 1
+    left = max(1, cores - ServerSettings().decode_workers)
+    for backend, want in (("openvino", cores), ("onnx", left)):
+        server = ServerProcess("--backend", backend, "--no-ui", home=home, threads=None)
+        try:
+            said = next(line for line in server.lines if "is serving" in line)
+        finally:
+            server.stop()
+        plural = "s" * (want != 1)
+        assert f"({backend}, {want} model thread{plural}) at http://127.0.0.1:" in said, said

@@ -169,3 +169,23 @@ def test_serve_says_the_port_is_in_use_before_loading_the_model(tiny_model: str,
     assert f"port {port} is in use" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr and "Errno" not in run.stderr, run.stderr
     assert not (tmp_path / "home" / "cache").exists(), "the model was loaded before the port was checked"
+
+
+def test_the_planned_backend_is_the_named_one_or_autos_remembered_choice(tiny_model: str) -> None:
+    """Serve fixes its thread count from this before loading: OpenVINO gets every core."""
+    from earmark import models
+    from earmark.cli.serve_cmd import default_threads
+
+    cores = os.cpu_count() or 1
+    assert select.planned_backend("onnx", tiny_model, None, cores) == "onnx"
+    assert select.planned_backend("auto", tiny_model, None, cores) is None, "nothing measured yet"
+    assert select.planned_backend("auto", "/no/such/model", None, cores) is None  # loading says why
+    folder = artifacts.artifact_dir(models.resolve(tiny_model), models.requested(tiny_model))
+    folder.mkdir(parents=True)
+    choice = {"backend": "openvino", "cpu": artifacts.cpu_signature(), "threads": cores}
+    artifacts.update_records(
+        folder, lambda r: r["choices"].update({artifacts.machine_signature(cores): choice})
+    )
+    assert select.planned_backend("auto", tiny_model, None, cores) == "openvino"
+    assert default_threads(2, "openvino") == cores
+    assert default_threads(2, "onnx") == default_threads(2, None) == max(1, cores - 2)

@@ -50,8 +50,8 @@ from typing import Any
 import numpy as np
 
 from .. import models
-from ..errors import ConfigError
-from . import Backend, artifacts, get_backend
+from ..errors import ConfigError, EarmarkError
+from . import Backend, artifacts, backend_name, get_backend
 
 __all__ = [
     "EXACT_CANDIDATES",
@@ -107,6 +107,28 @@ def auto_backend(
         log.debug("auto backend for %s: %s (remembered)", model_id, remembered)
         return get_backend(remembered, **kwargs)
     return choose(folder, sig, kwargs)
+
+
+def planned_backend(
+    name: str | None, model: str | None, device: str | None, threads: int | None
+) -> str | None:
+    """The backend ``name`` loads for ``model`` at ``threads`` without measuring anything.
+
+    ``name`` itself, or for ``auto`` the choice it remembers here; None when ``auto`` would
+    measure first or the model is not found (loading it then says why). Read before the
+    thread count is fixed, so a default can suit the backend.
+    """
+    key = backend_name(name)
+    if key != "auto":
+        return key
+    if _wants_gpu(device):
+        return "torch"
+    try:
+        folder = artifacts.artifact_dir(models.resolve(model), models.requested(model))
+    except EarmarkError:
+        return None
+    remembered = remembered_choice(artifacts.read_records(folder), threads)
+    return remembered if remembered in cpu_candidates() else None
 
 
 def _wants_gpu(device: str | None) -> bool:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .common import load_classifier, model_options
+from .common import BACKEND_META, load_classifier, model_options
 
 log = logging.getLogger("earmark")
 
@@ -40,7 +43,7 @@ TINY_MODEL_HINT = (
     envvar="EARMARK_PORT",
     help="Port to listen on (0: any free port; the URL is printed).",
 )
-@model_options(threads_default="the cores left after the decode workers, at least 1")
+@model_options(threads_default="all cores for OpenVINO; else the cores left after the decode workers")
 @click.option(
     "--api-key",
     default=None,
@@ -165,25 +168,49 @@ def serve_cmd(
         _load_packs(pack_paths)  # a bad file fails here, before any replica starts
         _serve_on_ray(model, device, threads, db_path, settings, pack_paths, not no_ui, ray_options)
         return
-    from ..server.api import create_app  # checks the server extra before the slow model load
-    from ..store import Database
+    # start-up (imports, model, page) makes objects by the million and frees few: no collections until
+    # it is done (start to ready on 2 cores, page on: ~0.3 s less, bench/RESULTS.md "Cold start")
+    with _collector_paused():
+        from ..server.api import create_app  # checks the server extra before the slow model load
+        from ..store import Database
 
-    # leave the decode workers their cores: on a busy 2-core machine two OpenMP threads next to a decoding
-    # process ran 9x slower per window than one thread (bench/RESULTS-serve.md); re-measured with OpenVINO's
-    # two streams (issue 17, bench/bench_serve_threads.py): 1 thread still gave 2x the c=16 throughput under load
-    threads = threads or default_threads(settings.decode_workers)
-    packs = _load_packs(pack_paths)  # a bad file fails before the slow model load
-    if wait_for_model:
+        packs = _load_packs(pack_paths)  # a bad file fails before the slow model load
+    if wait_for_model:  # may wait long, serving 503s: with the collector on
         port = _wait_for_model(model, host, port)
-    classifier, load_s = _load(model, device, threads)
-    db = Database(db_path)
-    app = create_app(classifier, db=db, settings=settings, ui=not no_ui, model_load_s=load_s, packs=packs)
-    # what start-up built (modules, model, page) lives as long as the server: out of the collector's
-    # reach, a first burst of requests does not pay for full collections over all of it (bench_overload
-    # on a busy 2-core machine: median 429 of a fresh server's first burst 104 ms instead of 263)
-    gc.collect()
-    gc.freeze()
+    with _collector_paused():
+        ctx = click.get_current_context(silent=True)
+        backend = ctx.meta.get(BACKEND_META) if ctx is not None else None  # click's context is per thread
+        threads = threads or default_threads(
+            settings.decode_workers, _planned_backend(backend, model, device)
+        )
+        # the model loads while the page's modules import: ONNX Runtime builds its session without the
+        # GIL (start to ready 0.4 s less with onnx on 2 cores; OpenVINO's load gains nothing, loses nothing)
+        with ThreadPoolExecutor(1, thread_name_prefix="earmark-load") as pool:
+            loading = pool.submit(_load, model, device, threads, backend)
+            if not no_ui:
+                _import_page()
+            classifier, load_s = loading.result()
+        db = Database(db_path)
+        app = create_app(classifier, db=db, settings=settings, ui=not no_ui, model_load_s=load_s, packs=packs)
+        app.state.model_threads = threads  # said when serving starts
+        # what start-up built lives as long as the server: out of the collector's reach, a first burst of
+        # requests does not pay for full collections over all of it (bench_overload on a busy 2-core
+        # machine: median 429 of a fresh server's first burst 104 ms instead of 263)
+        gc.collect()
+        gc.freeze()
     _run(app, host, port, settings, ui=not no_ui)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collections inside the block (as they were after it, even when it raises)."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def _check_port(host: str, port: int) -> None:
@@ -222,7 +249,6 @@ def _serve_on_ray(
 ) -> None:
     from ..server.ray_serve import ReplicaSpec, serve_on_ray
     from ..store import default_db_path
-    from .common import BACKEND_META
 
     ctx = click.get_current_context()
     spec = ReplicaSpec(
@@ -238,13 +264,39 @@ def _serve_on_ray(
     serve_on_ray(spec, options, announce=lambda line: click.echo(line))
 
 
-def default_threads(decode_workers: int | None = None) -> int:
-    """Model threads when --threads is not given: the cores left after the decode workers, at least 1."""
+def default_threads(decode_workers: int | None = None, backend: str | None = None) -> int:
+    """Model threads when --threads is not given, for ``backend`` (None: not known before loading).
+
+    OpenVINO: every core. Its streams are independent one-thread workers, and the second core gave
+    1.54x the c=16 throughput next to two CPU hogs and 1.56-1.8x on a quiet machine (issue 17,
+    bench/bench_serve_threads.py). Others: the cores left after the decode workers, at least 1. ONNX
+    Runtime's threads synchronise per operator: two of them lost next to two hogs (0.85x), and on a
+    busy 2-core machine two OpenMP threads beside a decoding process ran 9x slower per window than one
+    (bench/RESULTS-serve.md).
+    """
+    cores = os.cpu_count() or 1
+    if backend is not None and backend.startswith("openvino"):
+        return cores
     if decode_workers is None:
         from ..server.settings import ServerSettings
 
         decode_workers = ServerSettings().decode_workers
-    return max(1, (os.cpu_count() or 1) - decode_workers)
+    return max(1, cores - decode_workers)
+
+
+def _planned_backend(name: str | None, model: str | None, device: str | None) -> str | None:
+    """The backend the server will load (``auto``'s remembered choice at every core), if known now."""
+    from ..backends.select import planned_backend
+
+    return planned_backend(name, model, device, os.cpu_count() or 1)
+
+
+def _import_page() -> None:
+    """Import the page's modules (Gradio); without the page extra, ``create_app`` says so later."""
+    from ..errors import MissingExtraError
+
+    with contextlib.suppress(ImportError, MissingExtraError):
+        from ..server import ui  # noqa: F401
 
 
 def _wait_for_model(model: str | None, host: str, port: int) -> int:
@@ -300,14 +352,16 @@ def _load_packs(paths: dict[str, Path]) -> dict[str, Any]:
     return packs
 
 
-def _load(model: str | None, device: str | None, threads: int | None) -> tuple[Any, float]:
+def _load(
+    model: str | None, device: str | None, threads: int | None, backend: str | None
+) -> tuple[Any, float]:
     from ..errors import UnknownModelError
     from ..models import resolve
 
     start = time.perf_counter()
     try:
         resolve(model)  # says what to do before the slow part (torch, transformers) starts
-        classifier = load_classifier(model, device, threads)
+        classifier = load_classifier(model, device, threads, backend=backend)
     except UnknownModelError as ex:
         raise click.ClickException(f"{ex}\n{TINY_MODEL_HINT}") from None
     return classifier, time.perf_counter() - start
@@ -381,9 +435,14 @@ def _announce(server: Any, host: str, app: Any, ui: bool) -> None:
     port = server.servers[0].sockets[0].getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
-    model = app.state.classifier.model_id
+    classifier = app.state.classifier
+    threads = getattr(app.state, "model_threads", None)
+    runs_on = classifier.backend.name + (f", {threads} model thread{'s' * (threads != 1)}" if threads else "")
     page = f"{base}/ui/" if ui else f"{base}/docs"
-    click.echo(f"earmark is serving {model} at {page}  (API: {base}/api/v1, docs: {base}/docs)", err=False)
+    click.echo(
+        f"earmark is serving {classifier.model_id} ({runs_on}) at {page}  (API: {base}/api/v1, docs: {base}/docs)",
+        err=False,
+    )
     for name, pack in app.state.packs.items():
         click.echo(f"classifier pack {name}: {', '.join(pack.labels)}", err=False)
 
