@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -151,7 +152,7 @@ def cli_files_per_s(args: argparse.Namespace, command: str, backend: str) -> dic
     }
 
 
-def serve_row(args: argparse.Namespace, backend: str, threads: int) -> dict[str, Any]:
+def serve_row(args: argparse.Namespace, backend: str, threads: int | None) -> dict[str, Any]:
     """``earmark serve`` with the page on a prepared model: start to ready, idle/peak RSS, c=1 and c=16."""
     import asyncio
     import signal
@@ -178,8 +179,10 @@ def serve_row(args: argparse.Namespace, backend: str, threads: int) -> dict[str,
     finally:
         os.environ.pop("EARMARK_BACKEND", None)
     mib = 1024**2
+    said = re.search(r"\(([\w-]+), (\d+) model threads?\)", getattr(proc, "announcement", ""))
     return {
-        "threads": threads,
+        "threads": threads or "default",
+        "chosen": f"{said.group(1)}, {said.group(2)} threads" if said else "",
         "start_s": round(start_s, 1),
         "idle_mib": round(idle / mib),
         "peak_mib": round(sampler.peak_self / mib),
@@ -230,8 +233,9 @@ def main() -> None:
     ap.add_argument("--backend", default="auto")
     ap.add_argument(
         "--serve-threads",
-        default=f"1,{THREADS}",
-        help="model threads of the `earmark serve` rows, comma-separated ('' skips serving)",
+        default=f"default,1,{THREADS}",
+        help="model threads of the `earmark serve` rows, comma-separated; 'default' passes no --threads"
+        " ('' skips serving)",
     )
     ap.add_argument("--serve-seconds", type=float, default=12.0, help="measured seconds per concurrency")
     args = ap.parse_args()
@@ -252,7 +256,9 @@ def main() -> None:
         rows[b] = run_child("earmark", args, b)
         rows[b]["tag"] = cli_files_per_s(args, "tag", b)
         rows[b]["classify"] = cli_files_per_s(args, "classify", b)
-        rows[b]["serve"] = [serve_row(args, b, int(t)) for t in args.serve_threads.split(",") if t]
+        rows[b]["serve"] = [
+            serve_row(args, b, None if t == "default" else int(t)) for t in args.serve_threads.split(",") if t
+        ]
         print(f"{b}: {json.dumps(rows[b])}", file=sys.stderr, flush=True)
     after = uptime()
     print(report(fl, pipe, rows, args.files, before, after))
@@ -322,7 +328,10 @@ def report(
             cells["c16"].append(
                 f"{x['c16_rps']:.2f} req/s ({x['c16_rps'] / floor_wps:.2f}x the floor's windows/s), p99 {x['c16_p99_ms']} ms"
             )
-        label = f"serve --threads {t}"
+        label = f"serve --threads {t}" if t != "default" else "serve, default threads"
+        if t == "default":
+            chosen = [x["chosen"] for r in rows.values() for x in r.get("serve", []) if x["threads"] == t]
+            label += f" ({'; '.join(c for c in chosen if c)})"
         lines.append(f"| {label}: start to ready, prepared model | — | " + " | ".join(cells["start"]) + " |")
         lines.append(f"| {label}: RSS idle / peak, page on | — | " + " | ".join(cells["rss"]) + " |")
         lines.append(f"| {label}: c=1 | — | " + " | ".join(cells["c1"]) + " |")

@@ -141,6 +141,7 @@ def start_server(
         m = re.search(r"at (http://127\.0\.0\.1:\d+)/", raw.decode())
         if m:
             url = m.group(1)
+            proc.announcement = raw.decode()  # type: ignore[attr-defined]  # backend and threads chosen
             break
     else:
         raise RuntimeError((home / "server.log").read_text()[-3000:])

@@ -56,9 +56,7 @@ def child(backend: str, model: str, ui: bool) -> dict[str, Any]:
 
     mark("import the REST server")
     if ui:
-        import gradio  # noqa: F401
-
-        import earmark.server.ui  # noqa: F401
+        import earmark.server.ui  # noqa: F401  (imports Gradio the way the server does)
 
         mark("import the page (Gradio)")
     import numpy as np

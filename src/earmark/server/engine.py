@@ -156,13 +156,19 @@ class ServingEngine:
         """
         from ..synth import make
 
-        async def warm() -> None:
+        async def decode_pass() -> None:
             await asyncio.get_running_loop().run_in_executor(self._decode_threads, self.decoder.start)
             wave = (make("beep", 1.0) * 32767).astype("<i2")
             await self._decode(_wav_bytes(wave, 48_000), "warm-up", timeout_s=timeout_s)
+
+        async def model_pass() -> None:
             opts = self.options()
             embedding = self._embed_samples(np.zeros(self.sample_rate, np.float32), opts, "warm-up")
             await self._score(embedding, ("a", "b"), opts, None)
+
+        async def warm() -> None:
+            # the model's first pass runs while the decode workers (other processes) start
+            await asyncio.gather(decode_pass(), model_pass())
 
         try:
             await asyncio.wait_for(warm(), timeout_s)

@@ -20,7 +20,7 @@ from ..errors import MissingExtraError
 from ..paths import earmark_home
 from ..types import ClassifyOptions, Prediction
 from .errors import ServerBusy
-from .gradio_import import skip_stub_generation
+from .gradio_startup import bare_apps, skip_stub_generation
 from .i18n import MESSAGES
 from .settings import ServerSettings
 
@@ -220,23 +220,25 @@ def build_ui(
     runner = runner or DirectRunner(classifier)
     i18n = ui_text
     examples = make_examples(earmark_home() / "examples")
-    with gr.Blocks(title="earmark", analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
-        gr.Markdown(i18n("title"), elem_id="em-title")
-        gr.Markdown(i18n("intro"))
-        with gr.Tabs():
-            with gr.Tab(i18n("tab_classify"), id="classify"):
-                build_classify_tab(runner, settings, i18n, examples, packs or {})
-            # rendered with the page: the microphone loads its recorder before anyone presses record
-            with gr.Tab(i18n("tab_live"), id="live", render_children=True):
-                build_live_tab(runner, settings, i18n, packs or {})
-            for title, build_fn in extra_tabs:
-                with gr.Tab(title):
-                    build_fn()
-        gr.Markdown(f"model: `{classifier.model_id}`", elem_id="em-model")
-        # Gradio's "Use via API" panel lists the page's internal events; the API to use is the REST one
-        gr.Markdown(i18n("api_links"), elem_id="em-api")
-    # Gradio's own queue is bounded too: past it the page says the queue is full
-    blocks.queue(max_size=4 * settings.capacity + 4 * settings.live_sessions)
+    # the apps Gradio makes while building are never served: mount_ui builds the one that is
+    with bare_apps():
+        with gr.Blocks(title="earmark", analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
+            gr.Markdown(i18n("title"), elem_id="em-title")
+            gr.Markdown(i18n("intro"))
+            with gr.Tabs():
+                with gr.Tab(i18n("tab_classify"), id="classify"):
+                    build_classify_tab(runner, settings, i18n, examples, packs or {})
+                # rendered with the page: the microphone loads its recorder before anyone presses record
+                with gr.Tab(i18n("tab_live"), id="live", render_children=True):
+                    build_live_tab(runner, settings, i18n, packs or {})
+                for title, build_fn in extra_tabs:
+                    with gr.Tab(title):
+                        build_fn()
+            gr.Markdown(f"model: `{classifier.model_id}`", elem_id="em-model")
+            # Gradio's "Use via API" panel lists the page's internal events; the API to use is the REST one
+            gr.Markdown(i18n("api_links"), elem_id="em-api")
+        # Gradio's own queue is bounded too: past it the page says the queue is full
+        blocks.queue(max_size=4 * settings.capacity + 4 * settings.live_sessions)
     _refuse_url_fetches(blocks.blocks.values())
     blocks.earmark_examples_dir = str(earmark_home() / "examples")
     built: gr.Blocks = blocks
