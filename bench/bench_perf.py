@@ -182,7 +182,7 @@ def serve_row(args: argparse.Namespace, backend: str, threads: int | None) -> di
     said = re.search(r"\(([\w-]+), (\d+) model threads?\)", getattr(proc, "announcement", ""))
     return {
         "threads": threads or "default",
-        "chosen": f"{said.group(1)}, {said.group(2)} threads" if said else "",
+        "chosen": f"{said.group(1)}, {said.group(2)} thread{'s' * (said.group(2) != '1')}" if said else "",
         "start_s": round(start_s, 1),
         "idle_mib": round(idle / mib),
         "peak_mib": round(sampler.peak_self / mib),

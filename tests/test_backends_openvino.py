@@ -169,19 +169,21 @@ def _resident_kib(folder: Path) -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/smaps is Linux's")
-def test_the_mapped_model_file_is_given_back_once_every_stream_has_run(
+def test_the_mapped_model_file_is_given_back_after_each_streams_first_run(
     pair, home: Path, tiny_model: str
 ) -> None:
     os.environ["EARMARK_HOME"] = str(home)  # restored by the autouse fixture
     ov = OpenVinoBackend(tiny_model, threads=2, streams=2)
     ir = ov.folder / "openvino"
-    clips = _clips(2)
-    first = ov.embed_audio(clips[:1])  # one window: one stream has run, the other not yet
     assert _resident_kib(ir) > 0, "OpenVINO keeps no mapping of the model file: nothing to give back"
-    both = ov.embed_audio(clips)  # two windows: both streams run, then the pages are given back
+    clips = _clips(2)
+    first = ov.embed_audio(clips[:1])  # one window: one stream's first run, then the pages go
+    assert _resident_kib(ir) == 0, "the model file's pages stayed resident after a stream's first run"
+    both = ov.embed_audio(clips)  # the other stream's first run reads some again: given back again
     assert _resident_kib(ir) == 0, "the model file's pages stayed resident after every stream ran"
     # what the plugin reads again comes back from the file: the same embeddings as before
     assert np.array_equal(ov.embed_audio(clips[:1]), first) and np.array_equal(both[:1], first)
+    assert ov._unrun is None, "every stream has run: nothing more to give back"
 
 
 def test_only_read_only_shared_mappings_under_the_folder_are_dropped(tmp_path: Path) -> None:

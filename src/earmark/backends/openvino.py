@@ -178,8 +178,15 @@ class OpenVinoBackend(TextTowerMixin, FeaturesMixin):
         self._audio = self._compile(ir / "audio.xml", self.streams)
         self._requests: queue.Queue[Any] = queue.Queue()
         for _ in range(self.streams):
-            self._requests.put(self._audio.create_infer_request())
-        # requests that have not run yet: once each has, the plugin has its own copies of the weights
+            request = self._audio.create_infer_request()
+            # OpenVINO's Python binding fills a static table on a tensor's first ``.data``; two threads
+            # doing that at once deadlocked (one in the C++ static guard holding the GIL, one inside it
+            # waiting for the GIL: `earmark tag` hung at its first two windows, seen with py-spy). Once
+            # here, on one thread, it is filled before any stream runs.
+            request.get_input_tensor(0).data  # noqa: B018
+            request.get_output_tensor(0).data  # noqa: B018
+            self._requests.put(request)
+        # requests that have not run yet: each one's first run copies what it needs of the weights
         self._unrun: set[int] | None = {id(r) for r in list(self._requests.queue)}
         self._unrun_lock = threading.Lock()
         self._text: Any = None  # compiled on first use: embedding stored audio needs no text tower
@@ -233,16 +240,20 @@ class OpenVinoBackend(TextTowerMixin, FeaturesMixin):
         return _normalised(np.concatenate(outs))
 
     def _ran(self, requests: list[Any]) -> None:
-        """Once every stream has run, give back the mapped model file's pages (:mod:`.resident`)."""
+        """After each stream's first run, give back the mapped model file's pages (:mod:`.resident`).
+
+        After every stream's, not only the last: a server warmed up on one stream idles without them.
+        """
         with self._unrun_lock:
             if self._unrun is None:
                 return
-            self._unrun.difference_update(id(r) for r in requests)
-            if self._unrun:
-                return
-            self._unrun = None
-        dropped = drop_mapped_pages(self._ir)
-        log.debug("openvino: %d MiB of mapped model pages given back", dropped >> 20)
+            first = self._unrun.intersection(id(r) for r in requests)
+            self._unrun.difference_update(first)
+            if not self._unrun:
+                self._unrun = None
+        if first:
+            dropped = drop_mapped_pages(self._ir)
+            log.debug("openvino: %d MiB of mapped model pages given back", dropped >> 20)
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
