@@ -259,3 +259,19 @@ def test_admission_refuses_beyond_capacity_at_once_and_frees_places() -> None:
     with admission.slot():
         assert admission.held == 1
     assert admission.held == 0
+
+
+def test_a_serve_that_fails_during_start_up_leaves_the_collector_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Start-up pauses garbage collection; a start that fails inside the pause must not keep it off."""
+    import gc
+
+    from click.testing import CliRunner
+
+    from earmark.cli import cli
+
+    bad = tmp_path / "broken.pack"
+    bad.write_text("not a classifier pack")
+    assert gc.isenabled()
+    r = CliRunner().invoke(cli, ["serve", "--port", "0", "--pack", str(bad), "--no-ui"])
+    assert r.exit_code == 1 and "--pack broken" in r.output, r.output  # the user reads why
+    assert gc.isenabled(), "a failed start left garbage collection off in this process"
