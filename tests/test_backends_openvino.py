@@ -71,7 +71,22 @@ def test_a_cpu_call_takes_one_window_even_when_a_bigger_batch_is_asked_for(
     ov = get_backend("openvino", model=tiny_model, threads=2, batch_size=8)
     # the stage pads every call to batch_size rows: 8 would make one clip cost 8 windows of work
     assert ov.batch_size == 1, f"a lone clip would be padded to {ov.batch_size} windows per call"
-    assert ov.streams == 2, "two threads should give two streams, the stage's parallelism"
+
+
+def test_a_lone_clip_gets_one_stream_and_throughput_callers_two(
+    tiny_model: str, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EARMARK_HOME", str(home))
+    monkeypatch.delenv("EARMARK_STREAMS", raising=False)
+    lone = get_backend("openvino", model=tiny_model, threads=2)
+    assert lone.streams == 1, "a lone clip should get every thread on one call (LATENCY mode)"
+    many = get_backend("openvino", model=tiny_model, threads=2, throughput=True)
+    assert many.streams == 2, "tag/serve/eval keep windows in flight: two streams, one per core"
+    assert get_backend("openvino", model=tiny_model, threads=1, throughput=True).streams == 1
+    monkeypatch.setenv("EARMARK_STREAMS", "2")
+    assert get_backend("openvino", model=tiny_model, threads=2).streams == 2, "$EARMARK_STREAMS is the user's"
+    # backends that run one call at a time take the hint without complaint
+    assert get_backend("onnx", model=tiny_model, threads=2, throughput=True).streams == 1
 
 
 def test_two_streams_are_thread_safe_and_give_the_same_embeddings(pair, tiny_model: str, home: Path) -> None:

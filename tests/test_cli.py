@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -124,3 +125,19 @@ def test_help_is_instant_and_light() -> None:
         [sys.executable, "-m", "earmark", "--help"], capture_output=True, text=True, check=True
     )
     assert "classify" in r.stdout and "model" in r.stdout
+
+
+def test_classify_gives_the_model_streams_only_when_several_windows_will_be_in_flight(tmp_path: Path) -> None:
+    """One short clip: every model thread on it (fastest answer); more files or long audio: streams."""
+    from earmark.cli.classify_cmd import _many_windows
+
+    short = str(sound_file(tmp_path, "beep", 4.0))
+    long = str(sound_file(tmp_path, "noise", 25.0, seed=1))
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"not audio at all")
+    assert not _many_windows([short], 10.0), "a 4 s clip is one window"
+    assert _many_windows([long], 10.0), "25 s at 10 s windows keeps several in flight"
+    assert _many_windows([short], 2.0), "2 s windows cut a 4 s clip into several"
+    assert _many_windows([short, short], 10.0)
+    assert _many_windows(["-"], 10.0), "stdin may be long: its length is not known up front"
+    assert not _many_windows([str(garbage)], 10.0), "a file that fails fails later, with its message"

@@ -51,6 +51,10 @@ class Classifier:
         limits: audio limits for every decode.
         text_cache_size: label embeddings kept (keyed by model, template, label).
         persist_labels: also keep label embeddings on disk (:mod:`earmark.label_cache`).
+        throughput: many clips or long audio will be in flight at once (as ``earmark tag``,
+            ``serve`` and ``eval`` run): a backend that can (OpenVINO) splits its threads into
+            two inference streams, more windows per second but a slower lone clip. Default:
+            every thread on one call, the fastest single clip.
     """
 
     def __init__(
@@ -64,9 +68,10 @@ class Classifier:
         limits: _audio.AudioLimits = _audio.DEFAULT_LIMITS,
         text_cache_size: int = 4096,
         persist_labels: bool = True,
+        throughput: bool = False,
     ) -> None:
         if backend is None or isinstance(backend, str):
-            backend = get_backend(backend, model=model, device=device, threads=threads)
+            backend = get_backend(backend, model=model, device=device, threads=threads, throughput=throughput)
         self.backend = backend
         self.options = options or ClassifyOptions()
         self.limits = limits

@@ -110,7 +110,7 @@ class _Embedder:
         from .classify import Classifier
         from .types import ClassifyOptions
 
-        self.clf = Classifier(model, device=device, threads=threads)
+        self.clf = Classifier(model, device=device, threads=threads, throughput=True)
         self.opts = ClassifyOptions(window_s=window_s, hop_s=hop_s)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:

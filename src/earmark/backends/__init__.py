@@ -153,11 +153,14 @@ def backend_name(name: str | None = None) -> str:
     return (name or os.environ.get("EARMARK_BACKEND") or "auto").strip().lower()
 
 
-def get_backend(name: str | None = None, **kwargs: Any) -> Backend:
+def get_backend(name: str | None = None, *, throughput: bool = False, **kwargs: Any) -> Backend:
     """Create a backend by name (see :data:`BACKENDS`), passing ``kwargs`` to it.
 
     Args:
         name: a key of :data:`BACKENDS`; default ``$EARMARK_BACKEND`` or ``auto``.
+        throughput: the caller keeps several windows in flight (tag, serve, eval, monitor):
+            a backend that can run calls at once (OpenVINO) splits its threads into two
+            streams. Default: every thread on one call, the fastest lone clip.
         kwargs: ``model``, ``device``, ``threads``, ``batch_size``.
     """
     key = backend_name(name)
@@ -165,4 +168,6 @@ def get_backend(name: str | None = None, **kwargs: Any) -> Backend:
         factory = BACKENDS[key]
     except KeyError:
         raise ConfigError(f"unknown backend {key!r}; expected one of: {', '.join(BACKENDS)}") from None
+    if key == "auto" or key.startswith("openvino"):
+        kwargs["throughput"] = throughput
     return factory(**kwargs)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,7 @@ class LogMel:
         self._bank = np.ascontiguousarray(bank, dtype=np.float32)
         self.channels = 4 if self.fusion else 1
         self.frames = s.max_samples // s.hop_samples + 1
+        self._buffers = threading.local()  # per thread: features are computed on several at once
 
     def padded(self, window: np.ndarray) -> np.ndarray:
         """A window brought to ``max_samples`` the way the reference pads short clips."""
@@ -195,10 +197,27 @@ class LogMel:
             out[i] = mel[None]
         return out
 
+    def _reflect_padded(self, x: np.ndarray) -> np.ndarray:
+        """``np.pad(x, fft_size // 2, mode="reflect")`` in float64, in this thread's reused buffer.
+
+        A fresh 3.8 MB array per window costs its page faults every call (measured: 5.2 ms of an
+        11 ms window, against 0.2 ms for the copy into a buffer already mapped).
+        """
+        half = self.settings.fft_size // 2
+        n = x.size + 2 * half
+        buf: np.ndarray | None = getattr(self._buffers, "padded", None)
+        if buf is None or buf.size < n:
+            buf = np.empty(n, np.float64)
+            self._buffers.padded = buf
+        out = buf[:n]
+        out[half : n - half] = x
+        out[:half] = x[half:0:-1]
+        out[n - half :] = x[-2 : -half - 2 : -1]
+        return out
+
     def _log_mel(self, x: np.ndarray) -> np.ndarray:
         s = self.settings
-        half = s.fft_size // 2
-        x = np.pad(x.astype(np.float64), (half, half), mode="reflect")
+        x = self._reflect_padded(x)
         frames = np.lib.stride_tricks.sliding_window_view(x, s.fft_size)[:: s.hop_samples]
         mel = np.empty((frames.shape[0], s.n_mels), dtype=np.float32)
         # blocks of frames: temporaries stay in cache and are not page-faulted in afresh on every

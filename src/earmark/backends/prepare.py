@@ -143,9 +143,12 @@ def prepare(
         if have_openvino:
             from .openvino import OpenVinoBackend
 
-            candidates["openvino"] = OpenVinoBackend(model, threads=n)
+            # as tag, serve and eval run it: two streams on 2+ threads (a lone clip takes one)
+            candidates["openvino"] = OpenVinoBackend(model, threads=n, throughput=True)
             if precision == "bf16":
-                candidates["openvino-bf16"] = OpenVinoBackend(model, threads=n, precision="bf16")
+                candidates["openvino-bf16"] = OpenVinoBackend(
+                    model, threads=n, precision="bf16", throughput=True
+                )
         if precision == "int8":
             candidates["onnx-int8"] = OnnxBackend(model, threads=n, int8=True)
         timings, conditions = select.measure(candidates, progress=progress)

@@ -12,8 +12,9 @@ Measuring on a shared machine:
 - candidates are timed in interleaved rounds (each round: every candidate,
   in rotated order, a warm-up call and then timed calls), the figure is the
   median over rounds; a backend with several inference streams (OpenVINO on
-  2+ threads) is timed with that many calls in flight, as the windows ->
-  embeddings stage runs it, and its figure is per window;
+  2+ threads, as tag, serve and eval load it) is timed with that many calls
+  in flight, as the windows -> embeddings stage runs it, and its figure is per
+  window;
 - a round is discarded and measured again when the CPU was busy during it: the
   1-minute load above the core count, steal time above 5 %, or a fixed
   calibration loop running 25 % slower than its best this run. When every
@@ -86,6 +87,7 @@ def auto_backend(
     device: str | None = None,
     threads: int | None = None,
     batch_size: int = 8,
+    throughput: bool = False,
 ) -> Backend:
     """The remembered (or freshly measured) fastest backend for ``model`` here.
 
@@ -94,8 +96,15 @@ def auto_backend(
         device: ``auto``, ``cpu``, ``cuda``...; a GPU always means PyTorch.
         threads: CPU threads; part of the machine signature.
         batch_size: most windows per forward pass.
+        throughput: several windows in flight (see :func:`earmark.backends.get_backend`).
     """
-    kwargs: dict[str, Any] = {"model": model, "device": device, "threads": threads, "batch_size": batch_size}
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "device": device,
+        "threads": threads,
+        "batch_size": batch_size,
+        "throughput": throughput,
+    }
     if _wants_gpu(device):
         return get_backend("torch", **kwargs)
     path = models.resolve(model)

@@ -95,8 +95,14 @@ def collect_labels(labels: tuple[str, ...], labels_file: Path | None) -> tuple[s
     return parse_labels(*labels, labels_file)
 
 
-def load_classifier(model: str | None, device: str | None, threads: int | None, **kwargs: Any) -> Any:
-    """Build a Classifier, with a spinner on stderr while the model loads."""
+def load_classifier(
+    model: str | None, device: str | None, threads: int | None, *, throughput: bool = True, **kwargs: Any
+) -> Any:
+    """Build a Classifier, with a spinner on stderr while the model loads.
+
+    ``throughput``: the command keeps several windows in flight (true of every command but
+    ``classify`` of one short clip; see :class:`~earmark.classify.Classifier`).
+    """
     from rich.console import Console
 
     from ..classify import Classifier
@@ -106,7 +112,7 @@ def load_classifier(model: str | None, device: str | None, threads: int | None, 
         kwargs["backend"] = ctx.meta.get(BACKEND_META)
     console = Console(stderr=True)
     with console.status("loading model…", spinner="dots"):
-        return Classifier(model, device=device, threads=threads, **kwargs)
+        return Classifier(model, device=device, threads=threads, throughput=throughput, **kwargs)
 
 
 def warn_unmatched_thresholds(

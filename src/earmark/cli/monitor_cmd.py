@@ -270,7 +270,8 @@ def _run(config: Any) -> None:
     from .common import load_classifier
 
     _check_microphone(config)
-    clf = load_classifier(config.model, config.device, config.threads)
+    # one source hands the model one window per hop: every thread on it; several keep windows in flight
+    clf = load_classifier(config.model, config.device, config.threads, throughput=len(config.sources) > 1)
     monitor = Monitor(config, clf)
 
     def stop(signum: int, frame: Any) -> None:

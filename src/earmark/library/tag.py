@@ -99,14 +99,14 @@ class ModelRef:
 
     Args:
         name: alias, hub id or folder (as :class:`Classifier` takes it).
-        loader: builds the classifier (default ``Classifier(name)``).
+        loader: builds the classifier (default ``Classifier(name, throughput=True)``).
     """
 
     def __init__(self, name: str, loader: Callable[[], Classifier] | None = None) -> None:
         from ..models import canonical
 
         self.name = canonical(name)
-        self._loader = loader or (lambda: Classifier(name))
+        self._loader = loader or (lambda: Classifier(name, throughput=True))
         self._classifier: Classifier | None = None
         self._checks: list[Callable[[Classifier], None]] = []
         self._key: str | None = None

@@ -171,7 +171,9 @@ def build_replica_app(spec: ReplicaSpec) -> Any:
     settings = spec.settings
     threads = spec.threads or max(1, int(_replica_cpus()) - settings.decode_workers)
     start = time.perf_counter()
-    classifier = Classifier(spec.model, device=spec.device, threads=threads, backend=spec.backend)
+    classifier = Classifier(
+        spec.model, device=spec.device, threads=threads, backend=spec.backend, throughput=True
+    )
     load_s = time.perf_counter() - start
     packs = {name: load_pack(path) for name, path in spec.pack_paths.items()}
     db = Database(spec.db_path) if spec.db_path else None
